@@ -1,0 +1,360 @@
+/**
+ * The registry of Reflex's coded errors.
+ *
+ * Every error a user can meet has a stable code `REFLEX_ERR_<AREA>_<WHAT>`, an HTTP status and a message
+ * that says what happened and what to do about it. `docs/errors.md` is generated from this registry
+ * (`npm run gen`), and a test checks that every key equals its code. A code is never reused for another
+ * meaning: retire it instead.
+ *
+ * Messages are templates: `{name}` is replaced by the parameter of that name.
+ */
+export const errorRegistry = {
+  // --- events (ingest) ---
+  REFLEX_ERR_EVENT_INVALID_JSON: {
+    code: 'REFLEX_ERR_EVENT_INVALID_JSON',
+    status: 400,
+    message: 'The request body is not valid JSON: {reason}. To fix: send a JSON document.',
+  },
+  REFLEX_ERR_EVENT_MISSING_ATTRIBUTE: {
+    code: 'REFLEX_ERR_EVENT_MISSING_ATTRIBUTE',
+    status: 400,
+    message:
+      'The event has no `{attribute}` attribute{where}. To fix: CloudEvents 1.0 requires `specversion`, `id`, `source` and `type` as non-empty strings.',
+  },
+  REFLEX_ERR_EVENT_INVALID_ATTRIBUTE: {
+    code: 'REFLEX_ERR_EVENT_INVALID_ATTRIBUTE',
+    status: 400,
+    message: 'The event attribute `{attribute}` is invalid{where}: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_EVENT_NOT_OBJECT: {
+    code: 'REFLEX_ERR_EVENT_NOT_OBJECT',
+    status: 400,
+    message:
+      'Expected {expected}, got {got}. To fix: send a CloudEvent as a JSON object (a batch as a JSON array).',
+  },
+  REFLEX_ERR_EVENT_TOO_LARGE: {
+    code: 'REFLEX_ERR_EVENT_TOO_LARGE',
+    status: 413,
+    message:
+      'The request body is larger than the limit of {limit} bytes. To fix: send a smaller event, or raise `--body-limit` (REFLEX_BODY_LIMIT).',
+  },
+  REFLEX_ERR_EVENT_TOO_DEEP: {
+    code: 'REFLEX_ERR_EVENT_TOO_DEEP',
+    status: 400,
+    message:
+      'The event is nested deeper than the limit of {limit} levels. To fix: flatten the payload, or raise `--max-depth` (REFLEX_MAX_DEPTH).',
+  },
+  REFLEX_ERR_EVENT_EMPTY_BATCH: {
+    code: 'REFLEX_ERR_EVENT_EMPTY_BATCH',
+    status: 400,
+    message: 'The batch holds no events. To fix: send at least one CloudEvent in the JSON array.',
+  },
+  REFLEX_ERR_EVENT_UNSUPPORTED_MEDIA_TYPE: {
+    code: 'REFLEX_ERR_EVENT_UNSUPPORTED_MEDIA_TYPE',
+    status: 415,
+    message:
+      'Cannot read an event from content type `{contentType}` without `ce-*` headers. To fix: send `application/cloudevents+json`, `application/cloudevents-batch+json`, or binary mode with `ce-specversion`, `ce-id`, `ce-source` and `ce-type` headers.',
+  },
+  REFLEX_ERR_EVENT_NOT_FOUND: {
+    code: 'REFLEX_ERR_EVENT_NOT_FOUND',
+    status: 404,
+    message: 'No event {what} is in the log. To fix: list events with `reflex events ls`.',
+  },
+  REFLEX_ERR_INGEST_OVERLOADED: {
+    code: 'REFLEX_ERR_INGEST_OVERLOADED',
+    status: 503,
+    message:
+      'Reflex is taking in more events than it can store right now ({pending} waiting). To fix: retry after the time in the Retry-After header.',
+  },
+  REFLEX_ERR_INGEST_STOPPED: {
+    code: 'REFLEX_ERR_INGEST_STOPPED',
+    status: 503,
+    message: 'Reflex is shutting down and takes no more events. To fix: retry against a running instance.',
+  },
+
+  // --- webhooks ---
+  REFLEX_ERR_WEBHOOK_NOT_FOUND: {
+    code: 'REFLEX_ERR_WEBHOOK_NOT_FOUND',
+    status: 404,
+    message:
+      'No webhook named `{name}` is declared. To fix: declare it under `webhooks:` in a loaded rulebook.',
+  },
+  REFLEX_ERR_WEBHOOK_UNAUTHORIZED: {
+    code: 'REFLEX_ERR_WEBHOOK_UNAUTHORIZED',
+    status: 401,
+    message: 'The request to webhook `{name}` is not authorized: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_WEBHOOK_SECRET_MISSING: {
+    code: 'REFLEX_ERR_WEBHOOK_SECRET_MISSING',
+    status: 500,
+    message:
+      'Webhook `{name}` takes its secret from the environment variable `{env}`, which is not set. To fix: set {env} and restart (or reload) Reflex.',
+  },
+
+  // --- API ---
+  REFLEX_ERR_API_UNAUTHORIZED: {
+    code: 'REFLEX_ERR_API_UNAUTHORIZED',
+    status: 401,
+    message:
+      'This API needs a bearer token. To fix: send `Authorization: Bearer <token>` with the token set in REFLEX_API_TOKEN.',
+  },
+  REFLEX_ERR_API_INVALID_QUERY: {
+    code: 'REFLEX_ERR_API_INVALID_QUERY',
+    status: 400,
+    message: 'The query parameter `{param}` is invalid: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_API_INVALID_BODY: {
+    code: 'REFLEX_ERR_API_INVALID_BODY',
+    status: 400,
+    message: 'The request body is invalid: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_API_NOT_FOUND: {
+    code: 'REFLEX_ERR_API_NOT_FOUND',
+    status: 404,
+    message: 'No route {method} {url}. To fix: see docs/api.md for the routes.',
+  },
+  REFLEX_ERR_API_UNREACHABLE: {
+    code: 'REFLEX_ERR_API_UNREACHABLE',
+    status: 502,
+    message:
+      'Cannot reach Reflex at {url}: {reason}. To fix: start it with `reflex start`, or point `--url` (REFLEX_URL) at a running instance.',
+  },
+
+  // --- patterns ---
+  REFLEX_ERR_PATTERN_INVALID: {
+    code: 'REFLEX_ERR_PATTERN_INVALID',
+    status: 400,
+    message: 'The event pattern is invalid at `{path}`: {reason}. To fix: {fix}',
+  },
+
+  // --- CEL conditions and templates ---
+  REFLEX_ERR_CONDITION_INVALID: {
+    code: 'REFLEX_ERR_CONDITION_INVALID',
+    status: 400,
+    message: 'The CEL expression `{expression}` is invalid: {reason}. To fix: see docs/rules.md#conditions.',
+  },
+  REFLEX_ERR_CONDITION_FAILED: {
+    code: 'REFLEX_ERR_CONDITION_FAILED',
+    status: 500,
+    message:
+      'The CEL expression `{expression}` failed: {reason}. To fix: guard missing fields with `has(...)`.',
+  },
+  REFLEX_ERR_CONDITION_NOT_BOOLEAN: {
+    code: 'REFLEX_ERR_CONDITION_NOT_BOOLEAN',
+    status: 500,
+    message:
+      'The condition `{expression}` gave {got}, not a boolean. To fix: make the `if` expression return true or false.',
+  },
+  REFLEX_ERR_TEMPLATE_INVALID: {
+    code: 'REFLEX_ERR_TEMPLATE_INVALID',
+    status: 400,
+    message: 'The template `{template}` is invalid: {reason}. To fix: write `${{ <CEL expression> }}`.',
+  },
+  REFLEX_ERR_TEMPLATE_FAILED: {
+    code: 'REFLEX_ERR_TEMPLATE_FAILED',
+    status: 500,
+    message:
+      'The template `{template}` failed: {reason}. To fix: check the fields it reads exist in the event.',
+  },
+
+  // --- rulebooks ---
+  REFLEX_ERR_RULEBOOK_INVALID: {
+    code: 'REFLEX_ERR_RULEBOOK_INVALID',
+    status: 400,
+    message: '{location}: {reason}',
+  },
+  REFLEX_ERR_RULEBOOK_NOT_FOUND: {
+    code: 'REFLEX_ERR_RULEBOOK_NOT_FOUND',
+    status: 400,
+    message:
+      'No rulebook at `{path}`. To fix: give the path of a .yaml/.yml file or of a folder holding some.',
+  },
+
+  // --- runs and actions ---
+  REFLEX_ERR_RUN_NOT_FOUND: {
+    code: 'REFLEX_ERR_RUN_NOT_FOUND',
+    status: 404,
+    message: 'No run `{id}`. To fix: list runs with `reflex runs ls`.',
+  },
+  REFLEX_ERR_ACTION_TIMEOUT: {
+    code: 'REFLEX_ERR_ACTION_TIMEOUT',
+    status: 504,
+    message:
+      'The `{action}` action did not finish within {timeout}. To fix: raise its `timeout`, or make the target faster.',
+  },
+  REFLEX_ERR_ACTION_HTTP_STATUS: {
+    code: 'REFLEX_ERR_ACTION_HTTP_STATUS',
+    status: 502,
+    message:
+      '{method} {url} answered {status}, expected {expected}. To fix: check the target, or set `expect` on the action.',
+  },
+  REFLEX_ERR_ACTION_HTTP_UNREACHABLE: {
+    code: 'REFLEX_ERR_ACTION_HTTP_UNREACHABLE',
+    status: 502,
+    message: '{method} {url} failed: {reason}. To fix: check that the target is up and the URL is right.',
+  },
+  REFLEX_ERR_ACTION_EXEC_FAILED: {
+    code: 'REFLEX_ERR_ACTION_EXEC_FAILED',
+    status: 502,
+    message: '`{command}` {reason}. To fix: see the captured output in `reflex runs show`.',
+  },
+  REFLEX_ERR_ACTION_EXEC_NOT_FOUND: {
+    code: 'REFLEX_ERR_ACTION_EXEC_NOT_FOUND',
+    status: 502,
+    message: 'Cannot start `{command}`: {reason}. To fix: give an absolute path or a command on the PATH.',
+  },
+  REFLEX_ERR_ACTION_INVALID_PARAMS: {
+    code: 'REFLEX_ERR_ACTION_INVALID_PARAMS',
+    status: 400,
+    message: 'The `{action}` action got invalid parameters: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_ACTION_UNKNOWN: {
+    code: 'REFLEX_ERR_ACTION_UNKNOWN',
+    status: 400,
+    message: 'There is no `{action}` action. To fix: use one of {known}.',
+  },
+
+  // --- store ---
+  REFLEX_ERR_STORE_LOCKED: {
+    code: 'REFLEX_ERR_STORE_LOCKED',
+    status: 500,
+    message:
+      'The data directory `{dir}` is in use by another Reflex process (pid {pid}). To fix: stop that process, or start this one with another `--data`.',
+  },
+  REFLEX_ERR_STORE_NEWER_SCHEMA: {
+    code: 'REFLEX_ERR_STORE_NEWER_SCHEMA',
+    status: 500,
+    message:
+      'The database at `{path}` has schema version {found}, newer than this Reflex knows ({known}). To fix: run a newer Reflex, or use another `--data`.',
+  },
+
+  // --- configuration ---
+  REFLEX_ERR_CONFIG_INVALID: {
+    code: 'REFLEX_ERR_CONFIG_INVALID',
+    status: 400,
+    message: 'The option `{option}` is invalid: {reason}. To fix: {fix}',
+  },
+} as const satisfies Record<string, { code: string; status: number; message: string }>;
+
+/** A coded error's key, e.g. `REFLEX_ERR_EVENT_INVALID_JSON`. */
+export type ErrorCode = keyof typeof errorRegistry;
+
+/** Parameters that fill a message template. */
+export type ErrorParams = Readonly<Record<string, string | number>>;
+
+/** The shape in which a failure is stored (in runs, attempts, dead letters) and sent over HTTP. */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  /** Extra facts about the failure, such as the HTTP status an action got. */
+  details?: Record<string, unknown>;
+  cause?: ErrorInfo;
+}
+
+function render(template: string, params: ErrorParams): string {
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) => {
+    const value = params[name];
+    return value === undefined ? whole : String(value);
+  });
+}
+
+/**
+ * An error with a registered code. Throw it for every failure a user can meet.
+ *
+ * @example
+ * throw new ReflexError('REFLEX_ERR_EVENT_MISSING_ATTRIBUTE', { attribute: 'id', where: '' });
+ */
+export class ReflexError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  readonly params: ErrorParams;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    params: ErrorParams = {},
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    const entry = errorRegistry[code];
+    super(render(entry.message, params), options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ReflexError';
+    this.code = code;
+    this.statusCode = entry.status;
+    this.params = params;
+    this.details = options.details;
+  }
+
+  toJSON(): ErrorInfo {
+    return toErrorInfo(this);
+  }
+}
+
+/**
+ * Thrown by an action or workflow step to say that trying again cannot help (a 4xx answer, a bad
+ * parameter). The run fails at once and goes to the dead-letter list.
+ */
+export class NonRetriableError extends Error {
+  readonly code: string;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(
+    message: string,
+    options: { code?: string; cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NonRetriableError';
+    this.code = options.code ?? 'REFLEX_ERR_NON_RETRIABLE';
+    this.details = options.details;
+  }
+}
+
+/**
+ * Thrown by an action or workflow step to ask for the next attempt no earlier than `retryAfterMs` from
+ * now (an HTTP 429 or 503 with Retry-After). It still counts as an attempt.
+ */
+export class RetryAfterError extends Error {
+  readonly code: string;
+  readonly retryAfterMs: number;
+  readonly details: Record<string, unknown> | undefined;
+  constructor(
+    message: string,
+    retryAfterMs: number,
+    options: { code?: string; cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RetryAfterError';
+    this.code = options.code ?? 'REFLEX_ERR_RETRY_AFTER';
+    this.retryAfterMs = retryAfterMs;
+    this.details = options.details;
+  }
+}
+
+/** Turns anything thrown into the one stored error shape, keeping the chain of causes. */
+export function toErrorInfo(error: unknown, depth = 0): ErrorInfo {
+  if (error instanceof Error) {
+    const coded = error as Error & { code?: unknown; details?: unknown };
+    const info: ErrorInfo = {
+      code: typeof coded.code === 'string' ? coded.code : 'REFLEX_ERR_UNEXPECTED',
+      message: error.message,
+    };
+    if (coded.details !== undefined && coded.details !== null && typeof coded.details === 'object') {
+      info.details = coded.details as Record<string, unknown>;
+    }
+    if (error.cause !== undefined && depth < 5) info.cause = toErrorInfo(error.cause, depth + 1);
+    return info;
+  }
+  return { code: 'REFLEX_ERR_UNEXPECTED', message: String(error) };
+}
+
+/** Whether the executor may try an action again after this error. */
+export function isRetriable(error: unknown): boolean {
+  if (error instanceof NonRetriableError) return false;
+  if (error instanceof ReflexError) {
+    return (
+      error.code !== 'REFLEX_ERR_ACTION_INVALID_PARAMS' &&
+      error.code !== 'REFLEX_ERR_TEMPLATE_FAILED' &&
+      error.code !== 'REFLEX_ERR_ACTION_UNKNOWN' &&
+      error.code !== 'REFLEX_ERR_ACTION_EXEC_NOT_FOUND'
+    );
+  }
+  return true;
+}

@@ -1,0 +1,46 @@
+import type { AppendResult, CloudEvent } from '../event.js';
+import type { Logger } from './logger.js';
+
+/**
+ * The Action port: one kind of thing a rule can do (`http`, `exec`, `emit`, `fact`, `log`, ...).
+ *
+ * The executor renders the step's templates, then calls `run` with the resulting parameters. `run`
+ * returns the step's output (stored with the attempt, readable by later steps as `steps.<id>.output`)
+ * or throws: a `NonRetriableError` fails the run at once, a `RetryAfterError` asks for a later retry,
+ * anything else is retried with backoff.
+ */
+export interface Action<Params = unknown> {
+  /** The key under which a step names this action in a rulebook, e.g. `http`. */
+  readonly kind: string;
+  /**
+   * Checks and normalises rendered parameters. Throws REFLEX_ERR_ACTION_INVALID_PARAMS (not retried).
+   * Called before every attempt, because templates make parameters depend on the event.
+   */
+  parse(params: unknown): Params;
+  run(params: Params, context: ActionContext): Promise<unknown>;
+}
+
+/** What an action may use while it runs. */
+export interface ActionContext {
+  runId: string;
+  rule: string;
+  stepId: string;
+  /** 1 for the first try. */
+  attempt: number;
+  /** Stable across attempts of one step (`<run id>:<step id>`): send it so targets can drop repeats. */
+  idempotencyKey: string;
+  /** The step's deadline; aborted on timeout and when the engine stops. */
+  signal: AbortSignal;
+  /** Milliseconds the step has in all. */
+  timeoutMs: number;
+  logger: Logger;
+  /**
+   * Appends a new event to the log. `id` defaults to one derived from the idempotency key, so a retried
+   * step does not emit twice; `source` defaults to `reflex`.
+   */
+  emit(
+    event: Omit<CloudEvent, 'specversion' | 'id' | 'source'> & { id?: string; source?: string },
+  ): Promise<AppendResult>;
+  /** Sets (or with `undefined`, removes) a durable fact. */
+  setFact(name: string, value: unknown): Promise<void>;
+}

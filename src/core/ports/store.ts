@@ -1,0 +1,250 @@
+import type { ErrorInfo } from '../errors.js';
+import type { AppendResult, CloudEvent, LoggedEvent } from '../event.js';
+
+/**
+ * The Store port: everything Reflex keeps durably — the event log, the dispatcher's offset, runs and
+ * their attempts, facts, dead letters, rulebook versions and the audit trail.
+ *
+ * Methods are async so a networked backend (PostgreSQL) can implement the same port; the embedded SQLite
+ * backend answers synchronously inside. Every method that changes several things does so in ONE
+ * transaction: that is what the engine's guarantees rest on. Times are milliseconds since the epoch.
+ */
+export interface Store {
+  // --- the log ---
+  /**
+   * Appends events in one transaction (a group commit) and returns, in order, each one's `seq`; an event
+   * whose (`source`, `id`) is already in the log (or earlier in the same batch) is not appended again and
+   * comes back with `duplicate: true` and the original's `seq`.
+   */
+  appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]>;
+  /** Events with `seq > afterSeq`, oldest first, at most `limit`. The dispatcher reads with this. */
+  readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]>;
+  getEvent(seq: number): Promise<LoggedEvent | undefined>;
+  /** Events with this id (one per source that used it), oldest first. */
+  findEventsById(id: string, source?: string): Promise<LoggedEvent[]>;
+  /** A page of events that pass the filters, in the cursor's direction. */
+  listEvents(query: EventQuery): Promise<LoggedEvent[]>;
+  /** The highest `seq` in the log, 0 when it is empty. */
+  lastSeq(): Promise<number>;
+
+  // --- dispatch ---
+  /** The last `seq` the named consumer has committed, 0 if it has none. */
+  getOffset(consumer: string): Promise<number>;
+  /**
+   * Records what the dispatcher decided for a batch of events — new runs, audit entries, rulebook
+   * activation — and advances its offset, all in one transaction. A run for a (`triggerSeq`, `rule`)
+   * that already exists is an error: a match is never doubled.
+   */
+  commitDispatch(commit: DispatchCommit): Promise<void>;
+
+  // --- rulebooks ---
+  /** Saves a rulebook version, or returns the id of the stored version with the same hash. */
+  saveRulebookVersion(version: NewRulebookVersion): Promise<number>;
+  getRulebookVersion(id: number): Promise<RulebookVersion | undefined>;
+  /** The rulebook version the dispatcher used for the event at `seq`, if it has dispatched it. */
+  rulebookVersionAt(seq: number): Promise<number | undefined>;
+
+  // --- runs ---
+  /**
+   * Leases up to `limit` runs that are due (`pending` with `nextAttemptAt <= now`, or `running` with an
+   * expired lease), oldest first, marks them `running` for `owner` until `now + leaseMs`, and returns them.
+   */
+  claimRuns(claim: RunClaim): Promise<Run[]>;
+  /** Pushes the lease of runs still held by `owner` out to `until`. */
+  extendLeases(owner: string, runIds: readonly string[], until: number): Promise<void>;
+  /** Gives back every lease `owner` holds, so the runs can be claimed at once (used when draining). */
+  releaseLeases(owner: string, now: number): Promise<void>;
+  /**
+   * Records an attempt and what follows from it, in one transaction: the next step, a retry, or the end of
+   * the run (then its outcome event is appended to the log, and on failure a dead letter is written).
+   * Returns false, and changes nothing, when `owner` no longer holds the run's lease.
+   */
+  completeAttempt(completion: AttemptCompletion): Promise<boolean>;
+  /** The earliest `nextAttemptAt` of a pending run, or of a lease that will expire; undefined if none. */
+  nextRunDueAt(): Promise<number | undefined>;
+  getRun(id: string): Promise<RunDetail | undefined>;
+  listRuns(query: RunQuery): Promise<Run[]>;
+  /** Runs that the event at `seq` triggered. */
+  runsForEvent(seq: number): Promise<Run[]>;
+  listDeadLetters(limit: number): Promise<DeadLetter[]>;
+
+  // --- facts ---
+  getFacts(): Promise<Record<string, unknown>>;
+  setFact(name: string, value: unknown, at: number): Promise<void>;
+  /** Returns whether the fact existed. */
+  deleteFact(name: string): Promise<boolean>;
+
+  // --- audit ---
+  appendAudit(entries: readonly AuditEntry[]): Promise<void>;
+  /** Audit entries about the event at `seq`, in the order written. */
+  auditForEvent(seq: number): Promise<AuditEntry[]>;
+
+  close(): Promise<void>;
+}
+
+/** Filters and position for `Store.listEvents`. */
+export interface EventQuery {
+  type?: string;
+  source?: string;
+  /** Oldest first from just after this seq (tailing). */
+  after?: number;
+  /** Newest first from just before this seq (browsing back). Used when `after` is absent. */
+  before?: number;
+  limit: number;
+}
+
+export interface RunQuery {
+  rule?: string;
+  status?: RunStatus;
+  /** Newest first from just before this run id. */
+  before?: string;
+  limit: number;
+}
+
+export const RunStatus = {
+  pending: 'pending',
+  running: 'running',
+  succeeded: 'succeeded',
+  failed: 'failed',
+} as const;
+export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
+
+/** The event that caused a run. */
+export interface RunTrigger {
+  seq: number;
+  id: string;
+  source: string;
+  type: string;
+}
+
+/** One execution of a rule's `then` for one match. */
+export interface Run {
+  /** Sortable by creation time. */
+  id: string;
+  rule: string;
+  rulebookVersion: number;
+  trigger: RunTrigger;
+  status: RunStatus;
+  /** Index of the step to run next (equal to the number of steps once succeeded). */
+  step: number;
+  /** Attempts already made on the current step. */
+  attempt: number;
+  /** Outputs of finished steps, by step id. */
+  outputs: Record<string, unknown>;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  /** When a pending run may next be attempted. */
+  nextAttemptAt: number | null;
+  error: ErrorInfo | null;
+}
+
+export interface RunDetail extends Run {
+  attempts: Attempt[];
+}
+
+/** One try of one step of a run. */
+export interface Attempt {
+  runId: string;
+  step: number;
+  stepId: string;
+  action: string;
+  /** 1 for the first try. */
+  attempt: number;
+  startedAt: number;
+  finishedAt: number;
+  status: 'succeeded' | 'failed';
+  output?: unknown;
+  error?: ErrorInfo;
+}
+
+export interface NewRun {
+  id: string;
+  rule: string;
+  rulebookVersion: number;
+  trigger: RunTrigger;
+  createdAt: number;
+}
+
+export interface RunClaim {
+  owner: string;
+  now: number;
+  leaseMs: number;
+  limit: number;
+}
+
+export type AttemptOutcome =
+  /** The step succeeded and another follows. */
+  | { type: 'next-step'; output: unknown }
+  /** The step failed and will be tried again at `at`. */
+  | { type: 'retry'; at: number }
+  /** The last step succeeded; `event` (reflex.run.succeeded) is appended to the log. */
+  | { type: 'succeeded'; output: unknown; event: CloudEvent }
+  /** The run failed for good; `event` (reflex.run.failed) is appended and a dead letter is written. */
+  | { type: 'failed'; error: ErrorInfo; event: CloudEvent };
+
+export interface AttemptCompletion {
+  owner: string;
+  attempt: Attempt;
+  outcome: AttemptOutcome;
+  at: number;
+}
+
+/** A run that failed after its last attempt, kept for inspection and replay. */
+export interface DeadLetter {
+  runId: string;
+  rule: string;
+  step: number;
+  error: ErrorInfo;
+  createdAt: number;
+}
+
+export interface NewRulebookVersion {
+  /** Hash of the files' contents: saving the same rulebooks twice gives the same version. */
+  hash: string;
+  /** The rulebook files as loaded, so the version can be compiled again later (explain, runs after restart). */
+  files: Array<{ path: string; content: string }>;
+  createdAt: number;
+}
+
+export interface RulebookVersion extends NewRulebookVersion {
+  id: number;
+}
+
+export const AuditKind = {
+  /** A rule's pattern matched and its condition (if any) held: a run was created. */
+  runCreated: 'run.created',
+  /** The pattern matched but the condition was false. */
+  conditionFalse: 'rule.condition-false',
+  /** The pattern matched but the condition could not be evaluated. */
+  conditionError: 'rule.condition-error',
+  /** A rule matched after an earlier rule said `stop: true`. */
+  stopped: 'rule.stopped',
+  /** A rule matched an event derived from too long a chain of rule outcomes. */
+  chainTooDeep: 'rule.chain-too-deep',
+  runSucceeded: 'run.succeeded',
+  runFailed: 'run.failed',
+  rulebookLoaded: 'rulebook.loaded',
+  rulebookRejected: 'rulebook.rejected',
+} as const;
+export type AuditKind = (typeof AuditKind)[keyof typeof AuditKind];
+
+/** One decision in the append-only audit trail. */
+export interface AuditEntry {
+  at: number;
+  kind: AuditKind;
+  seq?: number;
+  rule?: string;
+  runId?: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface DispatchCommit {
+  consumer: string;
+  /** The last seq this commit covers. */
+  offset: number;
+  runs: NewRun[];
+  audit: AuditEntry[];
+  /** Set when this batch is the first dispatched with a new rulebook version. */
+  activation?: { seq: number; version: number };
+}

@@ -1,0 +1,98 @@
+import type { Condition } from './condition.js';
+import type { Pattern } from './pattern/pattern.js';
+import type { Template } from './template.js';
+
+/** Where something was written in a rulebook file (1-based line and column). */
+export interface SourceLocation {
+  file: string;
+  line: number;
+  column: number;
+}
+
+/** How often, and how far apart, a failed step is tried again. */
+export interface RetryPolicy {
+  /**
+   * Tries in all, the first included.
+   * @default 3
+   */
+  attempts: number;
+  /**
+   * Delay before the second try; it doubles for each further try.
+   * @default 1000 (1s)
+   */
+  backoffMs: number;
+  /**
+   * Upper bound of a delay.
+   * @default 60000 (1m)
+   */
+  maxDelayMs: number;
+}
+
+export const defaultRetryPolicy: RetryPolicy = Object.freeze({
+  attempts: 3,
+  backoffMs: 1000,
+  maxDelayMs: 60_000,
+});
+
+/** One step of a rule's `then`: an action with its (templated) parameters. */
+export interface ActionStep {
+  /** Unique within the rule: the `id` given in the rulebook, else the step's index. */
+  id: string;
+  /** The action kind, e.g. `http`. */
+  kind: string;
+  params: Template;
+  /**
+   * @default 30000 (30s)
+   */
+  timeoutMs: number;
+  retry: RetryPolicy;
+  location: SourceLocation;
+}
+
+/** A compiled rule, ready for the dispatcher and the executor. */
+export interface Rule {
+  name: string;
+  description?: string;
+  /** Position among all loaded rules: rules fire in this order. */
+  index: number;
+  pattern?: Pattern;
+  condition?: Condition;
+  then: ActionStep[];
+  /** When this rule fires, later rules do not see the event. */
+  stop: boolean;
+  location: SourceLocation;
+}
+
+/** How a webhook request proves it comes from the sender. */
+export type WebhookAuth =
+  | { type: 'none' }
+  /** A static token in a header, compared in constant time. */
+  | { type: 'token'; header: string; prefix: string; secret: SecretRef }
+  /** An HMAC-SHA256 of the raw body, hex, in a header after a prefix (GitHub: `X-Hub-Signature-256`, `sha256=`). */
+  | { type: 'hmac'; header: string; prefix: string; secret: SecretRef };
+
+/** A secret given inline, or read from an environment variable when the request arrives. */
+export type SecretRef = { value: string } | { env: string };
+
+/** Where a webhook takes an event attribute from. */
+export type AttributeSource = { value: string } | { header: string; prefix: string; fallback?: string };
+
+/** A webhook declared in a rulebook: `POST /hooks/<name>` turns its JSON body into a CloudEvent. */
+export interface Webhook {
+  name: string;
+  type: AttributeSource;
+  source: string;
+  /** Where the event id comes from; a fresh id is made when absent. */
+  id?: { header: string };
+  subject?: AttributeSource;
+  auth: WebhookAuth;
+  location: SourceLocation;
+}
+
+/** Everything loaded from a set of rulebook files, compiled. */
+export interface Rulebook {
+  rules: Rule[];
+  webhooks: Map<string, Webhook>;
+  /** Values readable as `vars.<name>` in conditions and templates. */
+  vars: Record<string, unknown>;
+}
