@@ -1,0 +1,30 @@
+/** EventBridge event patterns: parsing and validation, value matching, the reference matcher and explanations. */
+export {
+  type ArrayPosition,
+  type EventField,
+  type EventFields,
+  flattenEvent,
+  valuesAt,
+} from './event-fields.js';
+export { type Cidr, inCidr, parseCidr, parseIpAddress } from './ip-address.js';
+export { describeMatcher, describeMatchers, matchValue } from './match-value.js';
+export type { Matcher } from './matcher.js';
+export {
+  type FieldCondition,
+  type JsonScalar,
+  type NumericBound,
+  type OrCondition,
+  type Pattern,
+  type PatternCondition,
+  type PatternPath,
+  parsePattern,
+  patternLimits,
+  type ValueMatcher,
+} from './pattern.js';
+export {
+  createReferenceMatcher,
+  explainPattern,
+  matchPattern,
+  type PatternExplanation,
+} from './reference-matcher.js';
+export { matchWildcard, parseWildcard, type Wildcard, wildcardComplexity } from './wildcard.js';
