@@ -1,0 +1,159 @@
+import type Database from 'better-sqlite3';
+import { ReflexError } from '../../core/errors.js';
+
+/** One numbered step of the SQLite schema. Applied in order; a database records the last one it has. */
+export interface Migration {
+  /** 1, 2, 3, ...: stored in `PRAGMA user_version` once applied. */
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/**
+ * The schema of the embedded store, oldest first. Never edit a migration that has shipped: add one.
+ * Times are integer milliseconds since the epoch; JSON values are TEXT.
+ */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'event log, offsets, runs, attempts, dead letters, facts, rulebooks, audit',
+    sql: `
+      -- seq is the rowid: the next one is max(seq) + 1, so the log has no gaps. (AUTOINCREMENT would
+      -- burn a number on every duplicate that ON CONFLICT skips.) The price: retention must never delete
+      -- the newest event, or its seq would be handed out again under consumers' offsets.
+      CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        subject TEXT,
+        received_at INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        -- The identity (source, id). Written id first so the same index also answers findEventsById
+        -- without a source.
+        UNIQUE (id, source)
+      );
+      -- SQLite appends the rowid (seq) to every index, so these also give seq order within a filter.
+      CREATE INDEX events_by_type ON events (type);
+      CREATE INDEX events_by_source ON events (source);
+
+      CREATE TABLE offsets (
+        consumer TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+      );
+
+      CREATE TABLE rulebook_versions (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        files TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+
+      -- From seq on, the consumer dispatched with this version.
+      CREATE TABLE rulebook_activations (
+        seq INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL REFERENCES rulebook_versions (id),
+        consumer TEXT NOT NULL
+      );
+
+      CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        rulebook_version INTEGER NOT NULL REFERENCES rulebook_versions (id),
+        trigger_seq INTEGER NOT NULL,
+        trigger_id TEXT NOT NULL,
+        trigger_source TEXT NOT NULL,
+        trigger_type TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'succeeded', 'failed')),
+        step INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        outputs TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        next_attempt_at INTEGER,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        error TEXT,
+        -- A match is never doubled.
+        UNIQUE (trigger_seq, rule)
+      );
+      -- claimRuns and nextRunDueAt: due pending runs, and leases that run out.
+      CREATE INDEX runs_due ON runs (next_attempt_at, id) WHERE status = 'pending';
+      CREATE INDEX runs_leased ON runs (lease_until, id) WHERE status = 'running';
+      -- listRuns with a filter, newest first.
+      CREATE INDEX runs_by_rule ON runs (rule, id);
+      CREATE INDEX runs_by_status ON runs (status, id);
+
+      CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('succeeded', 'failed')),
+        output TEXT,
+        error TEXT
+      );
+      CREATE INDEX attempts_by_run ON attempts (run_id);
+
+      CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        rule TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX dead_letters_by_run ON dead_letters (run_id);
+
+      CREATE TABLE facts (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        seq INTEGER,
+        rule TEXT,
+        run_id TEXT,
+        detail TEXT
+      );
+      CREATE INDEX audit_by_seq ON audit (seq) WHERE seq IS NOT NULL;
+    `,
+  },
+];
+
+/** The schema version this Reflex writes and reads: the last migration's. */
+export const schemaVersion: number = migrations.at(-1)?.version ?? 0;
+
+/** Reads the schema version a database records (0 for a new, empty one). */
+export function readSchemaVersion(db: Database.Database): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+/**
+ * Brings the database at `path` up to `schemaVersion`, one transaction per migration, and returns the
+ * version it found. Refuses a database written by a newer Reflex rather than guess at its tables.
+ */
+export function migrate(db: Database.Database, path: string): number {
+  const found = readSchemaVersion(db);
+  if (found > schemaVersion) {
+    throw new ReflexError('REFLEX_ERR_STORE_NEWER_SCHEMA', { path, found, known: schemaVersion });
+  }
+  for (const migration of migrations) {
+    if (migration.version <= found) continue;
+    // user_version lives in the database header, so setting it commits or rolls back with the DDL.
+    db.transaction(() => {
+      db.exec(migration.sql);
+      db.pragma(`user_version = ${migration.version}`);
+    }).immediate();
+  }
+  return found;
+}

@@ -1,0 +1,781 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { type ErrorInfo, ReflexError } from '../../core/errors.js';
+import type { AppendResult, CloudEvent, LoggedEvent } from '../../core/event.js';
+import type {
+  Attempt,
+  AttemptCompletion,
+  AuditEntry,
+  AuditKind,
+  DeadLetter,
+  DispatchCommit,
+  EventQuery,
+  NewRulebookVersion,
+  RulebookVersion,
+  Run,
+  RunClaim,
+  RunDetail,
+  RunQuery,
+  RunStatus,
+  Store,
+} from '../../core/ports/store.js';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { migrate, readSchemaVersion, schemaVersion } from './migrations.js';
+
+/** The name of the database file inside a data directory. */
+export const databaseFileName = 'reflex.db';
+
+/** Options of `createSqliteStore`. */
+export interface SqliteStoreOptions {
+  /** Data directory; holds `reflex.db` (+ WAL files) and a lock file. Created if missing. */
+  dir: string;
+  /**
+   * How hard a commit is pushed to disk.
+   * - `'full'`: `synchronous=FULL`; a committed transaction survives a power loss.
+   * - `'normal'`: `synchronous=NORMAL` in WAL mode; survives a crash of the process, but the last commits
+   *   may be lost on a power loss. Faster.
+   * @default 'full'
+   */
+  durability?: 'full' | 'normal';
+  /**
+   * Open for reading only (the CLI reading a live instance's data): no lock, no migrations, no writes.
+   * @default false
+   */
+  readonly?: boolean;
+}
+
+/** What an open SQLite store runs with, read back from the connection (for `reflex status` and tests). */
+export interface SqliteStoreInfo {
+  /** The database file. */
+  path: string;
+  readonly: boolean;
+  /** The `PRAGMA user_version` of the database. */
+  schemaVersion: number;
+  /** `PRAGMA journal_mode`: `wal` for a writer. */
+  journalMode: string;
+  /** `PRAGMA synchronous` of this connection. */
+  synchronous: 'off' | 'normal' | 'full' | 'extra';
+}
+
+/** The embedded `Store`: one SQLite file in a data directory, owned by one process at a time. */
+export interface SqliteStore extends Store, AsyncDisposable {
+  /** The data directory, resolved. */
+  readonly dir: string;
+  info(): SqliteStoreInfo;
+}
+
+/**
+ * Opens (creating and upgrading if needed) the SQLite store in `options.dir`. A writer takes the data
+ * directory's lock: a second writer fails with REFLEX_ERR_STORE_LOCKED until the first closes or dies.
+ *
+ * @example
+ * await using store = await createSqliteStore({ dir: '.reflex' });
+ * const [result] = await store.appendEvents([event], Date.now());
+ */
+export async function createSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  const dir = resolve(options.dir);
+  const path = join(dir, databaseFileName);
+  if (options.readonly === true) return openReader(dir, path);
+
+  mkdirSync(dir, { recursive: true });
+  const lock = acquireDataDirLock(dir);
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    migrate(db, path);
+    return new SqliteStoreImpl(db, dir, path, false, lock);
+  } catch (error) {
+    db?.close();
+    lock.release();
+    throw error;
+  }
+}
+
+function openReader(dir: string, path: string): SqliteStore {
+  if (!existsSync(path)) throw new ReflexError('REFLEX_ERR_STORE_NOT_FOUND', { path });
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    // The writer may be committing or checkpointing at the moment we read.
+    db.pragma('busy_timeout = 5000');
+    const found = readSchemaVersion(db);
+    if (found > schemaVersion) {
+      throw new ReflexError('REFLEX_ERR_STORE_NEWER_SCHEMA', { path, found, known: schemaVersion });
+    }
+    if (found < schemaVersion) {
+      throw new ReflexError('REFLEX_ERR_STORE_OLDER_SCHEMA', { path, found, known: schemaVersion });
+    }
+    return new SqliteStoreImpl(db, dir, path, true, undefined);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+// --- rows as SQLite returns them ---
+
+interface EventRow {
+  seq: number;
+  received_at: number;
+  event: string;
+}
+
+interface RunRow {
+  id: string;
+  rule: string;
+  rulebook_version: number;
+  trigger_seq: number;
+  trigger_id: string;
+  trigger_source: string;
+  trigger_type: string;
+  status: RunStatus;
+  step: number;
+  attempt: number;
+  outputs: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  next_attempt_at: number | null;
+  lease_owner: string | null;
+  lease_until: number | null;
+  error: string | null;
+}
+
+interface AttemptRow {
+  run_id: string;
+  step: number;
+  step_id: string;
+  action: string;
+  attempt: number;
+  started_at: number;
+  finished_at: number;
+  status: 'succeeded' | 'failed';
+  output: string | null;
+  error: string | null;
+}
+
+interface DeadLetterRow {
+  run_id: string;
+  rule: string;
+  step: number;
+  error: string;
+  created_at: number;
+}
+
+interface AuditRow {
+  at: number;
+  kind: AuditKind;
+  seq: number | null;
+  rule: string | null;
+  run_id: string | null;
+  detail: string | null;
+}
+
+interface RulebookRow {
+  id: number;
+  hash: string;
+  files: string;
+  created_at: number;
+}
+
+// --- row mapping ---
+
+function toLoggedEvent(row: EventRow): LoggedEvent {
+  return { seq: row.seq, receivedAt: row.received_at, event: JSON.parse(row.event) as CloudEvent };
+}
+
+function toRun(row: RunRow): Run {
+  return {
+    id: row.id,
+    rule: row.rule,
+    rulebookVersion: row.rulebook_version,
+    trigger: { seq: row.trigger_seq, id: row.trigger_id, source: row.trigger_source, type: row.trigger_type },
+    status: row.status,
+    step: row.step,
+    attempt: row.attempt,
+    outputs: JSON.parse(row.outputs) as Record<string, unknown>,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    nextAttemptAt: row.next_attempt_at,
+    error: row.error === null ? null : (JSON.parse(row.error) as ErrorInfo),
+  };
+}
+
+function toAttempt(row: AttemptRow): Attempt {
+  const attempt: Attempt = {
+    runId: row.run_id,
+    step: row.step,
+    stepId: row.step_id,
+    action: row.action,
+    attempt: row.attempt,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    status: row.status,
+  };
+  if (row.output !== null) attempt.output = JSON.parse(row.output);
+  if (row.error !== null) attempt.error = JSON.parse(row.error) as ErrorInfo;
+  return attempt;
+}
+
+function toAudit(row: AuditRow): AuditEntry {
+  const entry: AuditEntry = { at: row.at, kind: row.kind };
+  if (row.seq !== null) entry.seq = row.seq;
+  if (row.rule !== null) entry.rule = row.rule;
+  if (row.run_id !== null) entry.runId = row.run_id;
+  if (row.detail !== null) entry.detail = JSON.parse(row.detail) as Record<string, unknown>;
+  return entry;
+}
+
+/** JSON text for a column; `undefined` (which JSON cannot hold) is stored as SQL NULL. */
+function jsonOrNull(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value);
+}
+
+/** Sets a key even when it is `__proto__`, which plain assignment would turn into a prototype change. */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+const synchronousNames = ['off', 'normal', 'full', 'extra'] as const;
+
+/** Greater than any seq SQLite hands out in practice; the "from the end" cursor. */
+const endOfLog = Number.MAX_SAFE_INTEGER;
+
+class SqliteStoreImpl implements SqliteStore {
+  readonly dir: string;
+  readonly #db: Database.Database;
+  readonly #path: string;
+  readonly #readonly: boolean;
+  readonly #lock: DataDirLock | undefined;
+  #closed = false;
+  readonly #listEventStatements = new Map<string, Database.Statement<unknown[], EventRow>>();
+  readonly #listRunStatements = new Map<string, Database.Statement<unknown[], RunRow>>();
+
+  // Prepared once: the SQL text is parsed and planned a single time per connection.
+  readonly #insertEvent;
+  readonly #seqOfEvent;
+  readonly #readEvents;
+  readonly #getEvent;
+  readonly #eventsById;
+  readonly #eventsByIdAndSource;
+  readonly #lastSeq;
+  readonly #getOffset;
+  readonly #upsertOffset;
+  readonly #insertRun;
+  readonly #insertAudit;
+  readonly #upsertActivation;
+  readonly #insertRulebook;
+  readonly #rulebookIdByHash;
+  readonly #getRulebook;
+  readonly #rulebookAt;
+  readonly #dueRuns;
+  readonly #leaseRun;
+  readonly #extendLease;
+  readonly #releaseLeases;
+  readonly #runForCompletion;
+  readonly #insertAttempt;
+  readonly #runNextStep;
+  readonly #runRetry;
+  readonly #runSucceeded;
+  readonly #runFailed;
+  readonly #insertDeadLetter;
+  readonly #nextDue;
+  readonly #getRun;
+  readonly #attemptsOfRun;
+  readonly #runsForEvent;
+  readonly #deadLetters;
+  readonly #facts;
+  readonly #upsertFact;
+  readonly #deleteFact;
+  readonly #auditForEvent;
+
+  // Transactions: better-sqlite3 wraps the function in BEGIN/COMMIT and rolls back if it throws.
+  readonly #appendBatch;
+  readonly #commitDispatch;
+  readonly #appendAudit;
+  readonly #claim;
+  readonly #extend;
+  readonly #complete;
+
+  constructor(
+    db: Database.Database,
+    dir: string,
+    path: string,
+    readonly: boolean,
+    lock: DataDirLock | undefined,
+  ) {
+    this.#db = db;
+    this.dir = dir;
+    this.#path = path;
+    this.#readonly = readonly;
+    this.#lock = lock;
+
+    this.#insertEvent = db.prepare<[string, string, string, string | null, number, string]>(
+      `INSERT INTO events (source, id, type, subject, received_at, event) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id, source) DO NOTHING`,
+    );
+    this.#seqOfEvent = db.prepare<[string, string], { seq: number }>(
+      'SELECT seq FROM events WHERE id = ? AND source = ?',
+    );
+    this.#readEvents = db.prepare<[number, number], EventRow>(
+      'SELECT seq, received_at, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
+    );
+    this.#getEvent = db.prepare<[number], EventRow>(
+      'SELECT seq, received_at, event FROM events WHERE seq = ?',
+    );
+    this.#eventsById = db.prepare<[string], EventRow>(
+      'SELECT seq, received_at, event FROM events WHERE id = ? ORDER BY seq',
+    );
+    this.#eventsByIdAndSource = db.prepare<[string, string], EventRow>(
+      'SELECT seq, received_at, event FROM events WHERE id = ? AND source = ?',
+    );
+    this.#lastSeq = db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM events');
+
+    this.#getOffset = db.prepare<[string], { seq: number }>('SELECT seq FROM offsets WHERE consumer = ?');
+    this.#upsertOffset = db.prepare<[string, number]>(
+      `INSERT INTO offsets (consumer, seq) VALUES (?, ?)
+       ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq`,
+    );
+    this.#insertRun = db.prepare<[string, string, number, number, string, string, string, number, number]>(
+      `INSERT INTO runs (id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type,
+                         status, step, attempt, outputs, created_at, next_attempt_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, '{}', ?, ?)
+       ON CONFLICT (trigger_seq, rule) DO NOTHING`,
+    );
+    this.#insertAudit = db.prepare<
+      [number, string, number | null, string | null, string | null, string | null]
+    >('INSERT INTO audit (at, kind, seq, rule, run_id, detail) VALUES (?, ?, ?, ?, ?, ?)');
+    this.#upsertActivation = db.prepare<[number, number, string]>(
+      `INSERT INTO rulebook_activations (seq, version, consumer) VALUES (?, ?, ?)
+       ON CONFLICT (seq) DO UPDATE SET version = excluded.version, consumer = excluded.consumer`,
+    );
+
+    this.#insertRulebook = db.prepare<[string, string, number]>(
+      'INSERT INTO rulebook_versions (hash, files, created_at) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING',
+    );
+    this.#rulebookIdByHash = db.prepare<[string], { id: number }>(
+      'SELECT id FROM rulebook_versions WHERE hash = ?',
+    );
+    this.#getRulebook = db.prepare<[number], RulebookRow>(
+      'SELECT id, hash, files, created_at FROM rulebook_versions WHERE id = ?',
+    );
+    // Only an event the consumer that activated the version has already passed counts as dispatched.
+    this.#rulebookAt = db.prepare<[number, number], { version: number }>(
+      `SELECT a.version AS version FROM rulebook_activations a JOIN offsets o ON o.consumer = a.consumer
+       WHERE a.seq <= ? AND o.seq >= ? ORDER BY a.seq DESC LIMIT 1`,
+    );
+
+    // Both arms read a partial index in due order; SQLite merges them and stops at the limit. INDEXED BY
+    // because without statistics the planner takes runs_by_status and sorts every pending run.
+    this.#dueRuns = db.prepare<[number, number, number], { id: string }>(
+      `SELECT id, next_attempt_at AS due FROM runs INDEXED BY runs_due
+       WHERE status = 'pending' AND next_attempt_at <= ?
+       UNION ALL
+       SELECT id, lease_until AS due FROM runs INDEXED BY runs_leased
+       WHERE status = 'running' AND lease_until <= ?
+       ORDER BY due, id LIMIT ?`,
+    );
+    this.#leaseRun = db.prepare<[string, number, number, string], RunRow>(
+      `UPDATE runs SET status = 'running', lease_owner = ?, lease_until = ?,
+                       started_at = coalesce(started_at, ?), next_attempt_at = NULL
+       WHERE id = ? RETURNING *`,
+    );
+    this.#extendLease = db.prepare<[number, string, string]>(
+      `UPDATE runs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'running'`,
+    );
+    this.#releaseLeases = db.prepare<[number, string]>(
+      `UPDATE runs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
+       WHERE lease_owner = ? AND status = 'running'`,
+    );
+    this.#runForCompletion = db.prepare<
+      [string],
+      Pick<RunRow, 'rule' | 'status' | 'lease_owner' | 'step' | 'outputs' | 'trigger_seq'>
+    >('SELECT rule, status, lease_owner, step, outputs, trigger_seq FROM runs WHERE id = ?');
+    this.#insertAttempt = db.prepare<
+      [string, number, string, string, number, number, number, string, string | null, string | null]
+    >(
+      `INSERT INTO attempts (run_id, step, step_id, action, attempt, started_at, finished_at, status, output, error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#runNextStep = db.prepare<[string, string]>(
+      'UPDATE runs SET step = step + 1, attempt = 0, outputs = ?, error = NULL WHERE id = ?',
+    );
+    this.#runRetry = db.prepare<[number, string | null, string]>(
+      `UPDATE runs SET status = 'pending', attempt = attempt + 1, next_attempt_at = ?, error = ?,
+                       lease_owner = NULL, lease_until = NULL
+       WHERE id = ?`,
+    );
+    this.#runSucceeded = db.prepare<[string, number, string]>(
+      `UPDATE runs SET status = 'succeeded', step = step + 1, attempt = 0, outputs = ?, finished_at = ?,
+                       error = NULL, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL
+       WHERE id = ?`,
+    );
+    this.#runFailed = db.prepare<[number, string, string]>(
+      `UPDATE runs SET status = 'failed', attempt = attempt + 1, finished_at = ?, error = ?,
+                       next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL
+       WHERE id = ?`,
+    );
+    this.#insertDeadLetter = db.prepare<[string, string, number, string, number]>(
+      'INSERT INTO dead_letters (run_id, rule, step, error, created_at) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.#nextDue = db.prepare<[], { due: number | null }>(
+      `SELECT min(due) AS due FROM (
+         SELECT min(next_attempt_at) AS due FROM runs INDEXED BY runs_due WHERE status = 'pending'
+         UNION ALL
+         SELECT min(lease_until) FROM runs INDEXED BY runs_leased WHERE status = 'running')`,
+    );
+    this.#getRun = db.prepare<[string], RunRow>('SELECT * FROM runs WHERE id = ?');
+    this.#attemptsOfRun = db.prepare<[string], AttemptRow>(
+      `SELECT run_id, step, step_id, action, attempt, started_at, finished_at, status, output, error
+       FROM attempts WHERE run_id = ? ORDER BY id`,
+    );
+    // rowid order is creation order: the order the dispatcher matched the rules in.
+    this.#runsForEvent = db.prepare<[number], RunRow>(
+      'SELECT * FROM runs WHERE trigger_seq = ? ORDER BY rowid',
+    );
+    this.#deadLetters = db.prepare<[number], DeadLetterRow>(
+      'SELECT run_id, rule, step, error, created_at FROM dead_letters ORDER BY id DESC LIMIT ?',
+    );
+
+    this.#facts = db.prepare<[], { name: string; value: string }>('SELECT name, value FROM facts');
+    this.#upsertFact = db.prepare<[string, string, number]>(
+      `INSERT INTO facts (name, value, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+    );
+    this.#deleteFact = db.prepare<[string]>('DELETE FROM facts WHERE name = ?');
+    this.#auditForEvent = db.prepare<[number], AuditRow>(
+      'SELECT at, kind, seq, rule, run_id, detail FROM audit WHERE seq = ? ORDER BY id',
+    );
+
+    this.#appendBatch = db.transaction((events: readonly CloudEvent[], receivedAt: number) => {
+      const results = new Array<AppendResult>(events.length);
+      for (let i = 0; i < events.length; i++) results[i] = this.#appendOne(events[i]!, receivedAt);
+      return results;
+    });
+    this.#appendAudit = db.transaction((entries: readonly AuditEntry[]) => {
+      for (const entry of entries) this.#writeAudit(entry);
+    });
+    this.#commitDispatch = db.transaction((commit: DispatchCommit) => {
+      for (const run of commit.runs) {
+        const t = run.trigger;
+        const inserted = this.#insertRun.run(
+          run.id,
+          run.rule,
+          run.rulebookVersion,
+          t.seq,
+          t.id,
+          t.source,
+          t.type,
+          run.createdAt,
+          run.createdAt,
+        );
+        if (inserted.changes === 0) {
+          throw new ReflexError(
+            'REFLEX_ERR_STORE_DUPLICATE_RUN',
+            { rule: run.rule, seq: t.seq },
+            { details: { runId: run.id, consumer: commit.consumer } },
+          );
+        }
+      }
+      for (const entry of commit.audit) this.#writeAudit(entry);
+      if (commit.activation !== undefined) {
+        this.#upsertActivation.run(commit.activation.seq, commit.activation.version, commit.consumer);
+      }
+      this.#upsertOffset.run(commit.consumer, commit.offset);
+    });
+    this.#claim = db.transaction((claim: RunClaim): Run[] => {
+      const due = this.#dueRuns.all(claim.now, claim.now, Math.max(0, claim.limit));
+      const until = claim.now + claim.leaseMs;
+      return due.map(({ id }) => toRun(this.#leaseRun.get(claim.owner, until, claim.now, id)!));
+    });
+    this.#extend = db.transaction((owner: string, runIds: readonly string[], until: number) => {
+      for (const id of runIds) this.#extendLease.run(until, id, owner);
+    });
+    this.#complete = db.transaction((completion: AttemptCompletion): boolean => {
+      const { attempt, outcome, at } = completion;
+      const run = this.#runForCompletion.get(attempt.runId);
+      if (run === undefined || run.status !== 'running' || run.lease_owner !== completion.owner) return false;
+      this.#insertAttempt.run(
+        attempt.runId,
+        attempt.step,
+        attempt.stepId,
+        attempt.action,
+        attempt.attempt,
+        attempt.startedAt,
+        attempt.finishedAt,
+        attempt.status,
+        jsonOrNull(attempt.output),
+        jsonOrNull(attempt.error),
+      );
+      switch (outcome.type) {
+        case 'next-step':
+        case 'succeeded': {
+          const outputs = JSON.parse(run.outputs) as Record<string, unknown>;
+          // JSON has no undefined: a step without output is recorded as null, so its key is kept.
+          setOwn(outputs, attempt.stepId, outcome.output ?? null);
+          if (outcome.type === 'next-step') {
+            this.#runNextStep.run(JSON.stringify(outputs), attempt.runId);
+            break;
+          }
+          this.#runSucceeded.run(JSON.stringify(outputs), at, attempt.runId);
+          this.#finish(attempt.runId, run.rule, run.trigger_seq, outcome.event, at, 'run.succeeded', {});
+          break;
+        }
+        case 'retry':
+          this.#runRetry.run(outcome.at, jsonOrNull(attempt.error), attempt.runId);
+          break;
+        case 'failed': {
+          const error = JSON.stringify(outcome.error);
+          this.#runFailed.run(at, error, attempt.runId);
+          this.#insertDeadLetter.run(attempt.runId, run.rule, run.step, error, at);
+          this.#finish(attempt.runId, run.rule, run.trigger_seq, outcome.event, at, 'run.failed', {
+            step: run.step,
+            error: outcome.error.code,
+          });
+          break;
+        }
+      }
+      return true;
+    });
+  }
+
+  #appendOne(event: CloudEvent, receivedAt: number): AppendResult {
+    const { id, source } = event;
+    const subject = typeof event.subject === 'string' ? event.subject : null;
+    const info = this.#insertEvent.run(source, id, event.type, subject, receivedAt, JSON.stringify(event));
+    if (info.changes === 1) return { seq: Number(info.lastInsertRowid), id, source, duplicate: false };
+    // The conflict guarantees the original is there, inside this very transaction.
+    return { seq: this.#seqOfEvent.get(id, source)!.seq, id, source, duplicate: true };
+  }
+
+  #writeAudit(entry: AuditEntry): void {
+    this.#insertAudit.run(
+      entry.at,
+      entry.kind,
+      entry.seq ?? null,
+      entry.rule ?? null,
+      entry.runId ?? null,
+      jsonOrNull(entry.detail),
+    );
+  }
+
+  /** The end of a run: its outcome event goes to the log (dedup applies) and the audit trail says so. */
+  #finish(
+    runId: string,
+    rule: string,
+    triggerSeq: number,
+    event: CloudEvent,
+    at: number,
+    kind: 'run.succeeded' | 'run.failed',
+    detail: Record<string, unknown>,
+  ): void {
+    const appended = this.#appendOne(event, at);
+    this.#writeAudit({
+      at,
+      kind,
+      seq: triggerSeq,
+      rule,
+      runId,
+      detail: { ...detail, eventSeq: appended.seq },
+    });
+  }
+
+  // --- the log ---
+
+  async appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
+    if (events.length === 0) return [];
+    return this.#appendBatch.immediate(events, receivedAt);
+  }
+
+  async readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]> {
+    return this.#readEvents.all(afterSeq, Math.max(0, limit)).map(toLoggedEvent);
+  }
+
+  async getEvent(seq: number): Promise<LoggedEvent | undefined> {
+    const row = this.#getEvent.get(seq);
+    return row === undefined ? undefined : toLoggedEvent(row);
+  }
+
+  async findEventsById(id: string, source?: string): Promise<LoggedEvent[]> {
+    const rows = source === undefined ? this.#eventsById.all(id) : this.#eventsByIdAndSource.all(id, source);
+    return rows.map(toLoggedEvent);
+  }
+
+  async listEvents(query: EventQuery): Promise<LoggedEvent[]> {
+    const ascending = query.after !== undefined;
+    const key = `${ascending ? 'a' : 'd'}${query.type === undefined ? '' : 't'}${query.source === undefined ? '' : 's'}`;
+    let statement = this.#listEventStatements.get(key);
+    if (statement === undefined) {
+      const where = [ascending ? 'seq > ?' : 'seq < ?'];
+      if (query.type !== undefined) where.push('type = ?');
+      if (query.source !== undefined) where.push('source = ?');
+      statement = this.#db.prepare<unknown[], EventRow>(
+        `SELECT seq, received_at, event FROM events WHERE ${where.join(' AND ')}
+         ORDER BY seq ${ascending ? 'ASC' : 'DESC'} LIMIT ?`,
+      );
+      this.#listEventStatements.set(key, statement);
+    }
+    const params: unknown[] = [ascending ? query.after : (query.before ?? endOfLog)];
+    if (query.type !== undefined) params.push(query.type);
+    if (query.source !== undefined) params.push(query.source);
+    params.push(Math.max(0, query.limit));
+    return statement.all(...params).map(toLoggedEvent);
+  }
+
+  async lastSeq(): Promise<number> {
+    return this.#lastSeq.get()?.seq ?? 0;
+  }
+
+  // --- dispatch ---
+
+  async getOffset(consumer: string): Promise<number> {
+    return this.#getOffset.get(consumer)?.seq ?? 0;
+  }
+
+  async commitDispatch(commit: DispatchCommit): Promise<void> {
+    this.#commitDispatch.immediate(commit);
+  }
+
+  // --- rulebooks ---
+
+  async saveRulebookVersion(version: NewRulebookVersion): Promise<number> {
+    this.#insertRulebook.run(version.hash, JSON.stringify(version.files), version.createdAt);
+    return this.#rulebookIdByHash.get(version.hash)!.id;
+  }
+
+  async getRulebookVersion(id: number): Promise<RulebookVersion | undefined> {
+    const row = this.#getRulebook.get(id);
+    if (row === undefined) return undefined;
+    return {
+      id: row.id,
+      hash: row.hash,
+      files: JSON.parse(row.files) as RulebookVersion['files'],
+      createdAt: row.created_at,
+    };
+  }
+
+  async rulebookVersionAt(seq: number): Promise<number | undefined> {
+    return this.#rulebookAt.get(seq, seq)?.version;
+  }
+
+  // --- runs ---
+
+  async claimRuns(claim: RunClaim): Promise<Run[]> {
+    return this.#claim.immediate(claim);
+  }
+
+  async extendLeases(owner: string, runIds: readonly string[], until: number): Promise<void> {
+    this.#extend.immediate(owner, runIds, until);
+  }
+
+  async releaseLeases(owner: string, now: number): Promise<void> {
+    this.#releaseLeases.run(now, owner);
+  }
+
+  async completeAttempt(completion: AttemptCompletion): Promise<boolean> {
+    return this.#complete.immediate(completion);
+  }
+
+  async nextRunDueAt(): Promise<number | undefined> {
+    return this.#nextDue.get()?.due ?? undefined;
+  }
+
+  async getRun(id: string): Promise<RunDetail | undefined> {
+    const row = this.#getRun.get(id);
+    if (row === undefined) return undefined;
+    return { ...toRun(row), attempts: this.#attemptsOfRun.all(id).map(toAttempt) };
+  }
+
+  async listRuns(query: RunQuery): Promise<Run[]> {
+    const key = `${query.before === undefined ? '' : 'b'}${query.rule === undefined ? '' : 'r'}${query.status === undefined ? '' : 's'}`;
+    let statement = this.#listRunStatements.get(key);
+    if (statement === undefined) {
+      const where: string[] = [];
+      if (query.before !== undefined) where.push('id < ?');
+      if (query.rule !== undefined) where.push('rule = ?');
+      if (query.status !== undefined) where.push('status = ?');
+      statement = this.#db.prepare<unknown[], RunRow>(
+        `SELECT * FROM runs ${where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`}
+         ORDER BY id DESC LIMIT ?`,
+      );
+      this.#listRunStatements.set(key, statement);
+    }
+    const params: unknown[] = [];
+    if (query.before !== undefined) params.push(query.before);
+    if (query.rule !== undefined) params.push(query.rule);
+    if (query.status !== undefined) params.push(query.status);
+    params.push(Math.max(0, query.limit));
+    return statement.all(...params).map(toRun);
+  }
+
+  async runsForEvent(seq: number): Promise<Run[]> {
+    return this.#runsForEvent.all(seq).map(toRun);
+  }
+
+  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
+    return this.#deadLetters.all(Math.max(0, limit)).map((row) => ({
+      runId: row.run_id,
+      rule: row.rule,
+      step: row.step,
+      error: JSON.parse(row.error) as ErrorInfo,
+      createdAt: row.created_at,
+    }));
+  }
+
+  // --- facts ---
+
+  async getFacts(): Promise<Record<string, unknown>> {
+    // fromEntries defines own properties, so a fact named `__proto__` stays a fact.
+    return Object.fromEntries(this.#facts.all().map((row) => [row.name, JSON.parse(row.value)]));
+  }
+
+  async setFact(name: string, value: unknown, at: number): Promise<void> {
+    this.#upsertFact.run(name, jsonOrNull(value) ?? 'null', at);
+  }
+
+  async deleteFact(name: string): Promise<boolean> {
+    return this.#deleteFact.run(name).changes > 0;
+  }
+
+  // --- audit ---
+
+  async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
+    if (entries.length > 0) this.#appendAudit.immediate(entries);
+  }
+
+  async auditForEvent(seq: number): Promise<AuditEntry[]> {
+    return this.#auditForEvent.all(seq).map(toAudit);
+  }
+
+  // --- lifecycle ---
+
+  info(): SqliteStoreInfo {
+    const synchronous = this.#db.pragma('synchronous', { simple: true }) as number;
+    return {
+      path: this.#path,
+      readonly: this.#readonly,
+      schemaVersion: readSchemaVersion(this.#db),
+      journalMode: String(this.#db.pragma('journal_mode', { simple: true })),
+      synchronous: synchronousNames[synchronous] ?? 'full',
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#db.close();
+    } finally {
+      this.#lock?.release();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

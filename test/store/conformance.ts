@@ -1,0 +1,940 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ErrorInfo } from '../../src/core/errors.js';
+import type { CloudEvent, LoggedEvent } from '../../src/core/event.js';
+import {
+  type Attempt,
+  type AttemptOutcome,
+  AuditKind,
+  type EventQuery,
+  type NewRun,
+  type RunStatus,
+  type Store,
+} from '../../src/core/ports/store.js';
+
+/** What a backend gives the conformance suite for one test: a fresh, empty store. */
+export interface StoreUnderTest {
+  store: Store;
+  /** Closes the store and opens it again on the same data; returns the new one. */
+  reopen(): Promise<Store>;
+  /** Closes whatever is open and removes the data. */
+  cleanup(): Promise<void>;
+}
+
+const t0 = Date.parse('2026-01-01T00:00:00Z');
+
+function ev(id: string, overrides: Partial<CloudEvent> = {}): CloudEvent {
+  return { specversion: '1.0', id, source: 'test/source', type: 'test.happened', data: { id }, ...overrides };
+}
+
+const httpError: ErrorInfo = {
+  code: 'REFLEX_ERR_ACTION_HTTP_STATUS',
+  message: 'POST http://127.0.0.1/x answered 503, expected 2xx.',
+  details: { status: 503 },
+  cause: { code: 'REFLEX_ERR_INTERNAL_UNEXPECTED', message: 'upstream' },
+};
+
+function outcomeEvent(runId: string, type: 'succeeded' | 'failed'): CloudEvent {
+  return ev(`${runId}/outcome`, { source: 'reflex/runs', type: `reflex.run.${type}`, data: { runId } });
+}
+
+/** An attempt record as the executor writes it. */
+function attemptOf(
+  runId: string,
+  step: number,
+  attempt: number,
+  at: number,
+  result: { output: unknown } | { error: ErrorInfo },
+): Attempt {
+  return {
+    runId,
+    step,
+    stepId: `step-${step}`,
+    action: 'http',
+    attempt,
+    startedAt: at - 10,
+    finishedAt: at,
+    ...('error' in result ? { status: 'failed', error: result.error } : { status: 'succeeded', ...result }),
+  };
+}
+
+const seqs = (events: LoggedEvent[]) => events.map((e) => e.seq);
+
+/**
+ * The contract of the `Store` port, run against one backend. Every test gets a fresh store from `open`
+ * and hands it back to `cleanup`. It checks behaviour through the port only, so SQLite and PostgreSQL
+ * pass the same tests.
+ *
+ * @example
+ * describeStoreConformance('sqlite', async () => {
+ *   const dir = await mkdtemp(join(tmpdir(), 'reflex-'));
+ *   let store = await createSqliteStore({ dir });
+ *   return {
+ *     store,
+ *     reopen: async () => { await store.close(); return (store = await createSqliteStore({ dir })); },
+ *     cleanup: async () => { await store.close(); await rm(dir, { recursive: true }); },
+ *   };
+ * });
+ */
+export function describeStoreConformance(name: string, open: () => Promise<StoreUnderTest>): void {
+  describe(`${name} - Store conformance`, () => {
+    let handle: StoreUnderTest;
+    let store: Store;
+
+    beforeEach(async () => {
+      handle = await open();
+      store = handle.store;
+    });
+    afterEach(async () => {
+      await handle.cleanup();
+    });
+
+    const reopen = async () => {
+      store = await handle.reopen();
+    };
+
+    const saveVersion = (hash = 'hash-1') =>
+      store.saveRulebookVersion({
+        hash,
+        files: [{ path: 'rules.yaml', content: `# ${hash}` }],
+        createdAt: t0,
+      });
+
+    /** Appends one trigger event per run and dispatches all the runs in one commit. */
+    const createRuns = async (specs: Array<{ id: string; rule?: string; createdAt?: number }>) => {
+      const version = await saveVersion();
+      const appended = await store.appendEvents(
+        specs.map((s) => ev(`trigger-${s.id}`)),
+        t0,
+      );
+      const runs: NewRun[] = specs.map((spec, i) => ({
+        id: spec.id,
+        rule: spec.rule ?? 'rule-a',
+        rulebookVersion: version,
+        trigger: {
+          seq: appended[i]!.seq,
+          id: `trigger-${spec.id}`,
+          source: 'test/source',
+          type: 'test.happened',
+        },
+        createdAt: spec.createdAt ?? t0,
+      }));
+      const offset = appended.at(-1)?.seq ?? 0;
+      await store.commitDispatch({ consumer: 'dispatcher', offset, runs, audit: [] });
+      return { version, seqs: appended.map((a) => a.seq) };
+    };
+
+    const complete = (owner: string, attempt: Attempt, outcome: AttemptOutcome, at: number) =>
+      store.completeAttempt({ owner, attempt, outcome, at });
+
+    // --- the log ---
+
+    it('log - an empty log has seq 0 and no events', async () => {
+      expect(await store.lastSeq()).toBe(0);
+      expect(await store.readEvents(0, 10)).toEqual([]);
+      expect(await store.getEvent(1)).toBeUndefined();
+      expect(await store.listEvents({ limit: 10 })).toEqual([]);
+      expect(await store.findEventsById('nope')).toEqual([]);
+    });
+
+    it('log - appends batches in order with consecutive seqs from 1', async () => {
+      const [a, b, c, d] = [ev('a'), ev('b', { type: 'other' }), ev('c'), ev('d')];
+      expect(await store.appendEvents([a, b, c], t0)).toEqual([
+        { seq: 1, id: 'a', source: 'test/source', duplicate: false },
+        { seq: 2, id: 'b', source: 'test/source', duplicate: false },
+        { seq: 3, id: 'c', source: 'test/source', duplicate: false },
+      ]);
+      expect(await store.appendEvents([d], t0 + 1000)).toEqual([
+        { seq: 4, id: 'd', source: 'test/source', duplicate: false },
+      ]);
+      expect(await store.lastSeq()).toBe(4);
+      expect(await store.getEvent(2)).toEqual({ seq: 2, receivedAt: t0, event: b });
+      expect(await store.readEvents(0, 10)).toEqual([
+        { seq: 1, receivedAt: t0, event: a },
+        { seq: 2, receivedAt: t0, event: b },
+        { seq: 3, receivedAt: t0, event: c },
+        { seq: 4, receivedAt: t0 + 1000, event: d },
+      ]);
+    });
+
+    it('log - keeps every attribute of an event as given', async () => {
+      const rich: CloudEvent = {
+        specversion: '1.0',
+        id: 'rich-1',
+        source: 'https://example.com/alerts',
+        type: 'com.example.alert.fired',
+        subject: 'host/web-1',
+        time: '2026-01-01T00:00:00.123Z',
+        datacontenttype: 'application/json',
+        dataschema: 'https://example.com/schema.json',
+        severity: 'critical',
+        attempt: 3,
+        replayed: false,
+        data: {
+          labels: { team: 'sre', zone: 'eu-1' },
+          values: [1.5, -2, null, true],
+          text: 'näive ☃ "quoted"',
+        },
+      };
+      const binary: CloudEvent = {
+        specversion: '1.0',
+        id: 'bin-1',
+        source: 'test/source',
+        type: 'test.image',
+        datacontenttype: 'image/png',
+        data_base64: 'AAECAwQ=',
+      };
+      const [r1, r2] = await store.appendEvents([rich, binary], t0);
+      expect((await store.getEvent(r1!.seq))?.event).toEqual(rich);
+      expect((await store.getEvent(r2!.seq))?.event).toEqual(binary);
+    });
+
+    it('log - an event already in the log comes back as a duplicate with the original seq', async () => {
+      await store.appendEvents([ev('a'), ev('b')], t0);
+      const results = await store.appendEvents(
+        [
+          ev('b', { data: 'changed' }),
+          ev('c'),
+          ev('a', { type: 'changed' }),
+          ev('a', { source: 'other/source' }),
+        ],
+        t0 + 1,
+      );
+      expect(results).toEqual([
+        { seq: 2, id: 'b', source: 'test/source', duplicate: true },
+        { seq: 3, id: 'c', source: 'test/source', duplicate: false },
+        { seq: 1, id: 'a', source: 'test/source', duplicate: true },
+        { seq: 4, id: 'a', source: 'other/source', duplicate: false },
+      ]);
+      expect(await store.lastSeq()).toBe(4);
+      expect(await store.getEvent(2)).toEqual({ seq: 2, receivedAt: t0, event: ev('b') });
+      expect((await store.getEvent(1))?.event.type).toBe('test.happened');
+    });
+
+    it('log - a repeat inside one batch is appended once', async () => {
+      const results = await store.appendEvents(
+        [ev('a'), ev('b'), ev('a', { data: 'second' }), ev('a', { data: 'third' })],
+        t0,
+      );
+      expect(results.map((r) => [r.seq, r.duplicate])).toEqual([
+        [1, false],
+        [2, false],
+        [1, true],
+        [1, true],
+      ]);
+      expect(await store.lastSeq()).toBe(2);
+      expect((await store.getEvent(1))?.event).toEqual(ev('a'));
+      expect(await store.getEvent(3)).toBeUndefined();
+    });
+
+    it('log - appending an empty batch changes nothing', async () => {
+      expect(await store.appendEvents([], t0)).toEqual([]);
+      expect(await store.lastSeq()).toBe(0);
+    });
+
+    it('log - events and their dedup survive a reopen', async () => {
+      await store.appendEvents([ev('a'), ev('b'), ev('c')], t0);
+      const before = await store.readEvents(0, 10);
+      await reopen();
+      expect(await store.readEvents(0, 10)).toEqual(before);
+      expect(await store.lastSeq()).toBe(3);
+      expect(await store.appendEvents([ev('b'), ev('d')], t0 + 5)).toEqual([
+        { seq: 2, id: 'b', source: 'test/source', duplicate: true },
+        { seq: 4, id: 'd', source: 'test/source', duplicate: false },
+      ]);
+    });
+
+    it('log - readEvents returns events after an offset, oldest first, up to the limit', async () => {
+      await store.appendEvents(
+        Array.from({ length: 10 }, (_, i) => ev(`e${i + 1}`)),
+        t0,
+      );
+      expect(seqs(await store.readEvents(3, 4))).toEqual([4, 5, 6, 7]);
+      expect(seqs(await store.readEvents(8, 10))).toEqual([9, 10]);
+      expect(await store.readEvents(10, 5)).toEqual([]);
+      expect((await store.readEvents(0, 1))[0]?.event.id).toBe('e1');
+    });
+
+    it('log - findEventsById finds the event under each source that used the id', async () => {
+      await store.appendEvents([ev('x', { source: 's1' }), ev('y'), ev('x', { source: 's2' })], t0);
+      expect(seqs(await store.findEventsById('x'))).toEqual([1, 3]);
+      expect(await store.findEventsById('x', 's2')).toEqual([
+        { seq: 3, receivedAt: t0, event: ev('x', { source: 's2' }) },
+      ]);
+      expect(await store.findEventsById('x', 's3')).toEqual([]);
+      expect(await store.findEventsById('z')).toEqual([]);
+    });
+
+    it('log - listEvents pages backward from the end and forward from a seq, with filters', async () => {
+      // 30 events: types alternate A/B, sources cycle s0/s1/s2.
+      const events = Array.from({ length: 30 }, (_, i) =>
+        ev(`e${i + 1}`, { type: i % 2 === 0 ? 'A' : 'B', source: `s${i % 3}` }),
+      );
+      await store.appendEvents(events, t0);
+      const expected = (filter: { type?: string; source?: string }) =>
+        events
+          .map((e, i) => ({ e, seq: i + 1 }))
+          .filter(({ e }) => (filter.type ?? e.type) === e.type && (filter.source ?? e.source) === e.source)
+          .map(({ seq }) => seq);
+
+      expect(seqs(await store.listEvents({ limit: 5 }))).toEqual([30, 29, 28, 27, 26]);
+      expect(seqs(await store.listEvents({ before: 26, limit: 3 }))).toEqual([25, 24, 23]);
+      expect(seqs(await store.listEvents({ after: 0, limit: 3 }))).toEqual([1, 2, 3]);
+      expect(seqs(await store.listEvents({ after: 28, limit: 5 }))).toEqual([29, 30]);
+      // `after` wins over `before`.
+      expect(seqs(await store.listEvents({ after: 2, before: 5, limit: 5 }))).toEqual([3, 4, 5, 6, 7]);
+
+      const pageAll = async (filter: { type?: string; source?: string }, direction: 'after' | 'before') => {
+        const all: number[] = [];
+        let cursor: number | undefined = direction === 'after' ? 0 : undefined;
+        for (;;) {
+          const query: EventQuery = { ...filter, limit: 4 };
+          if (cursor !== undefined) query[direction] = cursor;
+          const page = await store.listEvents(query);
+          expect(page.length).toBeLessThanOrEqual(4);
+          for (const item of page) {
+            if (filter.type !== undefined) expect(item.event.type).toBe(filter.type);
+            if (filter.source !== undefined) expect(item.event.source).toBe(filter.source);
+          }
+          if (page.length === 0) return all;
+          all.push(...seqs(page));
+          cursor = page.at(-1)!.seq;
+        }
+      };
+      for (const filter of [{}, { type: 'A' }, { source: 's1' }, { type: 'B', source: 's2' }]) {
+        expect(await pageAll(filter, 'after')).toEqual(expected(filter));
+        expect(await pageAll(filter, 'before')).toEqual(expected(filter).reverse());
+      }
+      expect(await store.listEvents({ type: 'C', limit: 5 })).toEqual([]);
+    });
+
+    // --- dispatch ---
+
+    it('dispatch - offsets start at 0 and advance per consumer, across a reopen', async () => {
+      expect(await store.getOffset('dispatcher')).toBe(0);
+      await store.appendEvents([ev('a'), ev('b'), ev('c')], t0);
+      await store.commitDispatch({ consumer: 'dispatcher', offset: 2, runs: [], audit: [] });
+      expect(await store.getOffset('dispatcher')).toBe(2);
+      expect(await store.getOffset('shadow')).toBe(0);
+      await store.commitDispatch({ consumer: 'dispatcher', offset: 3, runs: [], audit: [] });
+      await store.commitDispatch({ consumer: 'shadow', offset: 1, runs: [], audit: [] });
+      await reopen();
+      expect(await store.getOffset('dispatcher')).toBe(3);
+      expect(await store.getOffset('shadow')).toBe(1);
+    });
+
+    it('dispatch - a commit creates pending runs and audit entries together', async () => {
+      const version = await saveVersion();
+      await store.appendEvents([ev('e1'), ev('e2', { type: 'other' })], t0);
+      const trigger1 = { seq: 1, id: 'e1', source: 'test/source', type: 'test.happened' };
+      const trigger2 = { seq: 2, id: 'e2', source: 'test/source', type: 'other' };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 2,
+        runs: [
+          { id: 'run-1', rule: 'rule-a', rulebookVersion: version, trigger: trigger1, createdAt: t0 + 1 },
+          { id: 'run-2', rule: 'rule-b', rulebookVersion: version, trigger: trigger1, createdAt: t0 + 1 },
+          { id: 'run-3', rule: 'rule-a', rulebookVersion: version, trigger: trigger2, createdAt: t0 + 2 },
+        ],
+        audit: [
+          { at: t0 + 1, kind: AuditKind.runCreated, seq: 1, rule: 'rule-a', runId: 'run-1' },
+          { at: t0 + 1, kind: AuditKind.runCreated, seq: 1, rule: 'rule-b', runId: 'run-2' },
+          {
+            at: t0 + 2,
+            kind: AuditKind.conditionFalse,
+            seq: 2,
+            rule: 'rule-c',
+            detail: { condition: 'x > 1' },
+          },
+          { at: t0 + 2, kind: AuditKind.runCreated, seq: 2, rule: 'rule-a', runId: 'run-3' },
+        ],
+      });
+      expect(await store.getOffset('dispatcher')).toBe(2);
+      expect(await store.getRun('run-1')).toEqual({
+        id: 'run-1',
+        rule: 'rule-a',
+        rulebookVersion: version,
+        trigger: trigger1,
+        status: 'pending',
+        step: 0,
+        attempt: 0,
+        outputs: {},
+        createdAt: t0 + 1,
+        startedAt: null,
+        finishedAt: null,
+        nextAttemptAt: t0 + 1,
+        error: null,
+        attempts: [],
+      });
+      expect((await store.runsForEvent(1)).map((r) => r.id)).toEqual(['run-1', 'run-2']);
+      expect(await store.runsForEvent(2)).toMatchObject([
+        { id: 'run-3', trigger: trigger2, status: 'pending' },
+      ]);
+      expect(await store.runsForEvent(3)).toEqual([]);
+      expect(await store.auditForEvent(2)).toEqual([
+        { at: t0 + 2, kind: 'rule.condition-false', seq: 2, rule: 'rule-c', detail: { condition: 'x > 1' } },
+        { at: t0 + 2, kind: 'run.created', seq: 2, rule: 'rule-a', runId: 'run-3' },
+      ]);
+      expect(await store.getRun('run-404')).toBeUndefined();
+    });
+
+    it('dispatch - a run doubled for the same event and rule fails the whole commit', async () => {
+      const v1 = await saveVersion('hash-1');
+      const v2 = await saveVersion('hash-2');
+      await store.appendEvents([ev('e1'), ev('e2'), ev('e3')], t0);
+      const trigger = (seq: number) => ({ seq, id: `e${seq}`, source: 'test/source', type: 'test.happened' });
+      const run = (id: string, seq: number): NewRun => ({
+        id,
+        rule: 'rule-a',
+        rulebookVersion: v1,
+        trigger: trigger(seq),
+        createdAt: t0,
+      });
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 1,
+        runs: [run('run-1', 1)],
+        audit: [{ at: t0, kind: AuditKind.runCreated, seq: 1, rule: 'rule-a', runId: 'run-1' }],
+        activation: { seq: 1, version: v1 },
+      });
+      const auditOf1 = await store.auditForEvent(1);
+
+      // The double is against an earlier commit.
+      await expect(
+        store.commitDispatch({
+          consumer: 'dispatcher',
+          offset: 2,
+          runs: [run('run-2', 2), run('run-3', 1)],
+          audit: [
+            { at: t0, kind: AuditKind.runCreated, seq: 2, rule: 'rule-a', runId: 'run-2' },
+            { at: t0, kind: AuditKind.runCreated, seq: 1, rule: 'rule-a', runId: 'run-3' },
+          ],
+          activation: { seq: 2, version: v2 },
+        }),
+      ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN' });
+      // The double is inside the commit.
+      await expect(
+        store.commitDispatch({
+          consumer: 'dispatcher',
+          offset: 3,
+          runs: [run('run-4', 3), run('run-5', 3)],
+          audit: [{ at: t0, kind: AuditKind.runCreated, seq: 3, rule: 'rule-a', runId: 'run-4' }],
+        }),
+      ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN' });
+
+      expect(await store.getOffset('dispatcher')).toBe(1);
+      for (const id of ['run-2', 'run-3', 'run-4', 'run-5']) expect(await store.getRun(id)).toBeUndefined();
+      expect((await store.runsForEvent(1)).map((r) => r.id)).toEqual(['run-1']);
+      expect(await store.runsForEvent(2)).toEqual([]);
+      expect(await store.auditForEvent(1)).toEqual(auditOf1);
+      expect(await store.auditForEvent(2)).toEqual([]);
+      expect(await store.auditForEvent(3)).toEqual([]);
+      expect(await store.listRuns({ limit: 10 })).toHaveLength(1);
+
+      // The store is still usable, and the same decisions without the double go through.
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 2,
+        runs: [run('run-2', 2)],
+        audit: [],
+        activation: { seq: 2, version: v2 },
+      });
+      expect(await store.getOffset('dispatcher')).toBe(2);
+      expect(await store.rulebookVersionAt(2)).toBe(v2);
+    });
+
+    // --- rulebooks ---
+
+    it('rulebooks - saving the same hash again gives the same version', async () => {
+      const files = [
+        { path: 'a.yaml', content: 'rules:\n  - name: a\n' },
+        { path: 'b/c.yaml', content: 'rules: []\n' },
+      ];
+      const v1 = await store.saveRulebookVersion({ hash: 'h1', files, createdAt: t0 });
+      expect(await store.saveRulebookVersion({ hash: 'h1', files, createdAt: t0 + 5 })).toBe(v1);
+      const v2 = await store.saveRulebookVersion({ hash: 'h2', files: [], createdAt: t0 + 6 });
+      expect(v2).not.toBe(v1);
+      await reopen();
+      expect(await store.getRulebookVersion(v1)).toEqual({ id: v1, hash: 'h1', files, createdAt: t0 });
+      expect(await store.getRulebookVersion(v2)).toEqual({
+        id: v2,
+        hash: 'h2',
+        files: [],
+        createdAt: t0 + 6,
+      });
+      expect(await store.saveRulebookVersion({ hash: 'h1', files, createdAt: t0 + 7 })).toBe(v1);
+      expect(await store.getRulebookVersion(v1 + v2 + 1000)).toBeUndefined();
+    });
+
+    it('rulebooks - rulebookVersionAt tells which version dispatched an event', async () => {
+      const v1 = await saveVersion('hash-1');
+      const v2 = await saveVersion('hash-2');
+      await store.appendEvents(
+        Array.from({ length: 6 }, (_, i) => ev(`e${i + 1}`)),
+        t0,
+      );
+      expect(await store.rulebookVersionAt(1)).toBeUndefined();
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 3,
+        runs: [],
+        audit: [],
+        activation: { seq: 1, version: v1 },
+      });
+      expect(await store.rulebookVersionAt(1)).toBe(v1);
+      expect(await store.rulebookVersionAt(3)).toBe(v1);
+      expect(await store.rulebookVersionAt(4)).toBeUndefined(); // not dispatched yet
+      await store.commitDispatch({ consumer: 'dispatcher', offset: 4, runs: [], audit: [] });
+      expect(await store.rulebookVersionAt(4)).toBe(v1);
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 6,
+        runs: [],
+        audit: [],
+        activation: { seq: 5, version: v2 },
+      });
+      await reopen();
+      expect(await store.rulebookVersionAt(4)).toBe(v1);
+      expect(await store.rulebookVersionAt(5)).toBe(v2);
+      expect(await store.rulebookVersionAt(6)).toBe(v2);
+      expect(await store.rulebookVersionAt(7)).toBeUndefined();
+    });
+
+    // --- runs ---
+
+    it('runs - claim leases due runs, oldest first, up to the limit', async () => {
+      await createRuns([
+        { id: 'run-1', createdAt: t0 + 2 },
+        { id: 'run-2', createdAt: t0 },
+        { id: 'run-3', createdAt: t0 + 1 },
+        { id: 'run-4', createdAt: t0 + 10_000 },
+      ]);
+      const first = await store.claimRuns({ owner: 'exec-a', now: t0 + 5, leaseMs: 60_000, limit: 2 });
+      expect(first.map((r) => r.id)).toEqual(['run-2', 'run-3']);
+      expect(first[0]).toMatchObject({ status: 'running', startedAt: t0 + 5, step: 0, attempt: 0 });
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'running', startedAt: t0 + 5 });
+
+      const second = await store.claimRuns({ owner: 'exec-a', now: t0 + 5, leaseMs: 60_000, limit: 10 });
+      expect(second.map((r) => r.id)).toEqual(['run-1']); // run-4 is not due yet
+      expect(await store.getRun('run-4')).toMatchObject({ status: 'pending', startedAt: null });
+
+      const third = await store.claimRuns({ owner: 'exec-b', now: t0 + 10_000, leaseMs: 60_000, limit: 10 });
+      expect(third.map((r) => r.id)).toEqual(['run-4']);
+      expect(
+        await store.claimRuns({ owner: 'exec-b', now: t0 + 10_000, leaseMs: 60_000, limit: 10 }),
+      ).toEqual([]);
+    });
+
+    it('runs - an expired lease is claimed again, and the old owner can no longer complete', async () => {
+      const { seqs: triggers } = await createRuns([{ id: 'run-1' }]);
+      expect(await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 1000, limit: 5 })).toHaveLength(1);
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 999, leaseMs: 1000, limit: 5 })).toEqual([]);
+      const reclaimed = await store.claimRuns({ owner: 'exec-b', now: t0 + 1000, leaseMs: 1000, limit: 5 });
+      expect(reclaimed).toMatchObject([{ id: 'run-1', status: 'running', startedAt: t0 }]);
+
+      const before = await store.getRun('run-1');
+      const lastSeq = await store.lastSeq();
+      const late = attemptOf('run-1', 0, 1, t0 + 1100, { output: 'late' });
+      expect(await complete('exec-a', late, { type: 'next-step', output: 'late' }, t0 + 1100)).toBe(false);
+      expect(
+        await complete(
+          'exec-a',
+          late,
+          { type: 'succeeded', output: 'late', event: outcomeEvent('run-1', 'succeeded') },
+          t0 + 1100,
+        ),
+      ).toBe(false);
+      const failed = attemptOf('run-1', 0, 1, t0 + 1100, { error: httpError });
+      expect(
+        await complete(
+          'exec-a',
+          failed,
+          { type: 'failed', error: httpError, event: outcomeEvent('run-1', 'failed') },
+          t0 + 1100,
+        ),
+      ).toBe(false);
+      expect(await complete('exec-a', failed, { type: 'retry', at: t0 + 2000 }, t0 + 1100)).toBe(false);
+      expect(await store.getRun('run-1')).toEqual(before);
+      expect(await store.lastSeq()).toBe(lastSeq);
+      expect(await store.listDeadLetters(10)).toEqual([]);
+      expect(await store.auditForEvent(triggers[0]!)).toEqual([]);
+
+      expect(await complete('exec-b', late, { type: 'next-step', output: 'ok' }, t0 + 1200)).toBe(true);
+    });
+
+    it('runs - extendLeases keeps a run from being claimed until the new time, for its owner only', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 1000, limit: 5 });
+      await store.extendLeases('exec-a', ['run-1', 'run-unknown'], t0 + 5000);
+      expect(await store.nextRunDueAt()).toBe(t0 + 5000);
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 1000, leaseMs: 1000, limit: 5 })).toEqual([]);
+      await store.extendLeases('exec-b', ['run-1'], t0 + 100_000);
+      expect(await store.nextRunDueAt()).toBe(t0 + 5000);
+      const claimed = await store.claimRuns({ owner: 'exec-c', now: t0 + 5000, leaseMs: 1000, limit: 5 });
+      expect(claimed.map((r) => r.id)).toEqual(['run-1']);
+    });
+
+    it("runs - releaseLeases hands an owner's runs back at once", async () => {
+      await createRuns([
+        { id: 'run-1', createdAt: t0 },
+        { id: 'run-2', createdAt: t0 + 1 },
+        { id: 'run-3', createdAt: t0 + 2 },
+      ]);
+      await store.claimRuns({ owner: 'exec-a', now: t0 + 5, leaseMs: 60_000, limit: 2 });
+      await store.claimRuns({ owner: 'exec-b', now: t0 + 5, leaseMs: 60_000, limit: 1 });
+      await store.releaseLeases('exec-a', t0 + 10);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'pending', nextAttemptAt: t0 + 10 });
+      expect(await store.nextRunDueAt()).toBe(t0 + 10);
+      const claimed = await store.claimRuns({ owner: 'exec-c', now: t0 + 10, leaseMs: 60_000, limit: 10 });
+      expect(claimed.map((r) => r.id)).toEqual(['run-1', 'run-2']);
+      expect(await store.getRun('run-3')).toMatchObject({ status: 'running' });
+    });
+
+    it('runs - nextRunDueAt is the earliest pending attempt or lease expiry', async () => {
+      expect(await store.nextRunDueAt()).toBeUndefined();
+      await createRuns([
+        { id: 'run-1', createdAt: t0 + 50 },
+        { id: 'run-2', createdAt: t0 + 20 },
+      ]);
+      expect(await store.nextRunDueAt()).toBe(t0 + 20);
+      await store.claimRuns({ owner: 'exec-a', now: t0 + 100, leaseMs: 1000, limit: 10 });
+      expect(await store.nextRunDueAt()).toBe(t0 + 1100);
+      const failed = attemptOf('run-1', 0, 1, t0 + 200, { error: httpError });
+      await complete('exec-a', failed, { type: 'retry', at: t0 + 500 }, t0 + 200);
+      expect(await store.nextRunDueAt()).toBe(t0 + 500);
+      const done = attemptOf('run-2', 0, 1, t0 + 300, { output: 1 });
+      await complete(
+        'exec-a',
+        done,
+        { type: 'succeeded', output: 1, event: outcomeEvent('run-2', 'succeeded') },
+        t0 + 300,
+      );
+      expect(await store.nextRunDueAt()).toBe(t0 + 500);
+      await store.claimRuns({ owner: 'exec-a', now: t0 + 500, leaseMs: 1000, limit: 10 });
+      const last = attemptOf('run-1', 0, 2, t0 + 600, { error: httpError });
+      await complete(
+        'exec-a',
+        last,
+        { type: 'failed', error: httpError, event: outcomeEvent('run-1', 'failed') },
+        t0 + 600,
+      );
+      expect(await store.nextRunDueAt()).toBeUndefined();
+    });
+
+    it('runs - next-step records the attempt, stores the output and keeps the lease', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 1 });
+      const first = attemptOf('run-1', 0, 1, t0 + 100, { output: { status: 200, body: ['x'] } });
+      expect(
+        await complete(
+          'exec-a',
+          first,
+          { type: 'next-step', output: { status: 200, body: ['x'] } },
+          t0 + 100,
+        ),
+      ).toBe(true);
+      expect(await store.getRun('run-1')).toMatchObject({
+        status: 'running',
+        step: 1,
+        attempt: 0,
+        outputs: { 'step-0': { status: 200, body: ['x'] } },
+        finishedAt: null,
+        error: null,
+        attempts: [first],
+      });
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 1000, leaseMs: 60_000, limit: 1 })).toEqual(
+        [],
+      );
+      // A step whose action gives nothing back still shows among the outputs.
+      const second = attemptOf('run-1', 1, 1, t0 + 200, { output: undefined });
+      expect(await complete('exec-a', second, { type: 'next-step', output: undefined }, t0 + 200)).toBe(true);
+      const run = await store.getRun('run-1');
+      expect(run).toMatchObject({ step: 2, status: 'running' });
+      expect(Object.keys(run!.outputs)).toEqual(['step-0', 'step-1']);
+      expect(run!.attempts.map((a) => [a.step, a.attempt, a.status])).toEqual([
+        [0, 1, 'succeeded'],
+        [1, 1, 'succeeded'],
+      ]);
+    });
+
+    it('runs - retry makes the run pending until the retry time and keeps the error', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 1 });
+      const failed = attemptOf('run-1', 0, 1, t0 + 100, { error: httpError });
+      expect(await complete('exec-a', failed, { type: 'retry', at: t0 + 5000 }, t0 + 100)).toBe(true);
+      expect(await store.getRun('run-1')).toMatchObject({
+        status: 'pending',
+        step: 0,
+        attempt: 1,
+        nextAttemptAt: t0 + 5000,
+        error: httpError,
+        finishedAt: null,
+        attempts: [failed],
+      });
+      // No lease is left: the former owner cannot complete again.
+      expect(await complete('exec-a', failed, { type: 'retry', at: t0 + 5000 }, t0 + 100)).toBe(false);
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 4999, leaseMs: 60_000, limit: 1 })).toEqual(
+        [],
+      );
+      const [again] = await store.claimRuns({ owner: 'exec-b', now: t0 + 5000, leaseMs: 60_000, limit: 1 });
+      expect(again).toMatchObject({ id: 'run-1', status: 'running', attempt: 1, startedAt: t0 });
+
+      const second = attemptOf('run-1', 0, 2, t0 + 5100, { error: httpError });
+      await complete('exec-b', second, { type: 'retry', at: t0 + 6000 }, t0 + 5100);
+      expect(await store.getRun('run-1')).toMatchObject({ attempt: 2, nextAttemptAt: t0 + 6000 });
+      await store.claimRuns({ owner: 'exec-b', now: t0 + 6000, leaseMs: 60_000, limit: 1 });
+      const third = attemptOf('run-1', 0, 3, t0 + 6100, { output: 'ok' });
+      await complete('exec-b', third, { type: 'next-step', output: 'ok' }, t0 + 6100);
+      const run = await store.getRun('run-1');
+      expect(run).toMatchObject({ step: 1, attempt: 0, error: null, status: 'running' });
+      expect(run!.attempts).toEqual([failed, second, third]);
+    });
+
+    it('runs - succeeded finishes the run, appends its outcome event and audits it', async () => {
+      const { seqs: triggers } = await createRuns([{ id: 'run-1' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 1 });
+      await complete(
+        'exec-a',
+        attemptOf('run-1', 0, 1, t0 + 100, { output: 'a' }),
+        { type: 'next-step', output: 'a' },
+        t0 + 100,
+      );
+      const last = attemptOf('run-1', 1, 1, t0 + 200, { output: { done: true } });
+      const event = outcomeEvent('run-1', 'succeeded');
+      const seqBefore = await store.lastSeq();
+      expect(
+        await complete('exec-a', last, { type: 'succeeded', output: { done: true }, event }, t0 + 200),
+      ).toBe(true);
+
+      expect(await store.getRun('run-1')).toMatchObject({
+        status: 'succeeded',
+        step: 2,
+        outputs: { 'step-0': 'a', 'step-1': { done: true } },
+        finishedAt: t0 + 200,
+        nextAttemptAt: null,
+        error: null,
+      });
+      expect(await store.lastSeq()).toBe(seqBefore + 1);
+      expect(await store.getEvent(seqBefore + 1)).toEqual({
+        seq: seqBefore + 1,
+        receivedAt: t0 + 200,
+        event,
+      });
+      const audit = await store.auditForEvent(triggers[0]!);
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({
+        kind: 'run.succeeded',
+        seq: triggers[0],
+        runId: 'run-1',
+        rule: 'rule-a',
+        at: t0 + 200,
+      });
+      expect(await store.listDeadLetters(10)).toEqual([]);
+      // Finished: nothing to claim, nothing more to complete.
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 10_000_000, leaseMs: 1, limit: 5 })).toEqual(
+        [],
+      );
+      expect(await complete('exec-a', last, { type: 'succeeded', output: 1, event }, t0 + 300)).toBe(false);
+      expect((await store.getRun('run-1'))!.attempts).toHaveLength(2);
+    });
+
+    it('runs - failed finishes the run, appends its outcome event, dead-letters and audits it', async () => {
+      const { seqs: triggers } = await createRuns([{ id: 'run-1', rule: 'restart-service' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 1 });
+      await complete(
+        'exec-a',
+        attemptOf('run-1', 0, 1, t0 + 100, { output: 1 }),
+        { type: 'next-step', output: 1 },
+        t0 + 100,
+      );
+      const failed = attemptOf('run-1', 1, 1, t0 + 200, { error: httpError });
+      const event = outcomeEvent('run-1', 'failed');
+      expect(await complete('exec-a', failed, { type: 'failed', error: httpError, event }, t0 + 200)).toBe(
+        true,
+      );
+
+      expect(await store.getRun('run-1')).toMatchObject({
+        status: 'failed',
+        step: 1,
+        attempt: 1,
+        finishedAt: t0 + 200,
+        error: httpError,
+        outputs: { 'step-0': 1 },
+      });
+      expect(await store.findEventsById(event.id, event.source)).toMatchObject([
+        { event, receivedAt: t0 + 200 },
+      ]);
+      expect(await store.listDeadLetters(10)).toEqual([
+        { runId: 'run-1', rule: 'restart-service', step: 1, error: httpError, createdAt: t0 + 200 },
+      ]);
+      expect(await store.auditForEvent(triggers[0]!)).toMatchObject([
+        { kind: 'run.failed', seq: triggers[0], runId: 'run-1', rule: 'restart-service', at: t0 + 200 },
+      ]);
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 10_000_000, leaseMs: 1, limit: 5 })).toEqual(
+        [],
+      );
+    });
+
+    it('runs - an outcome event already in the log is not appended again', async () => {
+      await createRuns([{ id: 'run-1' }, { id: 'run-2' }]);
+      const event = outcomeEvent('run-1', 'succeeded');
+      const [original] = await store.appendEvents([event], t0);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 5 });
+      const seqBefore = await store.lastSeq();
+      const done = attemptOf('run-1', 0, 1, t0 + 100, { output: 1 });
+      expect(
+        await complete(
+          'exec-a',
+          done,
+          { type: 'succeeded', output: 1, event: { ...event, data: 'other' } },
+          t0 + 100,
+        ),
+      ).toBe(true);
+      // run-2 reports the very same outcome event (same source and id).
+      const failed = attemptOf('run-2', 0, 1, t0 + 100, { error: httpError });
+      expect(await complete('exec-a', failed, { type: 'failed', error: httpError, event }, t0 + 100)).toBe(
+        true,
+      );
+      expect(await store.lastSeq()).toBe(seqBefore);
+      expect(await store.findEventsById(event.id)).toEqual([{ seq: original!.seq, receivedAt: t0, event }]);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'succeeded' });
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'failed' });
+    });
+
+    it('runs - a run that is not leased cannot be completed', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      const attempt = attemptOf('run-1', 0, 1, t0, { output: 1 });
+      expect(await complete('exec-a', attempt, { type: 'next-step', output: 1 }, t0)).toBe(false);
+      const other = attemptOf('run-404', 0, 1, t0, { output: 1 });
+      expect(await complete('exec-a', other, { type: 'next-step', output: 1 }, t0)).toBe(false);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'pending', step: 0, attempts: [] });
+    });
+
+    it('runs - listRuns pages newest first, with rule and status filters', async () => {
+      const ids = Array.from({ length: 9 }, (_, i) => `run-0${i + 1}`);
+      await createRuns(
+        ids.map((id, i) => ({ id, rule: i % 2 === 0 ? 'rule-a' : 'rule-b', createdAt: t0 + i })),
+      );
+      await store.claimRuns({ owner: 'exec-a', now: t0 + 2, leaseMs: 60_000, limit: 10 }); // run-01..03
+      const ids_ = (runs: Array<{ id: string }>) => runs.map((r) => r.id);
+      expect(ids_(await store.listRuns({ limit: 4 }))).toEqual(['run-09', 'run-08', 'run-07', 'run-06']);
+      expect(ids_(await store.listRuns({ before: 'run-06', limit: 4 }))).toEqual([
+        'run-05',
+        'run-04',
+        'run-03',
+        'run-02',
+      ]);
+      expect(ids_(await store.listRuns({ before: 'run-02', limit: 4 }))).toEqual(['run-01']);
+
+      const pageAll = async (filter: { rule?: string; status?: RunStatus }) => {
+        const all: string[] = [];
+        let before: string | undefined;
+        for (;;) {
+          const page = await store.listRuns({
+            ...filter,
+            ...(before === undefined ? {} : { before }),
+            limit: 2,
+          });
+          for (const run of page) {
+            if (filter.rule !== undefined) expect(run.rule).toBe(filter.rule);
+            if (filter.status !== undefined) expect(run.status).toBe(filter.status);
+          }
+          if (page.length === 0) return all;
+          all.push(...ids_(page));
+          before = page.at(-1)!.id;
+        }
+      };
+      expect(await pageAll({ rule: 'rule-a' })).toEqual(['run-09', 'run-07', 'run-05', 'run-03', 'run-01']);
+      expect(await pageAll({ status: 'running' })).toEqual(['run-03', 'run-02', 'run-01']);
+      expect(await pageAll({ status: 'pending', rule: 'rule-b' })).toEqual(['run-08', 'run-06', 'run-04']);
+      expect(await pageAll({ status: 'failed' })).toEqual([]);
+    });
+
+    it('runs - dead letters come newest first, up to the limit', async () => {
+      await createRuns([{ id: 'run-1' }, { id: 'run-2' }, { id: 'run-3' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 5 });
+      for (const [i, id] of ['run-1', 'run-2', 'run-3'].entries()) {
+        const error = { ...httpError, message: `failure ${i}` };
+        const attempt = attemptOf(id, 0, 1, t0 + i, { error });
+        await complete(
+          'exec-a',
+          attempt,
+          { type: 'failed', error, event: outcomeEvent(id, 'failed') },
+          t0 + i,
+        );
+      }
+      const letters = await store.listDeadLetters(2);
+      expect(letters.map((l) => [l.runId, l.createdAt, l.error.message])).toEqual([
+        ['run-3', t0 + 2, 'failure 2'],
+        ['run-2', t0 + 1, 'failure 1'],
+      ]);
+      expect(await store.listDeadLetters(10)).toHaveLength(3);
+    });
+
+    it('runs - runs, attempts and leases survive a reopen', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 10_000, limit: 1 });
+      const first = attemptOf('run-1', 0, 1, t0 + 100, { output: 'a' });
+      await complete('exec-a', first, { type: 'next-step', output: 'a' }, t0 + 100);
+      const before = await store.getRun('run-1');
+      await reopen();
+      expect(await store.getRun('run-1')).toEqual(before);
+      expect(await store.claimRuns({ owner: 'exec-b', now: t0 + 9999, leaseMs: 1000, limit: 1 })).toEqual([]);
+      const second = attemptOf('run-1', 1, 1, t0 + 200, { output: 'b' });
+      expect(
+        await complete(
+          'exec-a',
+          second,
+          { type: 'succeeded', output: 'b', event: outcomeEvent('run-1', 'succeeded') },
+          t0 + 200,
+        ),
+      ).toBe(true);
+    });
+
+    // --- facts ---
+
+    it('facts - set, overwrite and delete, kept across a reopen', async () => {
+      expect(await store.getFacts()).toEqual({});
+      await store.setFact('maintenance', true, t0);
+      await store.setFact('limits', { cpu: 0.8, hosts: ['a', 'b'] }, t0);
+      await store.setFact('owner', 'sre', t0);
+      await store.setFact('nothing', null, t0);
+      await store.setFact('maintenance', false, t0 + 1);
+      expect(await store.getFacts()).toEqual({
+        maintenance: false,
+        limits: { cpu: 0.8, hosts: ['a', 'b'] },
+        owner: 'sre',
+        nothing: null,
+      });
+      expect(await store.deleteFact('owner')).toBe(true);
+      expect(await store.deleteFact('owner')).toBe(false);
+      expect(await store.deleteFact('never-set')).toBe(false);
+      await reopen();
+      expect(await store.getFacts()).toEqual({
+        maintenance: false,
+        limits: { cpu: 0.8, hosts: ['a', 'b'] },
+        nothing: null,
+      });
+    });
+
+    // --- audit ---
+
+    it('audit - entries about an event come back in the order written', async () => {
+      await store.appendAudit([
+        { at: t0, kind: AuditKind.runCreated, seq: 5, rule: 'rule-a', runId: 'run-1', detail: { n: 1 } },
+        { at: t0, kind: AuditKind.rulebookLoaded, detail: { version: 1 } },
+        { at: t0 + 1, kind: AuditKind.stopped, seq: 6, rule: 'rule-c' },
+      ]);
+      await store.appendAudit([]);
+      await store.appendAudit([{ at: t0 + 2, kind: AuditKind.conditionError, seq: 5, rule: 'rule-b' }]);
+      expect(await store.auditForEvent(5)).toEqual([
+        { at: t0, kind: 'run.created', seq: 5, rule: 'rule-a', runId: 'run-1', detail: { n: 1 } },
+        { at: t0 + 2, kind: 'rule.condition-error', seq: 5, rule: 'rule-b' },
+      ]);
+      const [stopped] = await store.auditForEvent(6);
+      expect(Object.keys(stopped!).sort()).toEqual(['at', 'kind', 'rule', 'seq']);
+      expect(await store.auditForEvent(7)).toEqual([]);
+      await reopen();
+      expect(await store.auditForEvent(5)).toHaveLength(2);
+    });
+  });
+}
