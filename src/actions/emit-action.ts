@@ -1,0 +1,74 @@
+import { ReflexError } from '../core/errors.js';
+import { validateCloudEvent } from '../core/event.js';
+import type { Action, ActionContext } from '../core/ports/action.js';
+import { describeValue, invalidParams, isRecord } from './params.js';
+
+const kind = 'emit';
+
+/** The `emit` action's parameters once checked: the event to append, without `specversion`. */
+export type EmitParams = Parameters<ActionContext['emit']>[0];
+
+/** What an `emit` step outputs: where the event went in the log. */
+export interface EmitOutput {
+  seq: number;
+  id: string;
+  /** True when an event with the same (source, id) was already in the log (a retried step, say). */
+  duplicate: boolean;
+}
+
+/**
+ * Checks an `emit` step's rendered parameters: a CloudEvent without `specversion`, whose `id` and
+ * `source` may be left out (the engine derives the id from the step's idempotency key, so a retried step
+ * does not emit twice; the source defaults to `reflex`). Other keys are extension attributes.
+ * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
+ */
+export function parseEmitParams(params: unknown): EmitParams {
+  if (!isRecord(params)) {
+    invalidParams(
+      kind,
+      `expected an object, got ${describeValue(params)}`,
+      'give at least `type`, e.g. { type: "disk.cleaned" }.',
+    );
+  }
+  const { specversion, ...event } = params;
+  if (specversion !== undefined && specversion !== '1.0') {
+    invalidParams(
+      kind,
+      `\`specversion\` is ${JSON.stringify(specversion)}`,
+      'leave it out: Reflex emits CloudEvents 1.0.',
+    );
+  }
+  // Rendered templates give numbers where a rule author thinks of an id: accept them as text.
+  for (const attribute of ['id', 'source', 'subject'] as const) {
+    const value = event[attribute];
+    if (typeof value === 'number' && Number.isFinite(value)) event[attribute] = String(value);
+  }
+  if (event['type'] === undefined) {
+    invalidParams(kind, '`type` is missing', 'name the event type, e.g. `type: disk.cleaned`.');
+  }
+  try {
+    // The same checks as for events from outside; the placeholders stand in for what the engine fills in.
+    validateCloudEvent({ specversion: '1.0', id: 'placeholder', source: 'reflex', ...event });
+  } catch (error) {
+    if (!(error instanceof ReflexError)) throw error;
+    const [reason, fix] = error.message.split(' To fix: ');
+    invalidParams(kind, reason!.replace(/\.$/, ''), fix ?? 'see docs/actions.md#emit.');
+  }
+  return event as EmitParams;
+}
+
+/**
+ * The `emit` action: appends a new event to the log, where rules see it like any other.
+ *
+ * @example
+ * // in a rulebook
+ * // - emit: { type: host.isolated, subject: "${{ event.subject }}", data: { by: "reflex" } }
+ */
+export const emitAction: Action<EmitParams> = {
+  kind,
+  parse: parseEmitParams,
+  async run(params: EmitParams, context: ActionContext): Promise<EmitOutput> {
+    const result = await context.emit(params);
+    return { seq: result.seq, id: result.id, duplicate: result.duplicate };
+  },
+};

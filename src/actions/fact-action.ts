@@ -1,0 +1,112 @@
+import type { Action, ActionContext } from '../core/ports/action.js';
+import { describeValue, invalidParams, readObject } from './params.js';
+
+const kind = 'fact';
+
+/** The `fact` action's parameters once checked: set a fact to a value, or remove it. */
+export type FactParams = { type: 'set'; name: string; value: unknown } | { type: 'unset'; name: string };
+
+/** What a `fact` step outputs. */
+export type FactOutput = { name: string; value: unknown } | { name: string; unset: true };
+
+/** Names that read as `facts.<name>` in CEL: an identifier. */
+const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * CEL's reserved words (cel-spec, "Syntax") cannot follow `facts.`; `__proto__` would reach an object's
+ * prototype wherever facts are held in a plain object.
+ */
+const reserved = new Set([
+  'true',
+  'false',
+  'null',
+  'in',
+  'as',
+  'break',
+  'const',
+  'continue',
+  'else',
+  'for',
+  'function',
+  'if',
+  'import',
+  'let',
+  'loop',
+  'package',
+  'namespace',
+  'return',
+  'var',
+  'void',
+  'while',
+  '__proto__',
+]);
+
+function checkName(key: 'set' | 'unset', value: unknown): string {
+  if (typeof value !== 'string') {
+    invalidParams(
+      kind,
+      `\`${key}\` is ${describeValue(value)}`,
+      `give the fact's name, e.g. \`${key}: maintenance\`.`,
+    );
+  }
+  if (!identifier.test(value) || reserved.has(value)) {
+    invalidParams(
+      kind,
+      `${JSON.stringify(value)} is not a usable fact name`,
+      'use letters, digits and _ (not first a digit, not a CEL keyword), so that it reads as `facts.<name>`.',
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks a `fact` step's rendered parameters: `{ set: name, value }` or `{ unset: name }`.
+ * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
+ */
+export function parseFactParams(params: unknown): FactParams {
+  const raw = readObject(kind, params, ['set', 'value', 'unset']);
+  if (raw['set'] !== undefined && raw['unset'] !== undefined) {
+    invalidParams(kind, 'both `set` and `unset` are given', 'use one `fact` step for each change.');
+  }
+  if (raw['unset'] !== undefined) {
+    if (raw['value'] !== undefined) invalidParams(kind, '`unset` takes no `value`', 'remove `value`.');
+    return { type: 'unset', name: checkName('unset', raw['unset']) };
+  }
+  if (raw['set'] === undefined) {
+    invalidParams(
+      kind,
+      'neither `set` nor `unset` is given',
+      'write `{ set: name, value: ... }` or `{ unset: name }`.',
+    );
+  }
+  const name = checkName('set', raw['set']);
+  if (raw['value'] === undefined) {
+    invalidParams(
+      kind,
+      `\`set: ${name}\` has no \`value\``,
+      'give the value to store, or use `unset` to remove the fact.',
+    );
+  }
+  return { type: 'set', name, value: raw['value'] };
+}
+
+/**
+ * The `fact` action: sets or removes a durable fact, readable by conditions as `facts.<name>`.
+ *
+ * @example
+ * // in a rulebook
+ * // - fact: { set: maintenance, value: true }
+ * // - fact: { unset: maintenance }
+ */
+export const factAction: Action<FactParams> = {
+  kind,
+  parse: parseFactParams,
+  async run(params: FactParams, context: ActionContext): Promise<FactOutput> {
+    if (params.type === 'unset') {
+      await context.setFact(params.name, undefined);
+      return { name: params.name, unset: true };
+    }
+    await context.setFact(params.name, params.value);
+    return { name: params.name, value: params.value };
+  },
+};

@@ -1,0 +1,359 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { isRetriable, NonRetriableError, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
+import { createHttpAction, httpAction, parseRetryAfter } from './http-action.js';
+import { createRecordingContext } from './test-context.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+let server: Server;
+let base: string;
+let seen: Seen[] = [];
+let handle: (req: IncomingMessage, res: ServerResponse, body: string) => void;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      handle(req, res, body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => {
+  seen = [];
+  handle = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{"ok":true}');
+  };
+});
+
+async function call(params: unknown, context = createRecordingContext()): Promise<unknown> {
+  return httpAction.run(httpAction.parse(params), context);
+}
+
+async function failure(params: unknown, context = createRecordingContext()): Promise<unknown> {
+  try {
+    await call(params, context);
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the action to fail');
+}
+
+describe('http action - requests', () => {
+  it('http - sends json with POST and parses a JSON answer', async () => {
+    handle = (_req, res, body) => {
+      res.writeHead(201, { 'content-type': 'application/json; charset=utf-8', 'x-request-id': 'abc' });
+      res.end(JSON.stringify({ got: JSON.parse(body) }));
+    };
+    const output = await call({ url: `${base}/hooks?x=1`, json: { name: 'disk', level: 3 } });
+    expect(seen[0]).toMatchObject({ method: 'POST', url: '/hooks?x=1', body: '{"name":"disk","level":3}' });
+    expect(seen[0]!.headers['content-type']).toBe('application/json');
+    expect(output).toEqual({
+      status: 201,
+      headers: expect.objectContaining({ 'x-request-id': 'abc' }),
+      body: { got: { name: 'disk', level: 3 } },
+    });
+  });
+
+  it('http - uses GET without a body and the given method otherwise', async () => {
+    await call({ url: base });
+    await call({ url: base, method: 'put', body: 'plain words' });
+    await call({ url: base, method: 'DELETE' });
+    expect(seen.map((s) => [s.method, s.body])).toEqual([
+      ['GET', ''],
+      ['PUT', 'plain words'],
+      ['DELETE', ''],
+    ]);
+    expect(seen[1]!.headers['content-type']).toBe('text/plain; charset=utf-8');
+  });
+
+  it('http - sends the headers given, a stable Idempotency-Key and a User-Agent', async () => {
+    const first = createRecordingContext({ idempotencyKey: 'run-9:notify', attempt: 1 });
+    const second = createRecordingContext({ idempotencyKey: 'run-9:notify', attempt: 2 });
+    const params = { url: base, headers: { Authorization: 'Bearer t0k', 'X-Count': 3 } };
+    await call(params, first);
+    await call(params, second);
+    for (const request of seen) {
+      expect(request.headers['authorization']).toBe('Bearer t0k');
+      expect(request.headers['x-count']).toBe('3');
+      expect(request.headers['idempotency-key']).toBe('run-9:notify');
+      expect(request.headers['user-agent']).toMatch(/^reflex\/\d+\.\d+\.\d+/);
+    }
+  });
+
+  it('http - keeps an Idempotency-Key and User-Agent the step sets itself', async () => {
+    await call({ url: base, headers: { 'idempotency-key': 'mine', 'User-Agent': 'ops-bot' } });
+    expect(seen[0]!.headers['idempotency-key']).toBe('mine');
+    expect(seen[0]!.headers['user-agent']).toBe('ops-bot');
+  });
+
+  it('http - returns text for non-JSON answers, with lower-case headers and no cookies', async () => {
+    handle = (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'X-Thing': 'yes', 'Set-Cookie': 'session=secret' });
+      res.end('hello');
+    };
+    const output = (await call({ url: base })) as { headers: Record<string, string>; body: unknown };
+    expect(output.body).toBe('hello');
+    expect(output.headers['x-thing']).toBe('yes');
+    expect(output.headers['set-cookie']).toBeUndefined();
+  });
+
+  it('http - keeps the text of a body labelled JSON that does not parse', async () => {
+    handle = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('not json');
+    };
+    expect(await call({ url: base })).toMatchObject({ body: 'not json' });
+  });
+
+  it('http - cuts a large answer at 64 KiB and says so', async () => {
+    handle = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`[${'"abcdefgh",'.repeat(30_000)}"end"]`);
+    };
+    const output = (await call({ url: base })) as { body: unknown; truncated?: boolean };
+    expect(output.truncated).toBe(true);
+    expect(typeof output.body).toBe('string');
+    expect(Buffer.byteLength(output.body as string)).toBe(65_536);
+  });
+
+  it('http - honours a smaller maxBodyBytes option', async () => {
+    handle = (_req, res) => res.end('0123456789');
+    const small = createHttpAction({ maxBodyBytes: 4 });
+    const output = await small.run(small.parse({ url: base }), createRecordingContext());
+    expect(output).toMatchObject({ body: '0123', truncated: true });
+  });
+});
+
+describe('http action - expected statuses', () => {
+  it('http - accepts any 2xx by default', async () => {
+    handle = (_req, res) => {
+      res.writeHead(204);
+      res.end();
+    };
+    expect(await call({ url: base })).toMatchObject({ status: 204, body: '' });
+  });
+
+  it('http - accepts a status, a list and classes given in `expect`', async () => {
+    handle = (_req, res) => {
+      res.writeHead(404);
+      res.end('none');
+    };
+    expect(await call({ url: base, expect: 404 })).toMatchObject({ status: 404 });
+    expect(await call({ url: base, expect: '404' })).toMatchObject({ status: 404 });
+    expect(await call({ url: base, expect: ['2xx', 404] })).toMatchObject({ status: 404 });
+    expect(await call({ url: base, expect: '4XX' })).toMatchObject({ status: 404 });
+  });
+
+  it('http - fails with REFLEX_ERR_ACTION_HTTP_STATUS when the status is not the one expected', async () => {
+    const error = await failure({ url: base, expect: 201 });
+    expect(error).toBeInstanceOf(ReflexError);
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_HTTP_STATUS');
+    expect((error as ReflexError).message).toContain('answered 200, expected 201');
+  });
+
+  it('http - a 500 is retriable and carries the status and an excerpt of the body', async () => {
+    handle = (_req, res) => {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(`database down ${'x'.repeat(5000)}`);
+    };
+    const error = (await failure({ url: base })) as ReflexError;
+    expect(error.code).toBe('REFLEX_ERR_ACTION_HTTP_STATUS');
+    expect(isRetriable(error)).toBe(true);
+    expect(error.details?.['status']).toBe(500);
+    expect(String(error.details?.['body'])).toMatch(/^database down x+…$/);
+    expect(String(error.details?.['body']).length).toBeLessThan(2100);
+  });
+
+  it('http - a 404 is not retriable and keeps the HTTP error as its cause', async () => {
+    handle = (_req, res) => {
+      res.writeHead(404);
+      res.end('no such hook');
+    };
+    const error = await failure({ url: `${base}/missing` });
+    expect(error).toBeInstanceOf(NonRetriableError);
+    expect(isRetriable(error)).toBe(false);
+    const info = toErrorInfo(error);
+    expect(info.code).toBe('REFLEX_ERR_ACTION_HTTP_STATUS');
+    expect(info.details).toMatchObject({ status: 404, body: 'no such hook' });
+    expect(info.cause?.code).toBe('REFLEX_ERR_ACTION_HTTP_STATUS');
+    expect(info.message).toContain(`GET ${base}/missing answered 404`);
+  });
+
+  it('http - 408, 425 and 429 without Retry-After stay retriable', async () => {
+    for (const status of [408, 425, 429]) {
+      handle = (_req, res) => {
+        res.writeHead(status);
+        res.end();
+      };
+      const error = await failure({ url: base });
+      expect(error).toBeInstanceOf(ReflexError);
+      expect(isRetriable(error)).toBe(true);
+    }
+  });
+
+  it('http - a 429 with Retry-After in seconds asks to retry after that delay', async () => {
+    handle = (_req, res) => {
+      res.writeHead(429, { 'retry-after': '7' });
+      res.end('slow down');
+    };
+    const error = await failure({ url: base });
+    expect(error).toBeInstanceOf(RetryAfterError);
+    expect((error as RetryAfterError).retryAfterMs).toBe(7000);
+    expect(toErrorInfo(error)).toMatchObject({
+      code: 'REFLEX_ERR_ACTION_HTTP_STATUS',
+      details: { status: 429, retryAfterMs: 7000 },
+      cause: { code: 'REFLEX_ERR_ACTION_HTTP_STATUS' },
+    });
+  });
+
+  it('http - a 503 with a Retry-After date asks to retry at that date', async () => {
+    const now = Date.parse('2026-03-01T10:00:00Z');
+    handle = (_req, res) => {
+      res.writeHead(503, { 'retry-after': 'Sun, 01 Mar 2026 10:01:30 GMT' });
+      res.end();
+    };
+    const action = createHttpAction({ now: () => now });
+    const error = await action
+      .run(action.parse({ url: base }), createRecordingContext())
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RetryAfterError);
+    expect((error as RetryAfterError).retryAfterMs).toBe(90_000);
+  });
+
+  it('http - reads Retry-After values', () => {
+    expect(parseRetryAfter('120', 0)).toBe(120_000);
+    expect(parseRetryAfter('Thu, 01 Jan 1970 00:00:10 GMT', 4000)).toBe(6000);
+    expect(parseRetryAfter('Thu, 01 Jan 1970 00:00:10 GMT', 20_000)).toBe(0);
+    expect(parseRetryAfter('soon', 0)).toBeUndefined();
+    expect(parseRetryAfter(undefined, 0)).toBeUndefined();
+  });
+});
+
+describe('http action - failures on the wire', () => {
+  it('http - a server that never answers times out and the request is cancelled', async () => {
+    let closed!: () => void;
+    const socketClosed = new Promise<void>((resolve) => {
+      closed = resolve;
+    });
+    handle = (req) => {
+      req.socket.on('close', closed);
+    };
+    const started = Date.now();
+    const error = await failure(
+      { url: `${base}/slow`, json: {} },
+      createRecordingContext({ signal: AbortSignal.timeout(200), timeoutMs: 200 }),
+    );
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(error).toBeInstanceOf(ReflexError);
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_TIMEOUT');
+    expect((error as ReflexError).message).toContain('`http` action did not finish within 200ms');
+    await socketClosed;
+  });
+
+  it('http - a body that stalls after the headers times out too', async () => {
+    let closed!: () => void;
+    const socketClosed = new Promise<void>((resolve) => {
+      closed = resolve;
+    });
+    handle = (req, res) => {
+      req.socket.on('close', closed);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial');
+    };
+    const error = await failure(
+      { url: base },
+      createRecordingContext({ signal: AbortSignal.timeout(200), timeoutMs: 200 }),
+    );
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_TIMEOUT');
+    await socketClosed;
+  });
+
+  it('http - a signal aborted before the start sends nothing', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const error = await failure(
+      { url: base },
+      createRecordingContext({ signal: controller.signal, timeoutMs: 5 }),
+    );
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_TIMEOUT');
+    expect(seen).toEqual([]);
+  });
+
+  it('http - a refused connection is REFLEX_ERR_ACTION_HTTP_UNREACHABLE and retriable', async () => {
+    const closedServer = createServer();
+    await new Promise<void>((resolve) => closedServer.listen(0, '127.0.0.1', resolve));
+    const port = (closedServer.address() as AddressInfo).port;
+    await new Promise((resolve) => closedServer.close(resolve));
+    const error = (await failure({ url: `http://127.0.0.1:${port}/` })) as ReflexError;
+    expect(error.code).toBe('REFLEX_ERR_ACTION_HTTP_UNREACHABLE');
+    expect(error.message).toContain('ECONNREFUSED');
+    expect(isRetriable(error)).toBe(true);
+  });
+});
+
+describe('http action - parameters', () => {
+  const invalid = (params: unknown): string => {
+    try {
+      httpAction.parse(params);
+    } catch (error) {
+      expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_INVALID_PARAMS');
+      expect(isRetriable(error)).toBe(false);
+      return (error as ReflexError).message;
+    }
+    throw new Error('expected invalid parameters');
+  };
+
+  it('http - refuses URLs that are missing, malformed or not http(s)', () => {
+    expect(invalid({})).toContain('`url` is missing');
+    expect(invalid({ url: 'not a url' })).toContain('is not a URL');
+    expect(invalid({ url: 'file:///etc/passwd' })).toContain('uses file:');
+    expect(invalid('https://example.com')).toContain('expected an object, got a string');
+  });
+
+  it('http - refuses bodies that cannot be sent as given', () => {
+    expect(invalid({ url: base, json: {}, body: 'x' })).toContain('both `json` and `body`');
+    expect(invalid({ url: base, body: { a: 1 } })).toContain('`body` is an object');
+    expect(invalid({ url: base, method: 'GET', json: {} })).toContain('GET request cannot carry a body');
+  });
+
+  it('http - refuses bad methods, headers, expectations and unknown keys', () => {
+    expect(invalid({ url: base, method: 'GE T' })).toContain('not an HTTP method');
+    expect(invalid({ url: base, headers: { 'bad name': 'x' } })).toContain('header name');
+    expect(invalid({ url: base, headers: { 'x-a': 'one\r\nx-b: two' } })).toContain('line break');
+    expect(invalid({ url: base, headers: { 'x-a': { nested: true } } })).toContain(
+      '`headers.x-a` is an object',
+    );
+    expect(invalid({ url: base, expect: 'ok' })).toContain('`expect` holds "ok"');
+    expect(invalid({ url: base, expect: [] })).toContain('empty list');
+    expect(invalid({ url: base, heders: {} })).toContain('unknown parameter `heders`');
+  });
+
+  it('http - normalises what it accepts', () => {
+    expect(httpAction.parse({ url: 'https://example.com/a b', headers: { 'X-A': 1 }, json: [1] })).toEqual({
+      url: 'https://example.com/a%20b',
+      method: 'POST',
+      headers: { 'x-a': '1', 'content-type': 'application/json' },
+      body: '[1]',
+      expect: { statuses: [], classes: [2], text: '2xx' },
+    });
+  });
+});
