@@ -90,6 +90,12 @@ export const errorRegistry = {
     message:
       'Webhook `{name}` takes its secret from the environment variable `{env}`, which is not set. To fix: set {env} and restart (or reload) Reflex.',
   },
+  REFLEX_ERR_WEBHOOK_MISSING_HEADER: {
+    code: 'REFLEX_ERR_WEBHOOK_MISSING_HEADER',
+    status: 400,
+    message:
+      'The request to webhook `{name}` has no `{header}` header, from which the event takes its `{attribute}`. To fix: send the header, or give the webhook a `default` for `{attribute}`.',
+  },
 
   // --- API ---
   REFLEX_ERR_API_UNAUTHORIZED: {
@@ -161,7 +167,8 @@ export const errorRegistry = {
   REFLEX_ERR_RULEBOOK_INVALID: {
     code: 'REFLEX_ERR_RULEBOOK_INVALID',
     status: 400,
-    message: '{location}: {reason}',
+    message:
+      'The rulebook has {count} problem(s); fix each at the file:line:column given, then reload:\n{problems}',
   },
   REFLEX_ERR_RULEBOOK_NOT_FOUND: {
     code: 'REFLEX_ERR_RULEBOOK_NOT_FOUND',
@@ -175,6 +182,12 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_RUN_NOT_FOUND',
     status: 404,
     message: 'No run `{id}`. To fix: list runs with `reflex runs ls`.',
+  },
+  REFLEX_ERR_RUN_INTERRUPTED: {
+    code: 'REFLEX_ERR_RUN_INTERRUPTED',
+    status: 503,
+    message:
+      'The step was interrupted because Reflex is stopping. Nothing to fix: it runs again (with the same idempotency key) when Reflex restarts.',
   },
   REFLEX_ERR_ACTION_TIMEOUT: {
     code: 'REFLEX_ERR_ACTION_TIMEOUT',
@@ -226,6 +239,43 @@ export const errorRegistry = {
     status: 500,
     message:
       'The database at `{path}` has schema version {found}, newer than this Reflex knows ({known}). To fix: run a newer Reflex, or use another `--data`.',
+  },
+  REFLEX_ERR_STORE_OLDER_SCHEMA: {
+    code: 'REFLEX_ERR_STORE_OLDER_SCHEMA',
+    status: 500,
+    message:
+      'The database at `{path}` has schema version {found}, older than this Reflex reads ({known}), and it is open for reading only. To fix: start Reflex once on this `--data` so it upgrades the database.',
+  },
+  REFLEX_ERR_STORE_NOT_FOUND: {
+    code: 'REFLEX_ERR_STORE_NOT_FOUND',
+    status: 500,
+    message:
+      'No Reflex database at `{path}`. To fix: point `--data` at the data directory of a Reflex instance, or start Reflex there once.',
+  },
+  REFLEX_ERR_STORE_DUPLICATE_RUN: {
+    code: 'REFLEX_ERR_STORE_DUPLICATE_RUN',
+    status: 500,
+    message:
+      'A run of rule `{rule}` for the event at seq {seq} already exists, so the dispatch was not recorded. To fix: nothing to do on your side; this is a bug in Reflex (a match must never be doubled), please report it.',
+  },
+
+  // --- anything else ---
+  REFLEX_ERR_INTERNAL_UNEXPECTED: {
+    code: 'REFLEX_ERR_INTERNAL_UNEXPECTED',
+    status: 500,
+    message:
+      'An unexpected error happened: {reason}. To fix: this is a bug in Reflex or in a plugin; report it with the log line that carries this message.',
+  },
+  REFLEX_ERR_NON_RETRIABLE: {
+    code: 'REFLEX_ERR_NON_RETRIABLE',
+    status: 500,
+    message:
+      'A step failed in a way that trying again cannot fix: {reason}. To fix: see the cause, correct it, and replay the run.',
+  },
+  REFLEX_ERR_RETRY_AFTER: {
+    code: 'REFLEX_ERR_RETRY_AFTER',
+    status: 503,
+    message: 'A step asked to be retried later: {reason}. Nothing to fix unless it keeps happening.',
   },
 
   // --- configuration ---
@@ -333,7 +383,7 @@ export function toErrorInfo(error: unknown, depth = 0): ErrorInfo {
   if (error instanceof Error) {
     const coded = error as Error & { code?: unknown; details?: unknown };
     const info: ErrorInfo = {
-      code: typeof coded.code === 'string' ? coded.code : 'REFLEX_ERR_UNEXPECTED',
+      code: typeof coded.code === 'string' ? coded.code : 'REFLEX_ERR_INTERNAL_UNEXPECTED',
       message: error.message,
     };
     if (coded.details !== undefined && coded.details !== null && typeof coded.details === 'object') {
@@ -342,7 +392,7 @@ export function toErrorInfo(error: unknown, depth = 0): ErrorInfo {
     if (error.cause !== undefined && depth < 5) info.cause = toErrorInfo(error.cause, depth + 1);
     return info;
   }
-  return { code: 'REFLEX_ERR_UNEXPECTED', message: String(error) };
+  return { code: 'REFLEX_ERR_INTERNAL_UNEXPECTED', message: String(error) };
 }
 
 /** Whether the executor may try an action again after this error. */

@@ -60,6 +60,10 @@ export interface Rule {
   then: ActionStep[];
   /** When this rule fires, later rules do not see the event. */
   stop: boolean;
+  /** A disabled rule is loaded and explained, but never fires. */
+  enabled: boolean;
+  /** The `vars` of the rulebook file the rule is in, readable as `vars.<name>`. */
+  vars: Record<string, unknown>;
   location: SourceLocation;
 }
 
@@ -91,8 +95,7 @@ export interface Webhook {
 
 /** Everything loaded from a set of rulebook files, compiled. */
 export interface Rulebook {
+  /** All rules of all files, in firing order (files in path order, rules in file order). */
   rules: Rule[];
   webhooks: Map<string, Webhook>;
-  /** Values readable as `vars.<name>` in conditions and templates. */
-  vars: Record<string, unknown>;
 }

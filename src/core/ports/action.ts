@@ -1,4 +1,4 @@
-import type { AppendResult, CloudEvent } from '../event.js';
+import type { AppendResult } from '../event.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -38,9 +38,19 @@ export interface ActionContext {
    * Appends a new event to the log. `id` defaults to one derived from the idempotency key, so a retried
    * step does not emit twice; `source` defaults to `reflex`.
    */
-  emit(
-    event: Omit<CloudEvent, 'specversion' | 'id' | 'source'> & { id?: string; source?: string },
-  ): Promise<AppendResult>;
+  emit(event: EmittedEvent): Promise<AppendResult>;
   /** Sets (or with `undefined`, removes) a durable fact. */
   setFact(name: string, value: unknown): Promise<void>;
+}
+
+/** An event an action puts into the log: a CloudEvent whose `specversion`, `id` and `source` may be left out. */
+export interface EmittedEvent {
+  type: string;
+  id?: string;
+  source?: string;
+  subject?: string;
+  time?: string;
+  datacontenttype?: string;
+  data?: unknown;
+  [extension: string]: unknown;
 }

@@ -1,0 +1,225 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createActionRegistry } from '../actions/registry.js';
+import { compileRulebook, RulebookError, readRulebookFiles } from './loader.js';
+
+const actions = createActionRegistry();
+const compile = (content: string, path = 'rules.yaml') => compileRulebook([{ path, content }], { actions });
+
+function problemsOf(content: string) {
+  try {
+    compile(content);
+  } catch (error) {
+    if (error instanceof RulebookError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected the rulebook to be rejected');
+}
+
+const valid = `
+name: sample
+vars: { threshold: 90 }
+defaults: { timeout: 5s }
+webhooks:
+  github:
+    type: { header: X-GitHub-Event, prefix: com.github. }
+    source: https://github.com/acme
+    id: { header: X-GitHub-Delivery }
+    auth: { hmac: { secret: { env: GITHUB_SECRET } } }
+rules:
+  - name: restart-on-critical
+    when:
+      pattern: { type: [alertmanager.alert], data: { status: [firing] } }
+      if: event.data.value > vars.threshold
+    then:
+      - id: restart
+        http: { url: "http://127.0.0.1:9000/restart", method: POST, json: { host: "\${{ event.data.host }}" } }
+        retry: { attempts: 5, backoff: 2s, maxDelay: 1m }
+      - log: "restart requested for \${{ event.data.host }}"
+    stop: true
+  - name: only-condition
+    enabled: false
+    when: { if: 'event.type.startsWith("x.")' }
+    then:
+      - exec: { command: [echo, hi] }
+        timeout: 1s
+`;
+
+describe('rulebook loader', () => {
+  it('rulebook - compiles rules, steps, defaults and webhooks', () => {
+    const rulebook = compile(valid);
+    expect(rulebook.rules.map((r) => r.name)).toEqual(['restart-on-critical', 'only-condition']);
+    const [first, second] = rulebook.rules;
+    expect(first!.stop).toBe(true);
+    expect(first!.pattern).toBeDefined();
+    expect(first!.condition?.source).toBe('event.data.value > vars.threshold');
+    expect(first!.vars).toEqual({ threshold: 90 });
+    expect(first!.location).toEqual({ file: 'rules.yaml', line: 12, column: 11 });
+    expect(first!.then.map((s) => [s.id, s.kind, s.timeoutMs])).toEqual([
+      ['restart', 'http', 5000],
+      ['1', 'log', 5000],
+    ]);
+    expect(first!.then[0]!.retry).toEqual({ attempts: 5, backoffMs: 2000, maxDelayMs: 60_000 });
+    expect(second!.enabled).toBe(false);
+    expect(second!.pattern).toBeUndefined();
+    const hook = rulebook.webhooks.get('github')!;
+    expect(hook.type).toEqual({ header: 'X-GitHub-Event', prefix: 'com.github.' });
+    expect(hook.auth).toEqual({
+      type: 'hmac',
+      header: 'X-Hub-Signature-256',
+      prefix: 'sha256=',
+      secret: { env: 'GITHUB_SECRET' },
+    });
+    expect(hook.id).toEqual({ header: 'X-GitHub-Delivery' });
+  });
+
+  it('rulebook - an unknown key is reported at its line and column with a suggestion', () => {
+    const problems = problemsOf(valid.replace('    stop: true', '    stpo: true'));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ file: 'rules.yaml', line: 21, column: 5 });
+    expect(problems[0]!.message).toContain('unknown key `stpo`');
+    expect(problems[0]!.message).toContain('Did you mean `stop`?');
+    expect(problems[0]!.excerpt).toBe('      stpo: true\n      ^');
+  });
+
+  it('rulebook - a misspelt action names the step and the known actions', () => {
+    const problems = problemsOf(valid.replace('      - log: "restart', '      - lgo: "restart'));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ line: 20, column: 9 });
+    expect(problems[0]!.message).toMatch(/unknown key `lgo`.*Did you mean `log`\?/);
+  });
+
+  it('rulebook - a step with two actions or none is rejected', () => {
+    const two = problemsOf(
+      valid.replace(
+        '      - log: "restart requested for ${{ event.data.host }}"',
+        '      - { log: a, emit: { type: b } }',
+      ),
+    );
+    expect(two[0]!.message).toContain('a step needs exactly one action');
+    expect(two[0]!.line).toBe(20);
+  });
+
+  it('rulebook - an invalid pattern points inside the pattern', () => {
+    const problems = problemsOf(valid.replace('status: [firing]', 'status: [{ prefx: fir }]'));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ line: 14, column: 65 });
+    expect(problems[0]!.message).toContain('REFLEX_ERR_PATTERN_INVALID');
+    expect(problems[0]!.message).toContain('`prefx`');
+  });
+
+  it('rulebook - a CEL syntax error points at the character in the condition', () => {
+    const problems = problemsOf(
+      valid.replace('if: event.data.value > vars.threshold', 'if: event.data.value > > vars.threshold'),
+    );
+    expect(problems).toHaveLength(1);
+    expect(problems[0]!.line).toBe(15);
+    expect(problems[0]!.column).toBeGreaterThan(11);
+    expect(problems[0]!.message).toContain('REFLEX_ERR_CONDITION_INVALID');
+  });
+
+  it('rulebook - an unknown variable in a template is reported at the template', () => {
+    const problems = problemsOf(
+      valid.replace('"restart requested for ${{ event.data.host }}"', '"restart ${{ evnt.data.host }}"'),
+    );
+    expect(problems[0]!.line).toBe(20);
+    expect(problems[0]!.message).toContain('REFLEX_ERR_TEMPLATE_INVALID');
+  });
+
+  it('rulebook - static action parameters are checked at load time', () => {
+    const problems = problemsOf(
+      valid.replace('exec: { command: [echo, hi] }', 'http: { url: "ftp://example.com/x" }'),
+    );
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ line: 26, column: 15 });
+    expect(problems[0]!.message).toContain('REFLEX_ERR_ACTION_INVALID_PARAMS');
+  });
+
+  it('rulebook - wrong types and bad durations are reported where they stand', () => {
+    const problems = problemsOf(
+      valid.replace('attempts: 5', 'attempts: five').replace('timeout: 5s', 'timeout: 5 seconds'),
+    );
+    const messages = problems.map((p) => `${p.line}: ${p.message}`);
+    expect(messages.some((m) => m.startsWith('4: ') && m.includes('defaults.timeout'))).toBe(true);
+    expect(messages.some((m) => m.startsWith('19: ') && m.includes('attempts'))).toBe(true);
+  });
+
+  it('rulebook - duplicate rule names across files name both places', () => {
+    const a = {
+      path: 'a.yaml',
+      content: 'rules:\n  - name: x\n    when: { if: "true" }\n    then: [ { log: a } ]\n',
+    };
+    const b = {
+      path: 'b.yaml',
+      content:
+        'rules:\n  - name: y\n    when: { if: "true" }\n    then: [ { log: b } ]\n  - name: x\n    when: { if: "true" }\n    then: [ { log: c } ]\n',
+    };
+    try {
+      compileRulebook([a, b], { actions });
+      expect.unreachable();
+    } catch (error) {
+      const problems = (error as RulebookError).problems;
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatchObject({ file: 'b.yaml', line: 5 });
+      expect(problems[0]!.message).toContain('already used at a.yaml:2:11');
+    }
+  });
+
+  it('rulebook - invalid YAML is reported with its position, and the error is coded', () => {
+    try {
+      compile('rules:\n  - name: x\n    when: { if: "true"\n');
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(RulebookError);
+      const e = error as RulebookError;
+      expect(e.code).toBe('REFLEX_ERR_RULEBOOK_INVALID');
+      expect(e.statusCode).toBe(400);
+      expect(e.problems[0]!.message).toMatch(/^invalid YAML/);
+      expect(e.message).toMatch(/^The rulebook has \d+ problem\(s\)/);
+      expect(e.message).toContain('rules.yaml:');
+    }
+  });
+
+  it('rulebook - duplicate keys in a mapping are an error, not a silent overwrite', () => {
+    const problems = problemsOf(
+      'rules:\n  - name: x\n    name: y\n    when: { if: "true" }\n    then: [ { log: a } ]\n',
+    );
+    expect(problems[0]!.message).toMatch(/unique/i);
+    expect(problems[0]!.line).toBe(3);
+  });
+
+  it('rulebook - an empty file says what to add', () => {
+    const problems = problemsOf('# nothing yet\n');
+    expect(problems[0]!.message).toContain('the file is empty');
+  });
+});
+
+describe('rulebook files', () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it('rulebook - a folder stands for its YAML files in path order, without rule tests or hidden files', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'reflex-rulebooks-'));
+    await mkdir(join(dir, 'team-b'));
+    await writeFile(join(dir, 'b.yaml'), 'rules: []\n');
+    await writeFile(join(dir, 'a.yml'), 'rules: []\n');
+    await writeFile(join(dir, 'a.test.yaml'), 'cases: []\n');
+    await writeFile(join(dir, '.hidden.yaml'), 'rules: []\n');
+    await writeFile(join(dir, 'notes.txt'), 'hello\n');
+    await writeFile(join(dir, 'team-b', 'c.yaml'), 'rules: []\n');
+    const files = await readRulebookFiles([dir]);
+    expect(files.map((f) => f.path.slice(dir!.length + 1))).toEqual(['a.yml', 'b.yaml', 'team-b/c.yaml']);
+  });
+
+  it('rulebook - a missing path is a coded error naming it', async () => {
+    await expect(readRulebookFiles(['/nonexistent/rules.yaml'])).rejects.toMatchObject({
+      code: 'REFLEX_ERR_RULEBOOK_NOT_FOUND',
+      message: expect.stringContaining('/nonexistent/rules.yaml'),
+    });
+  });
+});

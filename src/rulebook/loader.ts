@@ -1,0 +1,679 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import Schema from 'typebox/schema';
+import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
+import { compileCondition } from '../core/condition.js';
+import { parseDuration } from '../core/duration.js';
+import { ReflexError } from '../core/errors.js';
+import { parsePattern } from '../core/pattern/pattern.js';
+import type { Action } from '../core/ports/action.js';
+import {
+  type ActionStep,
+  defaultRetryPolicy,
+  type RetryPolicy,
+  type Rule,
+  type Rulebook,
+  type SecretRef,
+  type SourceLocation,
+  type Webhook,
+  type WebhookAuth,
+} from '../core/rule.js';
+import { compileTemplate } from '../core/template.js';
+import { actionParamSchemas, type RulebookDocument, RulebookSchema, type StepDocument } from './schema.js';
+
+/** A rulebook file as read from disk (or given by a test). */
+export interface RulebookFile {
+  path: string;
+  content: string;
+}
+
+/** One thing wrong in a rulebook, pointing at the place to fix. */
+export interface RulebookProblem {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+  /** The offending line of the file, with a caret under the column. */
+  excerpt: string;
+}
+
+/**
+ * A rulebook that cannot be loaded. `problems` lists everything found (up to a limit), in file order;
+ * the message renders them as `file:line:column: message` followed by the offending text.
+ */
+export class RulebookError extends ReflexError {
+  readonly problems: RulebookProblem[];
+  constructor(problems: RulebookProblem[]) {
+    super(
+      'REFLEX_ERR_RULEBOOK_INVALID',
+      { count: problems.length, problems: formatProblems(problems) },
+      { details: { problems } },
+    );
+    this.problems = problems;
+  }
+}
+
+/** Renders problems the way compilers do, so editors and terminals can jump to them. */
+export function formatProblems(problems: readonly RulebookProblem[]): string {
+  return problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}\n${p.excerpt}`).join('\n');
+}
+
+/** What the compiler needs to know about actions: which kinds exist, and how each checks its parameters. */
+export interface RulebookCompileOptions {
+  actions: ReadonlyMap<string, Action> | { get(kind: string): Action | undefined; kinds(): string[] };
+}
+
+const ruleFileName = /\.ya?ml$/i;
+const testFileName = /\.test\.ya?ml$/i;
+const maxProblems = 50;
+const validateDocument = Schema.Compile(RulebookSchema);
+
+/**
+ * Reads rulebook files. A folder stands for every `.yaml`/`.yml` file below it, in path order, except
+ * rule tests (`*.test.yaml`) and hidden entries.
+ */
+export async function readRulebookFiles(paths: readonly string[]): Promise<RulebookFile[]> {
+  const files: RulebookFile[] = [];
+  const visit = async (path: string, explicit: boolean): Promise<void> => {
+    let info: Awaited<ReturnType<typeof stat>>;
+    try {
+      info = await stat(path);
+    } catch {
+      throw new ReflexError('REFLEX_ERR_RULEBOOK_NOT_FOUND', { path });
+    }
+    if (info.isDirectory()) {
+      const entries = (await readdir(path)).filter((name) => !name.startsWith('.')).sort();
+      for (const name of entries) {
+        const child = join(path, name);
+        const childInfo = await stat(child);
+        if (childInfo.isDirectory()) await visit(child, false);
+        else if (ruleFileName.test(name) && !testFileName.test(name)) await visit(child, false);
+      }
+      return;
+    }
+    if (!explicit && !ruleFileName.test(path)) return;
+    files.push({ path, content: await readFile(path, 'utf8') });
+  };
+  for (const path of paths) await visit(path, true);
+  if (files.length === 0 && paths.length > 0) {
+    throw new ReflexError('REFLEX_ERR_RULEBOOK_NOT_FOUND', { path: paths.join(', ') });
+  }
+  return files;
+}
+
+/**
+ * Parses, validates and compiles rulebook files into one `Rulebook`. Nothing is half-loaded: any problem
+ * in any file throws a `RulebookError` listing them all.
+ */
+export function compileRulebook(files: readonly RulebookFile[], options: RulebookCompileOptions): Rulebook {
+  const problems: RulebookProblem[] = [];
+  const rules: Rule[] = [];
+  const webhooks = new Map<string, Webhook>();
+  const ruleNames = new Map<string, SourceLocation>();
+  for (const file of files) {
+    const source = new SourceFile(file);
+    const document = source.parse(problems);
+    if (document === undefined) continue;
+    compileFile(document, source, options, { rules, webhooks, ruleNames, problems });
+    if (problems.length >= maxProblems) break;
+  }
+  if (problems.length > 0) throw new RulebookError(problems.slice(0, maxProblems));
+  return { rules, webhooks };
+}
+
+interface CompileState {
+  rules: Rule[];
+  webhooks: Map<string, Webhook>;
+  ruleNames: Map<string, SourceLocation>;
+  problems: RulebookProblem[];
+}
+
+type Path = ReadonlyArray<string | number>;
+
+/** A file with its YAML document, able to turn a path in the document into a line and column. */
+class SourceFile {
+  readonly path: string;
+  private readonly content: string;
+  private readonly lines: LineCounter = new LineCounter();
+  private doc: Document | undefined;
+
+  constructor(file: RulebookFile) {
+    this.path = file.path;
+    this.content = file.content;
+  }
+
+  /** Parses and schema-checks the file; records problems and returns undefined when it cannot be used. */
+  parse(problems: RulebookProblem[]): RulebookDocument | undefined {
+    const doc = parseDocument(this.content, {
+      lineCounter: this.lines,
+      prettyErrors: false,
+      uniqueKeys: true,
+    });
+    this.doc = doc;
+    if (doc.errors.length > 0) {
+      for (const error of doc.errors) {
+        const reason = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+        problems.push(this.problemAt(error.pos[0], `invalid YAML: ${reason}`));
+      }
+      return undefined;
+    }
+    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (value === null || value === undefined) {
+      problems.push(this.problemAt(0, 'the file is empty. To fix: add `rules:` with at least one rule.'));
+      return undefined;
+    }
+    const [valid, errors] = validateDocument.Errors(value);
+    if (!valid) {
+      for (const problem of this.schemaProblems(errors)) problems.push(problem);
+      return undefined;
+    }
+    return value as RulebookDocument;
+  }
+
+  /** Location of the node at `path` (or of its key, for a key that should not be there). */
+  locate(path: Path, options: { key?: string; offset?: number } = {}): SourceLocation & { offset: number } {
+    const offset = this.offsetOf(path, options);
+    const pos = this.lines.linePos(offset);
+    return { file: this.path, line: pos.line, column: pos.col, offset };
+  }
+
+  problem(path: Path, message: string, options: { key?: string; offset?: number } = {}): RulebookProblem {
+    return this.problemAt(this.offsetOf(path, options), message);
+  }
+
+  private problemAt(offset: number, message: string): RulebookProblem {
+    const pos = this.lines.linePos(offset);
+    const lineText = this.content.split(/\r?\n/)[pos.line - 1] ?? '';
+    const excerpt = `  ${lineText}\n  ${' '.repeat(Math.max(0, pos.col - 1))}^`;
+    return { file: this.path, line: pos.line, column: pos.col, message, excerpt };
+  }
+
+  private offsetOf(path: Path, options: { key?: string; offset?: number }): number {
+    const doc = this.doc;
+    if (doc === undefined) return 0;
+    // Walk down as far as the path exists, so a missing property points at its parent.
+    let node: unknown = doc.contents;
+    for (const segment of path) {
+      if (!isMap(node) && !(node && typeof node === 'object' && 'items' in node)) break;
+      const next = isMap(node)
+        ? findPair(node, String(segment))?.value
+        : (node as { items: unknown[] }).items[Number(segment)];
+      if (next === undefined || next === null) break;
+      node = next;
+    }
+    if (options.key !== undefined && isMap(node)) {
+      const pair = findPair(node, options.key);
+      const key = pair?.key;
+      if (isScalar(key) && key.range) return key.range[0];
+    }
+    const range = (node as Node | undefined)?.range;
+    if (!range) return 0;
+    if (options.offset !== undefined && isScalar(node)) return range[0] + scalarOffset(node, options.offset);
+    return range[0];
+  }
+
+  private schemaProblems(errors: ReadonlyArray<SchemaError>): RulebookProblem[] {
+    const out: RulebookProblem[] = [];
+    const seen = new Set<string>();
+    const report = (error: SchemaError) => {
+      const key = `${error.instancePath}|${error.keyword}|${JSON.stringify(error.params)}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      out.push(this.describeSchemaError(error, pointerToPath(error.instancePath)));
+    };
+    for (const error of errors) {
+      // Errors inside one alternative of a oneOf/anyOf say why that alternative failed, which is noise
+      // when another alternative was meant. They are reported through the oneOf/anyOf error instead.
+      if (error.keyword === 'boolean' || insideAlternative(error.schemaPath)) continue;
+      const meant = error.keyword === 'anyOf' ? meantAlternative(errors, error) : undefined;
+      if (meant) for (const inner of meant) report(inner);
+      else report(error);
+    }
+    if (out.length === 0 && errors[0])
+      out.push(this.describeSchemaError(errors[0], pointerToPath(errors[0].instancePath)));
+    return dropShadowed(out);
+  }
+
+  private describeSchemaError(error: SchemaError, path: Path): RulebookProblem {
+    const where = describePath(path);
+    const params = error.params as Record<string, unknown>;
+    switch (error.keyword) {
+      case 'additionalProperties': {
+        const extra = (params.additionalProperties as string[] | undefined) ?? [];
+        const name = extra[0] ?? '?';
+        const allowed = allowedKeys(error.schemaPath);
+        const hint = closest(name, allowed);
+        return this.problem(
+          path,
+          `unknown key \`${name}\` in ${where}.${hint ? ` Did you mean \`${hint}\`?` : ''} To fix: use one of ${allowed.map((k) => `\`${k}\``).join(', ')}.`,
+          { key: name },
+        );
+      }
+      case 'required': {
+        const missing = (params.requiredProperties as string[] | undefined) ?? [];
+        return this.problem(path, `${where} needs \`${missing.join('`, `')}\`.`);
+      }
+      case 'oneOf':
+        if (/\/then\/items$/.test(error.schemaPath)) {
+          return this.problem(
+            path,
+            `a step needs exactly one action. To fix: give one of ${Object.keys(actionParamSchemas)
+              .map((k) => `\`${k}\``)
+              .join(', ')} (other keys: \`id\`, \`timeout\`, \`retry\`).`,
+          );
+        }
+        return this.problem(path, `${where} ${error.message}.`);
+      case 'anyOf':
+        return this.problem(
+          path,
+          `${where} is not in any accepted form. To fix: see docs/rules.md or schemas/rulebook.schema.json for its forms.`,
+        );
+      case 'type':
+        return this.problem(
+          path,
+          `${where} must be ${params.type === 'array' ? 'a list' : `a ${String(params.type)}`}.`,
+        );
+      case 'minItems':
+        return this.problem(path, `${where} must not be empty.`);
+      case 'minProperties':
+        return this.problem(path, `${where} must not be empty.`);
+      case 'pattern':
+        return this.problem(path, `${where} has an invalid value (it must match ${String(params.pattern)}).`);
+      default:
+        return this.problem(path, `${where} ${error.message}.`);
+    }
+  }
+}
+
+interface SchemaError {
+  keyword: string;
+  schemaPath: string;
+  instancePath: string;
+  params: unknown;
+  message: string;
+}
+
+function insideAlternative(schemaPath: string): boolean {
+  return /\/(oneOf|anyOf)\/\d+/.test(schemaPath);
+}
+
+/**
+ * For a failed anyOf, the errors of the alternative the author most likely meant: alternatives whose
+ * type does not even fit the value are out, and of the rest the one whose errors reach deepest into the
+ * value wins (`command: []` meant the list form; `fact: { set: 1 }` meant the `set` form). Undefined when
+ * that is not clear.
+ */
+function meantAlternative(errors: ReadonlyArray<SchemaError>, anyOf: SchemaError): SchemaError[] | undefined {
+  const prefix = `${anyOf.schemaPath}/anyOf/`;
+  const groups = new Map<string, SchemaError[]>();
+  for (const error of errors) {
+    if (!error.schemaPath.startsWith(prefix) || error.keyword === 'boolean') continue;
+    const [branch = '', ...rest] = error.schemaPath.slice(prefix.length).split('/');
+    // Only this level's alternatives; errors of alternatives nested deeper are theirs to explain.
+    if (insideAlternative(`/${rest.join('/')}`)) continue;
+    const group = groups.get(branch) ?? [];
+    group.push(error);
+    groups.set(branch, group);
+  }
+  let best: SchemaError[] | undefined;
+  let bestDepth = -1;
+  let tie = false;
+  for (const group of groups.values()) {
+    if (group.some((e) => e.keyword === 'type' && e.instancePath === anyOf.instancePath)) continue;
+    const depth = Math.max(...group.map((e) => e.instancePath.split('/').length));
+    if (depth > bestDepth) {
+      best = group;
+      bestDepth = depth;
+      tie = false;
+    } else if (depth === bestDepth) tie = true;
+  }
+  return tie ? undefined : best;
+}
+
+function findPair(map: unknown, key: string) {
+  if (!isMap(map)) return undefined;
+  for (const item of map.items) {
+    if (isPair(item) && isScalar(item.key) && String(item.key.value) === key) return item;
+  }
+  return undefined;
+}
+
+/** Characters from the start of a scalar's source to its value's `offset`-th character. */
+function scalarOffset(node: Scalar, offset: number): number {
+  switch (node.type) {
+    case Scalar.PLAIN:
+      return offset;
+    case Scalar.QUOTE_DOUBLE:
+    case Scalar.QUOTE_SINGLE:
+      return offset + 1;
+    default:
+      // Block scalars: the value starts on the next line; pointing at the scalar is the honest answer.
+      return 0;
+  }
+}
+
+function pointerToPath(pointer: string): Array<string | number> {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((part) => {
+      const text = part.replace(/~1/g, '/').replace(/~0/g, '~');
+      return /^\d+$/.test(text) ? Number(text) : text;
+    });
+}
+
+/** `rules[2].then[0].http` — how a person names a place in a rulebook. */
+export function describePath(path: Path): string {
+  if (path.length === 0) return 'the rulebook';
+  let out = '';
+  for (const segment of path)
+    out += typeof segment === 'number' ? `[${segment}]` : out === '' ? segment : `.${segment}`;
+  return `\`${out}\``;
+}
+
+/** The keys that the schema at `schemaPath` allows (for "did you mean"). */
+function allowedKeys(schemaPath: string): string[] {
+  let node: unknown = RulebookSchema;
+  for (const part of schemaPath.replace(/^#\/?/, '').split('/').filter(Boolean)) {
+    if (node === null || typeof node !== 'object') return [];
+    node = (node as Record<string, unknown>)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+  }
+  const props = (node as { properties?: Record<string, unknown> } | undefined)?.properties;
+  return props ? Object.keys(props) : [];
+}
+
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const d = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}
+
+/**
+ * Several schema errors often describe one mistake (a step with a misspelt action fails `oneOf` and
+ * `additionalProperties` at the same place). Keep the most specific: a "step needs exactly one action"
+ * is dropped when an unknown key was reported for the same step.
+ */
+function dropShadowed(problems: RulebookProblem[]): RulebookProblem[] {
+  const unknownKeyLines = new Set(
+    problems.filter((p) => p.message.startsWith('unknown key')).map((p) => `${p.file}:${p.line}`),
+  );
+  return problems.filter((p) => {
+    if (!p.message.startsWith('a step needs exactly one action')) return true;
+    // The oneOf error points at the step (its first key); an unknown key on that line explains it.
+    return !unknownKeyLines.has(`${p.file}:${p.line}`);
+  });
+}
+
+function compileFile(
+  document: RulebookDocument,
+  source: SourceFile,
+  options: RulebookCompileOptions,
+  state: CompileState,
+) {
+  const vars = Object.freeze({ ...(document.vars ?? {}) }) as Record<string, unknown>;
+  const fileDefaults = {
+    timeoutMs: 30_000,
+    retry: defaultRetryPolicy,
+  };
+  const attempt = <T>(fn: () => T): T | undefined => {
+    try {
+      return fn();
+    } catch (error) {
+      if (error instanceof LocatedProblem) {
+        state.problems.push(error.problem);
+        return undefined;
+      }
+      throw error;
+    }
+  };
+  if (document.defaults) {
+    const defaults = document.defaults;
+    attempt(() => {
+      if (defaults.timeout !== undefined)
+        fileDefaults.timeoutMs = duration(source, ['defaults', 'timeout'], defaults.timeout);
+      if (defaults.retry)
+        fileDefaults.retry = retryPolicy(source, ['defaults', 'retry'], defaults.retry, defaultRetryPolicy);
+    });
+  }
+
+  for (const [name, hook] of Object.entries(document.webhooks ?? {})) {
+    const location = source.locate(['webhooks', name], { key: name });
+    const existing = state.webhooks.get(name);
+    if (existing) {
+      state.problems.push(
+        source.problem(
+          ['webhooks', name],
+          `the webhook \`${name}\` is declared twice (first at ${at(existing.location)}). To fix: rename one.`,
+          {
+            key: name,
+          },
+        ),
+      );
+      continue;
+    }
+    state.webhooks.set(name, compileWebhook(name, hook, location));
+  }
+
+  document.rules.forEach((doc, i) => {
+    const path = ['rules', i] as const;
+    const location = source.locate([...path, 'name']);
+    const earlier = state.ruleNames.get(doc.name);
+    if (earlier) {
+      state.problems.push(
+        source.problem(
+          [...path, 'name'],
+          `the rule name \`${doc.name}\` is already used at ${at(earlier)}. To fix: rule names must be unique across all loaded rulebooks.`,
+        ),
+      );
+      return;
+    }
+    state.ruleNames.set(doc.name, location);
+    const pattern = doc.when.pattern
+      ? attempt(() =>
+          locatedCompile(source, [...path, 'when', 'pattern'], () => parsePattern(doc.when.pattern)),
+        )
+      : undefined;
+    const condition =
+      doc.when.if !== undefined
+        ? attempt(() =>
+            locatedCompile(source, [...path, 'when', 'if'], () => compileCondition(doc.when.if as string)),
+          )
+        : undefined;
+    const then: ActionStep[] = [];
+    const stepIds = new Set<string>();
+    doc.then.forEach((step, j) => {
+      const compiled = attempt(() =>
+        compileStep(source, [...path, 'then', j], step, j, options, fileDefaults),
+      );
+      if (!compiled) return;
+      if (stepIds.has(compiled.id)) {
+        state.problems.push(
+          source.problem(
+            [...path, 'then', j, 'id'],
+            `the step id \`${compiled.id}\` is used twice in rule \`${doc.name}\`. To fix: give each step its own id.`,
+          ),
+        );
+        return;
+      }
+      stepIds.add(compiled.id);
+      then.push(compiled);
+    });
+    const rule: Rule = {
+      name: doc.name,
+      index: state.rules.length,
+      then,
+      stop: doc.stop ?? false,
+      enabled: doc.enabled ?? true,
+      vars,
+      location: { file: location.file, line: location.line, column: location.column },
+    };
+    if (doc.description !== undefined) rule.description = doc.description;
+    if (pattern) rule.pattern = pattern;
+    if (condition) rule.condition = condition;
+    state.rules.push(rule);
+  });
+}
+
+/** A problem already tied to its place in the file. */
+class LocatedProblem extends Error {
+  constructor(readonly problem: RulebookProblem) {
+    super(problem.message);
+  }
+}
+
+/**
+ * Runs a core compiler (pattern, condition, template) and turns its coded error into a problem at the
+ * right line and column: `details.path` goes deeper into the YAML, `details.offset` into the string.
+ */
+function locatedCompile<T>(source: SourceFile, path: Path, compile: () => T): T {
+  try {
+    return compile();
+  } catch (error) {
+    if (!(error instanceof ReflexError)) throw error;
+    const details = error.details ?? {};
+    const inner = Array.isArray(details.path) ? (details.path as Array<string | number>) : [];
+    const offset = typeof details.offset === 'number' ? details.offset : undefined;
+    const message = `${error.message} [${error.code}]`;
+    const last = inner[inner.length - 1];
+    if (offset === undefined && typeof last === 'string') {
+      // A path ending in a key (an unknown operator, a misused field) reads best pointing at the key.
+      throw new LocatedProblem(source.problem([...path, ...inner.slice(0, -1)], message, { key: last }));
+    }
+    throw new LocatedProblem(
+      source.problem([...path, ...inner], message, offset === undefined ? {} : { offset }),
+    );
+  }
+}
+
+function duration(source: SourceFile, path: Path, value: string | number): number {
+  try {
+    return parseDuration(value, describePath(path));
+  } catch (error) {
+    if (error instanceof ReflexError) throw new LocatedProblem(source.problem(path, error.message));
+    throw error;
+  }
+}
+
+function retryPolicy(
+  source: SourceFile,
+  path: Path,
+  value: NonNullable<StepDocument['retry']>,
+  base: RetryPolicy,
+): RetryPolicy {
+  return Object.freeze({
+    attempts: value.attempts ?? base.attempts,
+    backoffMs:
+      value.backoff === undefined ? base.backoffMs : duration(source, [...path, 'backoff'], value.backoff),
+    maxDelayMs:
+      value.maxDelay === undefined
+        ? base.maxDelayMs
+        : duration(source, [...path, 'maxDelay'], value.maxDelay),
+  });
+}
+
+function compileStep(
+  source: SourceFile,
+  path: Path,
+  step: StepDocument,
+  index: number,
+  options: RulebookCompileOptions,
+  defaults: { timeoutMs: number; retry: RetryPolicy },
+): ActionStep {
+  const record = step as Record<string, unknown>;
+  const kind = Object.keys(actionParamSchemas).find((k) => record[k] !== undefined)!;
+  const action = options.actions.get(kind);
+  const location = source.locate([...path, kind], { key: kind });
+  if (!action) {
+    throw new LocatedProblem(
+      source.problem(path, `the action \`${kind}\` is not available in this Reflex.`, { key: kind }),
+    );
+  }
+  const params = locatedCompile(source, [...path, kind], () => compileTemplate(record[kind]));
+  if (params.isStatic) {
+    // Parameters without templates can be checked now instead of failing the first run.
+    locatedCompile(source, [...path, kind], () => action.parse(params.render(staticContext)));
+  }
+  return {
+    id: step.id ?? String(index),
+    kind,
+    params,
+    timeoutMs:
+      step.timeout === undefined ? defaults.timeoutMs : duration(source, [...path, 'timeout'], step.timeout),
+    retry: step.retry ? retryPolicy(source, [...path, 'retry'], step.retry, defaults.retry) : defaults.retry,
+    location: { file: location.file, line: location.line, column: location.column },
+  };
+}
+
+/** Rendering a template without `${{ }}` reads no variable; this context only satisfies the type. */
+const staticContext = Object.freeze({ event: {}, facts: {}, vars: {}, now: 0 });
+
+function secretRef(value: string | { env: string }): SecretRef {
+  return typeof value === 'string' ? { value } : { env: value.env };
+}
+
+type WebhookDocument = NonNullable<RulebookDocument['webhooks']>[string];
+
+function compileWebhook(name: string, hook: WebhookDocument, location: SourceLocation): Webhook {
+  const attribute = (value: WebhookDocument['type']) =>
+    typeof value === 'string'
+      ? { value }
+      : {
+          header: value.header,
+          prefix: value.prefix ?? '',
+          ...(value.default === undefined ? {} : { fallback: value.default }),
+        };
+  let auth: WebhookAuth = { type: 'none' };
+  if (hook.auth?.token) {
+    const t = hook.auth.token;
+    auth = {
+      type: 'token',
+      header: t.header ?? 'Authorization',
+      prefix: t.prefix ?? 'Bearer ',
+      secret: secretRef(t.secret),
+    };
+  } else if (hook.auth?.hmac) {
+    const h = hook.auth.hmac;
+    auth = {
+      type: 'hmac',
+      header: h.header ?? 'X-Hub-Signature-256',
+      prefix: h.prefix ?? 'sha256=',
+      secret: secretRef(h.secret),
+    };
+  }
+  const webhook: Webhook = {
+    name,
+    type: attribute(hook.type),
+    source: hook.source,
+    auth,
+    location: { file: location.file, line: location.line, column: location.column },
+  };
+  if (hook.id) webhook.id = { header: hook.id.header };
+  if (hook.subject !== undefined) webhook.subject = attribute(hook.subject);
+  return webhook;
+}
+
+function at(location: SourceLocation): string {
+  return `${location.file}:${location.line}:${location.column}`;
+}

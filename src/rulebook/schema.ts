@@ -1,0 +1,272 @@
+import Type, { type Static } from 'typebox';
+
+/**
+ * The JSON Schema of a rulebook file: the one description of the format, used by the YAML loader,
+ * published as `schemas/rulebook.schema.json` for editors (`npm run gen`), and documented in docs/rules.md.
+ *
+ * Values that templates may fill at run time (`${{ ... }}`) are typed loosely here; the action checks
+ * them once rendered. Keys are strict everywhere, because a misspelt key is the most common mistake.
+ */
+
+const description = (text: string) => ({ description: text });
+
+const Duration = Type.Union(
+  [Type.String({ pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h|d))+$|^\\d+$' }), Type.Integer({ minimum: 0 })],
+  {
+    ...description('A duration: 500ms, 10s, 5m, 1h30m, 2d, or a number of milliseconds.'),
+  },
+);
+
+const Secret = Type.Union(
+  [
+    Type.String({ minLength: 1, ...description('The secret itself (prefer `{ env: NAME }`).') }),
+    Type.Object(
+      {
+        env: Type.String({
+          minLength: 1,
+          ...description('Name of the environment variable that holds the secret.'),
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  description('A secret: read from an environment variable with `{ env: NAME }`, or given inline.'),
+);
+
+const HeaderAttribute = Type.Object(
+  {
+    header: Type.String({ minLength: 1, ...description('The request header to read the value from.') }),
+    prefix: Type.Optional(Type.String(description('Prepended to the header value, e.g. `com.github.`.'))),
+    default: Type.Optional(Type.String(description('Used when the header is absent.'))),
+  },
+  { additionalProperties: false },
+);
+
+const Attribute = Type.Union([Type.String({ minLength: 1 }), HeaderAttribute]);
+
+const Webhook = Type.Object(
+  {
+    type: Attribute,
+    source: Type.String({
+      minLength: 1,
+      ...description('The CloudEvents `source` of events from this webhook.'),
+    }),
+    id: Type.Optional(
+      Type.Object(
+        { header: Type.String({ minLength: 1, ...description('e.g. X-GitHub-Delivery') }) },
+        {
+          additionalProperties: false,
+          ...description('Take the event id from a header; a fresh id is made when absent.'),
+        },
+      ),
+    ),
+    subject: Type.Optional(Attribute),
+    auth: Type.Optional(
+      Type.Object(
+        {
+          token: Type.Optional(
+            Type.Object(
+              {
+                secret: Secret,
+                header: Type.Optional(
+                  Type.String({ minLength: 1, ...description('@default Authorization') }),
+                ),
+                prefix: Type.Optional(Type.String(description('@default "Bearer "'))),
+              },
+              { additionalProperties: false, ...description('A static token the sender puts in a header.') },
+            ),
+          ),
+          hmac: Type.Optional(
+            Type.Object(
+              {
+                secret: Secret,
+                header: Type.Optional(
+                  Type.String({ minLength: 1, ...description('@default X-Hub-Signature-256') }),
+                ),
+                prefix: Type.Optional(Type.String(description('@default "sha256="'))),
+              },
+              {
+                additionalProperties: false,
+                ...description('An HMAC-SHA256 signature of the raw body, hex-encoded (GitHub style).'),
+              },
+            ),
+          ),
+        },
+        { additionalProperties: false, minProperties: 1, maxProperties: 1 },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...description('A webhook: `POST /hooks/<name>` turns its JSON body into an event.'),
+  },
+);
+
+const Retry = Type.Object(
+  {
+    attempts: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, ...description('Tries in all. @default 3') }),
+    ),
+    backoff: Type.Optional(
+      Type.Union([Duration], description('Delay before the 2nd try; doubles after. @default 1s')),
+    ),
+    maxDelay: Type.Optional(Type.Union([Duration], description('Longest delay between tries. @default 1m'))),
+  },
+  { additionalProperties: false },
+);
+
+const StringMap = Type.Record(Type.String(), Type.String());
+
+/** Action parameters, keyed by action kind. Templates (`${{ }}`) may stand for any value. */
+export const actionParamSchemas = {
+  http: Type.Object(
+    {
+      url: Type.String({ minLength: 1 }),
+      method: Type.Optional(Type.String(description('@default POST with json/body, else GET'))),
+      headers: Type.Optional(StringMap),
+      json: Type.Optional(Type.Unknown(description('Sent as application/json.'))),
+      body: Type.Optional(Type.String(description('Sent as is.'))),
+      expect: Type.Optional(
+        Type.Union([Type.Integer(), Type.String(), Type.Array(Type.Union([Type.Integer(), Type.String()]))], {
+          ...description('Expected status: 200, [200, 204] or "2xx". @default "2xx"'),
+        }),
+      ),
+    },
+    { additionalProperties: false, ...description('Call an HTTP endpoint. Sends Idempotency-Key.') },
+  ),
+  exec: Type.Object(
+    {
+      command: Type.Union([Type.Array(Type.String(), { minItems: 1 }), Type.String()], {
+        ...description('argv: the program and its arguments. No shell is involved.'),
+      }),
+      cwd: Type.Optional(Type.String()),
+      env: Type.Optional(StringMap),
+      inheritEnv: Type.Optional(
+        Type.Array(Type.String(), description('Environment variables passed through. @default ["PATH"]')),
+      ),
+      stdin: Type.Optional(Type.String()),
+      maxOutput: Type.Optional(
+        Type.Integer({ minimum: 0, ...description('Bytes kept per stream. @default 65536') }),
+      ),
+    },
+    { additionalProperties: false, ...description('Run a program (argv, no shell).') },
+  ),
+  emit: Type.Object(
+    {
+      type: Type.String({ minLength: 1 }),
+      source: Type.Optional(Type.String()),
+      subject: Type.Optional(Type.String()),
+      id: Type.Optional(Type.String()),
+      data: Type.Optional(Type.Unknown()),
+    },
+    { additionalProperties: false, ...description('Put a new event into the log.') },
+  ),
+  fact: Type.Union(
+    [
+      Type.Object(
+        { set: Type.String({ minLength: 1 }), value: Type.Unknown() },
+        { additionalProperties: false },
+      ),
+      Type.Object({ unset: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+    ],
+    description('Set (`{ set: name, value: ... }`) or remove (`{ unset: name }`) a durable fact.'),
+  ),
+  log: Type.Union(
+    [
+      Type.String(),
+      Type.Object(
+        {
+          message: Type.String(),
+          level: Type.Optional(
+            Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ],
+    description("Write a line to Reflex's log."),
+  ),
+} as const;
+
+/** The keys a step may carry besides its action. */
+export const stepOptionKeys = ['id', 'timeout', 'retry'] as const;
+
+const Step = Type.Object(
+  {
+    id: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z_][A-Za-z0-9_-]*$',
+        ...description('Names the step; later steps read `steps.<id>.output`.'),
+      }),
+    ),
+    timeout: Type.Optional(Type.Union([Duration], description('@default 30s'))),
+    retry: Type.Optional(Retry),
+    ...Object.fromEntries(
+      Object.entries(actionParamSchemas).map(([kind, schema]) => [kind, Type.Optional(schema)]),
+    ),
+  },
+  {
+    additionalProperties: false,
+    // Exactly one action per step. The loader turns a failure here into a message that lists the kinds.
+    oneOf: Object.keys(actionParamSchemas).map((kind) => ({ required: [kind] })),
+    ...description('One action (http, exec, emit, fact, log) with its options.'),
+  },
+);
+
+const Rule = Type.Object(
+  {
+    name: Type.String({ minLength: 1, ...description('Unique among all loaded rules.') }),
+    description: Type.Optional(Type.String()),
+    enabled: Type.Optional(Type.Boolean(description('@default true'))),
+    when: Type.Object(
+      {
+        pattern: Type.Optional(
+          Type.Record(
+            Type.String(),
+            Type.Unknown(),
+            description('An EventBridge event pattern over the CloudEvent.'),
+          ),
+        ),
+        if: Type.Optional(
+          Type.String({ minLength: 1, ...description('A CEL condition over event, facts, vars, now.') }),
+        ),
+      },
+      { additionalProperties: false, minProperties: 1 },
+    ),
+    then: Type.Array(Step, { minItems: 1 }),
+    stop: Type.Optional(
+      Type.Boolean(description('Later rules do not see an event this rule fired on. @default false')),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const RulebookSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String(description('A name for messages; defaults to the file name.'))),
+    vars: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), description('Values readable as `vars.<name>`.')),
+    ),
+    defaults: Type.Optional(
+      Type.Object(
+        { timeout: Type.Optional(Duration), retry: Type.Optional(Retry) },
+        {
+          additionalProperties: false,
+          ...description('Step options that apply to every step of this file.'),
+        },
+      ),
+    ),
+    webhooks: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), Webhook)),
+    rules: Type.Array(Rule),
+  },
+  {
+    additionalProperties: false,
+    $id: 'https://reflex.dev/schemas/rulebook.schema.json',
+    title: 'Reflex rulebook',
+  },
+);
+
+/** A rulebook file as written, after YAML parsing and schema validation. */
+export type RulebookDocument = Static<typeof RulebookSchema>;
+export type StepDocument = Static<typeof Step>;

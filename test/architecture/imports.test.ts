@@ -1,0 +1,51 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const src = new URL('../../src/', import.meta.url).pathname;
+
+/** Which rooms of src/ each room may import (DESIGN.md: core is pure, only cli wires everything). */
+const allowed: Record<string, readonly string[]> = {
+  core: ['core'],
+  rulebook: ['core', 'rulebook'],
+  store: ['core', 'store'],
+  actions: ['core', 'actions'],
+  engine: ['core', 'engine', 'rulebook'],
+  server: ['core', 'engine', 'server'],
+  cli: ['core', 'rulebook', 'store', 'actions', 'engine', 'server', 'cli'],
+};
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+const importPattern =
+  /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+
+describe('architecture', () => {
+  it('architecture - every room of src/ imports only the rooms it may (no wrong-way arrows)', () => {
+    const wrong: string[] = [];
+    for (const file of files(src)) {
+      const rel = relative(src, file);
+      const room = rel.split('/')[0]!;
+      const may = allowed[room];
+      expect(may, `src/${room}/ is not a known room; add it to this test`).toBeDefined();
+      const text = readFileSync(file, 'utf8');
+      for (const match of text.matchAll(importPattern)) {
+        const spec = match[1] ?? match[2]!;
+        if (!spec.startsWith('.')) {
+          if (room === 'core' && !file.endsWith('.test.ts') && spec.startsWith('node:'))
+            wrong.push(`${rel} imports ${spec} (core is pure)`);
+          continue;
+        }
+        const target = relative(src, join(file, '..', spec)).split('/')[0]!;
+        if (target.startsWith('..')) continue;
+        if (!may!.includes(target)) wrong.push(`${rel} imports ${spec} (${room} may not import ${target})`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+});
