@@ -92,6 +92,7 @@ export function createReferenceMatcher(): Matcher {
       patterns.delete(id);
     },
     match(event) {
+      if (patterns.size === 0) return [];
       const fields = flattenEvent(event);
       const matched: number[] = [];
       for (const [id, pattern] of patterns) {

@@ -34,6 +34,10 @@ export interface Store {
    * Records what the dispatcher decided for a batch of events — new runs, audit entries, rulebook
    * activation — and advances its offset, all in one transaction. A run for a (`triggerSeq`, `rule`)
    * that already exists is an error: a match is never doubled.
+   *
+   * A backend may make this commit durable lazily — at the latest with its next durable commit — because
+   * nothing it records has an effect outside the store before `claimRuns` (which must be durable) hands
+   * a run out, and a batch lost to a power cut is simply decided again from the older offset.
    */
   commitDispatch(commit: DispatchCommit): Promise<void>;
 

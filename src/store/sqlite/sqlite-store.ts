@@ -638,7 +638,18 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async commitDispatch(commit: DispatchCommit): Promise<void> {
-    this.#commitDispatch.immediate(commit);
+    if (this.#db.pragma('synchronous', { simple: true }) !== 2) {
+      this.#commitDispatch.immediate(commit);
+      return;
+    }
+    // Lazy durability (see the port): the WAL is not synced for this commit; the next FULL commit syncs
+    // it with everything before it, and claimRuns — which every run passes before it acts — is FULL.
+    this.#db.pragma('synchronous = NORMAL');
+    try {
+      this.#commitDispatch.immediate(commit);
+    } finally {
+      this.#db.pragma('synchronous = FULL');
+    }
   }
 
   // --- rulebooks ---

@@ -1,0 +1,211 @@
+import { decideForEvent } from '../core/decide.js';
+import { toErrorInfo } from '../core/errors.js';
+import type { LoggedEvent } from '../core/event.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { Logger } from '../core/ports/logger.js';
+import type { AuditEntry, NewRun, Store } from '../core/ports/store.js';
+import type { Facts } from './facts.js';
+import type { CompiledVersion } from './rulebook-versions.js';
+
+export interface DispatcherOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  facts: Facts;
+  newRunId: (now: number) => string;
+  /**
+   * The consumer name under which the offset is stored.
+   * @default 'dispatcher'
+   */
+  consumer?: string;
+  /**
+   * Events read and decided per transaction.
+   * @default 512
+   */
+  batchSize?: number;
+  /** @default 8 */
+  maxChainDepth?: number;
+  /** Called after a commit that created runs. */
+  onRunsCreated?: () => void;
+}
+
+/**
+ * Reads the log in order and, for each batch of events, decides which rules fire, creates their runs,
+ * writes the audit entries and advances its offset — all in one transaction. After a crash it resumes
+ * from the last committed offset and decides the same again, so no match is lost or doubled.
+ */
+export interface Dispatcher {
+  /** Starts reading from the stored offset. */
+  start(): Promise<void>;
+  /** New events are in the log. */
+  wake(): void;
+  /**
+   * Hands over events just committed to the log, so the dispatcher need not read them back. Only a
+   * shortcut: whatever is missing or out of order here is read from the store.
+   */
+  offer(events: readonly LoggedEvent[]): void;
+  /** Rulebook used from the next batch on. */
+  setRulebook(version: CompiledVersion): void;
+  /** Resolves once every event up to `seq` (default: the log's end now) has been dispatched. */
+  caughtUp(seq?: number): Promise<void>;
+  /** The last dispatched seq. */
+  readonly offset: number;
+  /** Finishes the batch in hand and stops. */
+  drain(): Promise<void>;
+}
+
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  const { store, clock, logger } = options;
+  const consumer = options.consumer ?? 'dispatcher';
+  const batchSize = options.batchSize ?? 512;
+  const maxChainDepth = options.maxChainDepth ?? 8;
+  let active: CompiledVersion | undefined;
+  let activated: number | undefined;
+  let offset = 0;
+  let stopped = false;
+  let dirty = true;
+  let wakeUp: (() => void) | undefined;
+  let loop: Promise<void> | undefined;
+  const waiters: Array<{ seq: number; resolve: () => void }> = [];
+  // Recently committed events, ascending; bounded so a dispatcher that falls behind reads from the store.
+  const tail: LoggedEvent[] = [];
+  const maxTail = 20_000;
+
+  /** The events right after `offset` that the tail holds without a gap, at most a batch. */
+  const takeFromTail = (): LoggedEvent[] => {
+    let stale = 0;
+    while (stale < tail.length && tail[stale]!.seq <= offset) stale++;
+    if (stale > 0) tail.splice(0, stale);
+    const out: LoggedEvent[] = [];
+    for (const event of tail) {
+      if (event.seq !== offset + 1 + out.length || out.length >= batchSize) break;
+      out.push(event);
+    }
+    return out;
+  };
+
+  const settleWaiters = () => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i]!;
+      if (waiter.seq <= offset) {
+        waiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  };
+
+  const dispatchBatch = async (version: CompiledVersion): Promise<boolean> => {
+    let events = takeFromTail();
+    if (events.length === 0) events = await store.readEvents(offset, batchSize);
+    if (events.length === 0) return false;
+    const now = clock.now();
+    const facts = options.facts.snapshot();
+    const runs: NewRun[] = [];
+    const audit: AuditEntry[] = [];
+    for (const event of events) {
+      const decision = decideForEvent({
+        event,
+        index: version.index,
+        rulebookVersion: version.id,
+        facts,
+        now,
+        maxChainDepth,
+        newRunId: () => options.newRunId(now),
+      });
+      for (const run of decision.runs) runs.push(run);
+      for (const entry of decision.audit) audit.push(entry);
+    }
+    const last = events[events.length - 1]!.seq;
+    const first = events[0]!.seq;
+    await store.commitDispatch({
+      consumer,
+      offset: last,
+      runs,
+      audit,
+      ...(activated === version.id ? {} : { activation: { seq: first, version: version.id } }),
+    });
+    activated = version.id;
+    offset = last;
+    settleWaiters();
+    if (runs.length > 0) options.onRunsCreated?.();
+    return true;
+  };
+
+  const run = async () => {
+    let failures = 0;
+    while (!stopped) {
+      const version = active;
+      if (!version) {
+        await sleepUntilWoken();
+        continue;
+      }
+      dirty = false;
+      try {
+        const more = await dispatchBatch(version);
+        failures = 0;
+        if (!more && !dirty) {
+          settleWaiters();
+          await sleepUntilWoken();
+        }
+      } catch (error) {
+        // Nothing was committed: the same batch is decided again after a pause. Never skip an event.
+        failures++;
+        const delay = Math.min(30_000, 100 * 2 ** Math.min(failures, 9));
+        logger.error({ err: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          wakeUp = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        dirty = true;
+      }
+    }
+  };
+
+  const sleepUntilWoken = () =>
+    new Promise<void>((resolve) => {
+      if (dirty || stopped) {
+        resolve();
+        return;
+      }
+      wakeUp = resolve;
+    });
+
+  return {
+    async start() {
+      offset = await store.getOffset(consumer);
+      activated = offset > 0 ? await store.rulebookVersionAt(offset) : undefined;
+      loop = run();
+    },
+    wake() {
+      dirty = true;
+      const resolve = wakeUp;
+      wakeUp = undefined;
+      resolve?.();
+    },
+    offer(events) {
+      if (tail.length + events.length > maxTail) tail.length = 0;
+      else for (const event of events) tail.push(event);
+      this.wake();
+    },
+    setRulebook(version) {
+      active = version;
+      this.wake();
+    },
+    async caughtUp(seq) {
+      const target = seq ?? (await store.lastSeq());
+      if (offset >= target) return;
+      await new Promise<void>((resolve) => waiters.push({ seq: target, resolve }));
+    },
+    get offset() {
+      return offset;
+    },
+    async drain() {
+      stopped = true;
+      this.wake();
+      await loop;
+    },
+  };
+}

@@ -1,0 +1,182 @@
+import { randomUUID } from 'node:crypto';
+import { toErrorInfo } from '../core/errors.js';
+import { defaultEventLimits, type EventLimits } from '../core/event.js';
+import type { Action } from '../core/ports/action.js';
+import type { Clock } from '../core/ports/clock.js';
+import { type Logger, silentLogger } from '../core/ports/logger.js';
+import { AuditKind, type Store } from '../core/ports/store.js';
+import type { RulebookFile } from '../rulebook/loader.js';
+import { createDispatcher, type Dispatcher } from './dispatcher.js';
+import { createExecutor, type Executor } from './executor.js';
+import { createFacts, type Facts } from './facts.js';
+import { newSortableId } from './ids.js';
+import { createIngest, type Ingest } from './ingest.js';
+import { createQueries, type Queries } from './queries.js';
+import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
+import { systemClock } from './system-clock.js';
+
+export interface EngineOptions {
+  store: Store;
+  /** The actions rules may use, by kind. */
+  actions: { get(kind: string): Action | undefined; kinds(): string[] };
+  /** @default the system clock */
+  clock?: Clock;
+  /** @default a silent logger */
+  logger?: Logger;
+  /** Limits checked on every incoming event. */
+  limits?: Partial<EventLimits>;
+  /** @default 20000 — see IngestOptions.maxPending */
+  maxPendingEvents?: number;
+  /** @default 32 — runs executed at once */
+  concurrency?: number;
+  /** @default 30000 — see ExecutorOptions.leaseMs */
+  leaseMs?: number;
+  /** @default 8 — rules do not fire on events deeper in a chain of rule outcomes */
+  maxChainDepth?: number;
+  /** @default Math.random — retry jitter */
+  random?: () => number;
+}
+
+/**
+ * One Reflex node: the ingest path into the log, the dispatcher, the executor, facts and rulebook
+ * versions, over one Store. The HTTP server and the CLI drive it; tests drive it directly.
+ */
+export interface Engine extends AsyncDisposable {
+  readonly ingest: Ingest;
+  readonly queries: Queries;
+  readonly facts: Facts;
+  readonly limits: EventLimits;
+  /** The rulebook version in force, once one is loaded. */
+  readonly rulebook: CompiledVersion | undefined;
+  /**
+   * Compiles and activates rulebook files. Throws a RulebookError (with file:line:column problems) and
+   * keeps the rules in force when any file is invalid.
+   */
+  loadRulebook(files: readonly RulebookFile[]): Promise<CompiledVersion>;
+  /** Starts dispatching and executing. */
+  start(): Promise<void>;
+  /** Resolves once everything logged so far (or up to `seq`) has been dispatched. */
+  caughtUp(seq?: number): Promise<void>;
+  /** Runs being executed right now. */
+  readonly runsInFlight: number;
+  /**
+   * Stops intake (new appends fail with REFLEX_ERR_INGEST_STOPPED), commits what is queued, finishes the
+   * dispatch batch in hand, and lets running steps finish for up to `graceMs` before aborting them.
+   */
+  drain(graceMs?: number): Promise<void>;
+  /** Drains (with no grace) if needed, and closes the store. */
+  close(): Promise<void>;
+}
+
+export async function createEngine(options: EngineOptions): Promise<Engine> {
+  const { store } = options;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
+  const facts = await createFacts(store, () => clock.now());
+  const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
+  let active: CompiledVersion | undefined;
+  let dispatcher: Dispatcher | undefined;
+  let executor: Executor | undefined;
+  let started = false;
+  let drained = false;
+  let closed = false;
+
+  const ingest = createIngest({
+    store,
+    clock,
+    ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
+    onAppended: (events) => dispatcher?.offer(events),
+  });
+  const queries = createQueries({ store, versions, activeVersion: () => active?.id });
+
+  dispatcher = createDispatcher({
+    store,
+    clock,
+    logger,
+    facts,
+    newRunId: newSortableId,
+    ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
+    onRunsCreated: () => executor?.wake(),
+  });
+  executor = createExecutor({
+    store,
+    clock,
+    logger,
+    actions: options.actions,
+    versions,
+    facts,
+    emit: (events) => ingest.append(events),
+    owner: `${process.pid}-${randomUUID()}`,
+    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+    ...(options.random === undefined ? {} : { random: options.random }),
+  });
+
+  const engine: Engine = {
+    ingest,
+    queries,
+    facts,
+    limits,
+    get rulebook() {
+      return active;
+    },
+    async loadRulebook(files) {
+      try {
+        const version = await versions.save(files, clock.now());
+        if (active?.id !== version.id) {
+          await store.appendAudit([
+            {
+              at: clock.now(),
+              kind: AuditKind.rulebookLoaded,
+              detail: {
+                version: version.id,
+                files: files.map((f) => f.path),
+                rules: version.rulebook.rules.length,
+              },
+            },
+          ]);
+        }
+        active = version;
+        dispatcher?.setRulebook(version);
+        return version;
+      } catch (error) {
+        await store
+          .appendAudit([
+            { at: clock.now(), kind: AuditKind.rulebookRejected, detail: { error: toErrorInfo(error) } },
+          ])
+          .catch(() => undefined);
+        throw error;
+      }
+    },
+    async start() {
+      if (!active) await engine.loadRulebook([]);
+      await dispatcher!.start();
+      executor!.start();
+      started = true;
+    },
+    caughtUp: (seq) => dispatcher!.caughtUp(seq),
+    get runsInFlight() {
+      return executor!.inFlight;
+    },
+    async drain(graceMs = 10_000) {
+      if (drained) return;
+      drained = true;
+      await ingest.drain();
+      if (!started) return;
+      // Events not yet dispatched stay in the log; the next start dispatches them.
+      await dispatcher!.drain();
+      await executor!.drain(graceMs);
+    },
+    async close() {
+      if (closed) return;
+      await engine.drain(0);
+      closed = true;
+      await store.close();
+    },
+    [Symbol.asyncDispose]() {
+      return engine.close();
+    },
+  };
+  return engine;
+}

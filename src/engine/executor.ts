@@ -1,0 +1,413 @@
+import { chainDepth, chainExtension } from '../core/decide.js';
+import { formatDuration } from '../core/duration.js';
+import { isRetriable, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
+import type { AppendResult, CloudEvent } from '../core/event.js';
+import type { Action, ActionContext } from '../core/ports/action.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { Logger } from '../core/ports/logger.js';
+import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
+import { retryDelay } from '../core/retry.js';
+import type { ActionStep, Rule } from '../core/rule.js';
+import type { Facts } from './facts.js';
+import type { RulebookVersions } from './rulebook-versions.js';
+
+export interface ExecutorOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  actions: { get(kind: string): Action | undefined };
+  versions: RulebookVersions;
+  facts: Facts;
+  /** Appends events to the log (the ingest path, so they are group-committed and the dispatcher wakes). */
+  emit: (events: CloudEvent[]) => Promise<AppendResult[]>;
+  /** Identifies this executor's leases. */
+  owner: string;
+  /**
+   * Runs executed at the same time.
+   * @default 32
+   */
+  concurrency?: number;
+  /**
+   * How long a claimed run stays reserved; renewed while a step runs. A crashed executor's runs are
+   * claimed again once it expires.
+   * @default 30000 (30s)
+   */
+  leaseMs?: number;
+  /** @default Math.random */
+  random?: () => number;
+}
+
+/**
+ * Claims due runs and executes their steps, recording every attempt. A failed step is retried with
+ * exponential backoff and jitter until its policy's attempts are spent; then the run fails, a dead
+ * letter is written and `reflex.run.failed` goes into the log. Actions are at-least-once: every call
+ * carries an idempotency key that stays the same across attempts.
+ */
+export interface Executor {
+  start(): void;
+  /** New runs may be due. */
+  wake(): void;
+  /** Runs being executed now. */
+  readonly inFlight: number;
+  /**
+   * Stops claiming, lets running steps finish for up to `graceMs`, then aborts the rest (their attempt
+   * is not recorded, so they run again after a restart) and gives back all leases.
+   */
+  drain(graceMs: number): Promise<void>;
+}
+
+export function createExecutor(options: ExecutorOptions): Executor {
+  const { store, clock, logger } = options;
+  const concurrency = options.concurrency ?? 32;
+  const leaseMs = options.leaseMs ?? 30_000;
+  const random = options.random ?? Math.random;
+  const shutdown = new AbortController();
+  const inFlight = new Map<string, Promise<void>>();
+  let stopped = false;
+  let dirty = true;
+  let wakeUp: (() => void) | undefined;
+  let loop: Promise<void> | undefined;
+
+  const wake = () => {
+    dirty = true;
+    const resolve = wakeUp;
+    wakeUp = undefined;
+    resolve?.();
+  };
+
+  const execute = async (run: Run): Promise<void> => {
+    let rule: Rule | undefined;
+    let trigger: CloudEvent | undefined;
+    try {
+      const version = await options.versions.get(run.rulebookVersion);
+      rule = version.rulebook.rules.find((r) => r.name === run.rule);
+      trigger = (await store.getEvent(run.trigger.seq))?.event;
+    } catch (error) {
+      logger.error({ err: toErrorInfo(error), runId: run.id }, 'cannot load what the run needs');
+    }
+    if (!rule || !trigger) {
+      const error = new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id: run.id });
+      await finishFailed(run, rule, trigger, -1, 0, toErrorInfo(error));
+      return;
+    }
+    const outputs = { ...run.outputs };
+    let attempt = run.attempt;
+    for (let step = run.step; step < rule.then.length; step++) {
+      if (shutdown.signal.aborted) return;
+      const spec = rule.then[step]!;
+      attempt += 1;
+      const startedAt = clock.now();
+      const result = await attemptStep(run, rule, spec, trigger, outputs, attempt);
+      if (result.aborted) return;
+      const record: Attempt = {
+        runId: run.id,
+        step,
+        stepId: spec.id,
+        action: spec.kind,
+        attempt,
+        startedAt,
+        finishedAt: clock.now(),
+        status: result.ok ? 'succeeded' : 'failed',
+        ...(result.ok ? { output: result.output } : { error: toErrorInfo(result.error) }),
+      };
+      let outcome: AttemptOutcome;
+      if (result.ok) {
+        outputs[spec.id] = result.output;
+        outcome =
+          step + 1 < rule.then.length
+            ? { type: 'next-step', output: result.output }
+            : {
+                type: 'succeeded',
+                output: result.output,
+                event: outcomeEvent(run, rule, trigger, clock.now(), 'succeeded', outputs),
+              };
+      } else if (isRetriable(result.error) && attempt < spec.retry.attempts) {
+        const delay =
+          result.error instanceof RetryAfterError
+            ? Math.max(result.error.retryAfterMs, 0)
+            : retryDelay(spec.retry, attempt, random);
+        outcome = { type: 'retry', at: clock.now() + delay };
+      } else {
+        const error = toErrorInfo(result.error);
+        outcome = {
+          type: 'failed',
+          error,
+          event: outcomeEvent(run, rule, trigger, clock.now(), 'failed', outputs, error, step),
+        };
+      }
+      const held = await store.completeAttempt({
+        owner: options.owner,
+        attempt: record,
+        outcome,
+        at: clock.now(),
+      });
+      if (!held) {
+        logger.warn({ runId: run.id }, 'lost the lease on a run; another executor owns it now');
+        return;
+      }
+      logAttempt(run, spec, record, outcome);
+      if (outcome.type === 'retry') {
+        clock.schedule(outcome.at, wake);
+        return;
+      }
+      if (outcome.type !== 'next-step') return;
+      attempt = 0;
+    }
+  };
+
+  const logAttempt = (run: Run, spec: ActionStep, record: Attempt, outcome: AttemptOutcome) => {
+    const base = { runId: run.id, rule: run.rule, step: spec.id, action: spec.kind, attempt: record.attempt };
+    if (outcome.type === 'retry') {
+      logger.warn(
+        { ...base, err: record.error, retryAt: new Date(outcome.at).toISOString() },
+        'step failed; will retry',
+      );
+    } else if (outcome.type === 'failed') {
+      logger.error({ ...base, err: record.error }, 'run failed');
+    } else if (outcome.type === 'succeeded') {
+      logger.info(base, 'run succeeded');
+    }
+  };
+
+  const finishFailed = async (
+    run: Run,
+    rule: Rule | undefined,
+    trigger: CloudEvent | undefined,
+    step: number,
+    attempt: number,
+    error: ReturnType<typeof toErrorInfo>,
+  ) => {
+    const now = clock.now();
+    await store.completeAttempt({
+      owner: options.owner,
+      attempt: {
+        runId: run.id,
+        step: Math.max(step, 0),
+        stepId: '-',
+        action: '-',
+        attempt,
+        startedAt: now,
+        finishedAt: now,
+        status: 'failed',
+        error,
+      },
+      outcome: {
+        type: 'failed',
+        error,
+        event: outcomeEvent(run, rule, trigger, now, 'failed', run.outputs, error, step),
+      },
+      at: now,
+    });
+  };
+
+  type StepResult =
+    | { ok: true; output: unknown; aborted?: false }
+    | { ok: false; error: unknown; aborted: boolean };
+
+  const attemptStep = async (
+    run: Run,
+    rule: Rule,
+    spec: ActionStep,
+    trigger: CloudEvent,
+    outputs: Record<string, unknown>,
+    attempt: number,
+  ): Promise<StepResult> => {
+    const action = options.actions.get(spec.kind);
+    if (!action) {
+      return {
+        ok: false,
+        aborted: false,
+        error: new ReflexError('REFLEX_ERR_ACTION_UNKNOWN', {
+          action: spec.kind,
+          known: 'the actions this Reflex has',
+        }),
+      };
+    }
+    const timeout = new AbortController();
+    const signal = AbortSignal.any([timeout.signal, shutdown.signal]);
+    const timer = setTimeout(
+      () =>
+        timeout.abort(
+          new ReflexError('REFLEX_ERR_ACTION_TIMEOUT', {
+            action: spec.kind,
+            timeout: formatDuration(spec.timeoutMs),
+          }),
+        ),
+      spec.timeoutMs,
+    );
+    const renew = setInterval(
+      () => {
+        store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
+          logger.warn({ err: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
+        });
+      },
+      Math.max(1000, leaseMs / 3),
+    );
+    try {
+      const steps: Record<string, { output: unknown }> = {};
+      for (const [id, output] of Object.entries(outputs)) steps[id] = { output };
+      const params = action.parse(
+        spec.params.render({
+          event: trigger,
+          facts: options.facts.snapshot(),
+          vars: rule.vars,
+          now: clock.now(),
+          steps,
+          run: { id: run.id, rule: rule.name },
+        }),
+      );
+      const context = actionContext(run, rule, spec, trigger, attempt, signal);
+      // The deadline holds even for an action that ignores its signal.
+      const aborted = new Promise<never>((_, reject) => {
+        const fail = () => reject(signal.reason);
+        if (signal.aborted) fail();
+        else signal.addEventListener('abort', fail, { once: true });
+      });
+      const output = await Promise.race([action.run(params, context), aborted]);
+      return { ok: true, output: output ?? null };
+    } catch (error) {
+      return { ok: false, error, aborted: shutdown.signal.aborted };
+    } finally {
+      clearTimeout(timer);
+      clearInterval(renew);
+    }
+  };
+
+  const actionContext = (
+    run: Run,
+    rule: Rule,
+    spec: ActionStep,
+    trigger: CloudEvent,
+    attempt: number,
+    signal: AbortSignal,
+  ): ActionContext => {
+    const idempotencyKey = `${run.id}:${spec.id}`;
+    return {
+      runId: run.id,
+      rule: rule.name,
+      stepId: spec.id,
+      attempt,
+      idempotencyKey,
+      signal,
+      timeoutMs: spec.timeoutMs,
+      logger,
+      async emit(partial) {
+        const event: CloudEvent = {
+          ...partial,
+          specversion: '1.0',
+          id: partial.id ?? idempotencyKey,
+          source: partial.source ?? 'reflex',
+          time: typeof partial.time === 'string' ? partial.time : new Date(clock.now()).toISOString(),
+          [chainExtension]: chainDepth(trigger) + 1,
+        };
+        const [result] = await options.emit([event]);
+        return result!;
+      },
+      setFact: (name, value) => options.facts.set(name, value),
+    };
+  };
+
+  const loopBody = async () => {
+    while (!stopped) {
+      dirty = false;
+      const free = concurrency - inFlight.size;
+      if (free > 0) {
+        let claimed: Run[] = [];
+        try {
+          claimed = await store.claimRuns({ owner: options.owner, now: clock.now(), leaseMs, limit: free });
+        } catch (error) {
+          logger.error({ err: toErrorInfo(error) }, 'claiming runs failed');
+        }
+        for (const run of claimed) {
+          const task = execute(run)
+            .catch((error) =>
+              logger.error({ err: toErrorInfo(error), runId: run.id }, 'run execution crashed'),
+            )
+            .finally(() => {
+              inFlight.delete(run.id);
+              wake();
+            });
+          inFlight.set(run.id, task);
+        }
+        if (claimed.length === free) continue;
+      }
+      if (dirty || stopped) continue;
+      let cancelTimer: (() => void) | undefined;
+      try {
+        const due = await store.nextRunDueAt();
+        if (due !== undefined) cancelTimer = clock.schedule(due, wake);
+      } catch (error) {
+        logger.error({ err: toErrorInfo(error) }, 'reading the next due run failed');
+        cancelTimer = clock.schedule(clock.now() + 1000, wake);
+      }
+      await new Promise<void>((resolve) => {
+        if (dirty || stopped) resolve();
+        else wakeUp = resolve;
+      });
+      cancelTimer?.();
+    }
+  };
+
+  return {
+    start() {
+      loop = loopBody();
+    },
+    wake,
+    get inFlight() {
+      return inFlight.size;
+    },
+    async drain(graceMs) {
+      stopped = true;
+      wake();
+      await loop;
+      if (inFlight.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        const grace = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+        });
+        await Promise.race([Promise.allSettled(inFlight.values()), grace]);
+        clearTimeout(timer);
+      }
+      if (inFlight.size > 0) {
+        logger.warn({ runs: [...inFlight.keys()] }, 'grace period over; aborting steps still running');
+        shutdown.abort(new ReflexError('REFLEX_ERR_RUN_INTERRUPTED'));
+        await Promise.allSettled(inFlight.values());
+      }
+      await store.releaseLeases(options.owner, clock.now());
+    },
+  };
+}
+
+/** The event that tells rules how a run ended: `reflex.run.succeeded` or `reflex.run.failed`. */
+function outcomeEvent(
+  run: Run,
+  rule: Rule | undefined,
+  trigger: CloudEvent | undefined,
+  now: number,
+  status: 'succeeded' | 'failed',
+  outputs: Record<string, unknown>,
+  error?: ReturnType<typeof toErrorInfo>,
+  failedStep?: number,
+): CloudEvent {
+  const data: Record<string, unknown> = {
+    runId: run.id,
+    rule: run.rule,
+    status,
+    trigger: run.trigger,
+    outputs,
+  };
+  if (error) data.error = error;
+  if (failedStep !== undefined && rule && failedStep >= 0)
+    data.failedStep = rule.then[failedStep]?.id ?? failedStep;
+  return {
+    specversion: '1.0',
+    id: `${run.id}.${status}`,
+    source: 'reflex',
+    type: `reflex.run.${status}`,
+    subject: run.rule,
+    time: new Date(now).toISOString(),
+    datacontenttype: 'application/json',
+    data,
+    [chainExtension]: (trigger ? chainDepth(trigger) : 0) + 1,
+  };
+}

@@ -1,0 +1,289 @@
+import { type ErrorInfo, ReflexError } from '../core/errors.js';
+import type { LoggedEvent } from '../core/event.js';
+import { explainPattern, type PatternExplanation } from '../core/pattern/reference-matcher.js';
+import { AuditKind, type Run, type RunDetail, type RunStatus, type Store } from '../core/ports/store.js';
+import type { RulebookVersions } from './rulebook-versions.js';
+
+/** One page of a listing; pass `next` back as `cursor` for the following page. */
+export interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+
+export interface EventListQuery {
+  type?: string;
+  source?: string;
+  /** Oldest first from just after this seq (for tailing the log). */
+  after?: number;
+  cursor?: string;
+  /** @default 50 (at most 1000) */
+  limit?: number;
+}
+
+export interface RunListQuery {
+  rule?: string;
+  status?: RunStatus;
+  cursor?: string;
+  /** @default 50 (at most 1000) */
+  limit?: number;
+}
+
+/** Why one rule did or did not fire on one event. */
+export interface RuleExplanation {
+  rule: string;
+  verdict:
+    | 'fired'
+    | 'no-match'
+    | 'condition-false'
+    | 'condition-error'
+    | 'disabled'
+    | 'stopped'
+    | 'chain-too-deep'
+    | 'not-dispatched';
+  /** One sentence for a person. */
+  reason: string;
+  /** How the pattern fared; null when the rule has no pattern. */
+  pattern: PatternExplanation | null;
+  condition?: { expression: string; result: 'true' | 'false' | 'error' | 'not evaluated'; error?: ErrorInfo };
+  run?: { id: string; status: RunStatus };
+}
+
+export interface Explanation {
+  event: { seq: number; id: string; source: string; type: string; receivedAt: string };
+  /** Whether the dispatcher has decided on this event yet. */
+  dispatched: boolean;
+  /** The rulebook version the event was (or will be) decided with. */
+  rulebookVersion: number | null;
+  rules: RuleExplanation[];
+}
+
+/** Read-only questions about the log and the runs, shared by the HTTP API and the CLI. */
+export interface Queries {
+  listEvents(query: EventListQuery): Promise<Page<LoggedEvent>>;
+  getEvent(seq: number): Promise<LoggedEvent>;
+  /** Finds an event by seq (a number) or by id (the newest with that id when several sources used it). */
+  resolveEvent(ref: string): Promise<LoggedEvent>;
+  explain(ref: string): Promise<Explanation>;
+  listRuns(query: RunListQuery): Promise<Page<Run>>;
+  getRun(id: string): Promise<RunDetail>;
+}
+
+export interface QueriesOptions {
+  store: Store;
+  versions: RulebookVersions;
+  /** The consumer whose offset says what has been dispatched. @default 'dispatcher' */
+  consumer?: string;
+  /** The version in force now, for events not dispatched yet. */
+  activeVersion?: () => number | undefined;
+}
+
+const maxLimit = 1000;
+
+export function createQueries(options: QueriesOptions): Queries {
+  const { store, versions } = options;
+  const consumer = options.consumer ?? 'dispatcher';
+
+  const getEvent = async (seq: number) => {
+    const event = await store.getEvent(seq);
+    if (!event) throw new ReflexError('REFLEX_ERR_EVENT_NOT_FOUND', { what: `with seq ${seq}` });
+    return event;
+  };
+
+  const resolveEvent = async (ref: string) => {
+    if (/^\d+$/.test(ref)) {
+      const bySeq = await store.getEvent(Number(ref));
+      if (bySeq) return bySeq;
+    }
+    const found = await store.findEventsById(ref);
+    const newest = found[found.length - 1];
+    if (!newest)
+      throw new ReflexError('REFLEX_ERR_EVENT_NOT_FOUND', { what: `with seq or id ${JSON.stringify(ref)}` });
+    return newest;
+  };
+
+  return {
+    async listEvents(query) {
+      const limit = checkLimit(query.limit);
+      const position = query.cursor !== undefined ? decodeCursor(query.cursor) : undefined;
+      const after = position?.after ?? query.after;
+      const before = position?.before;
+      const items = await store.listEvents({
+        ...(query.type === undefined ? {} : { type: query.type }),
+        ...(query.source === undefined ? {} : { source: query.source }),
+        ...(after === undefined ? {} : { after }),
+        ...(before === undefined ? {} : { before }),
+        limit: limit + 1,
+      });
+      const more = items.length > limit;
+      if (more) items.length = limit;
+      const last = items[items.length - 1];
+      let next: string | null = null;
+      if (more && last) next = encodeCursor(after !== undefined ? { after: last.seq } : { before: last.seq });
+      return { items, next };
+    },
+    getEvent,
+    resolveEvent,
+    async explain(ref) {
+      const logged = await resolveEvent(ref);
+      const offset = await store.getOffset(consumer);
+      const dispatched = logged.seq <= offset;
+      const versionId = dispatched ? await store.rulebookVersionAt(logged.seq) : options.activeVersion?.();
+      const base = {
+        event: {
+          seq: logged.seq,
+          id: logged.event.id,
+          source: logged.event.source,
+          type: logged.event.type,
+          receivedAt: new Date(logged.receivedAt).toISOString(),
+        },
+        dispatched,
+        rulebookVersion: versionId ?? null,
+      };
+      if (versionId === undefined) return { ...base, rules: [] };
+      const version = await versions.get(versionId);
+      const audit = dispatched ? await store.auditForEvent(logged.seq) : [];
+      const runs = dispatched ? await store.runsForEvent(logged.seq) : [];
+      const rules = version.rulebook.rules.map((rule): RuleExplanation => {
+        const pattern = rule.pattern ? explainPattern(rule.pattern, logged.event) : null;
+        const entries = audit.filter((entry) => entry.rule === rule.name);
+        const run = runs.find((r) => r.rule === rule.name);
+        const condition = rule.condition
+          ? {
+              expression: rule.condition.source,
+              result: 'not evaluated' as 'true' | 'false' | 'error' | 'not evaluated',
+            }
+          : undefined;
+        const out: RuleExplanation = { rule: rule.name, verdict: 'no-match', reason: '', pattern };
+        if (condition) out.condition = condition;
+        if (!rule.enabled)
+          return { ...out, verdict: 'disabled', reason: 'The rule is disabled (`enabled: false`).' };
+        if (pattern && !pattern.matched) {
+          return { ...out, verdict: 'no-match', reason: describeMismatch(pattern) };
+        }
+        if (!dispatched) {
+          return {
+            ...out,
+            verdict: 'not-dispatched',
+            reason: 'The pattern matches; the event has not been dispatched yet.',
+          };
+        }
+        if (run) {
+          if (condition) condition.result = 'true';
+          return {
+            ...out,
+            verdict: 'fired',
+            reason: `The rule fired: run ${run.id} is ${run.status}.`,
+            run: { id: run.id, status: run.status },
+          };
+        }
+        for (const entry of entries) {
+          switch (entry.kind) {
+            case AuditKind.conditionFalse:
+              if (condition) condition.result = 'false';
+              return {
+                ...out,
+                verdict: 'condition-false',
+                reason: `The pattern matched but the condition \`${rule.condition?.source}\` was false.`,
+              };
+            case AuditKind.conditionError: {
+              const error = entry.detail?.error as ErrorInfo | undefined;
+              if (condition) {
+                condition.result = 'error';
+                if (error) out.condition = { ...condition, error };
+              }
+              return {
+                ...out,
+                verdict: 'condition-error',
+                reason: `The condition could not be evaluated: ${error?.message ?? 'unknown error'}`,
+              };
+            }
+            case AuditKind.stopped:
+              return {
+                ...out,
+                verdict: 'stopped',
+                reason: `The rule matched, but the earlier rule \`${String(entry.detail?.by)}\` fired with \`stop: true\`.`,
+              };
+            case AuditKind.chainTooDeep:
+              return {
+                ...out,
+                verdict: 'chain-too-deep',
+                reason: `The event came from a chain of ${String(entry.detail?.depth)} rule outcomes, over the limit of ${String(entry.detail?.limit)}; rules do not fire on it.`,
+              };
+          }
+        }
+        return {
+          ...out,
+          verdict: 'no-match',
+          reason:
+            'The rule matches now but did not when the event was dispatched (facts or the rulebook have changed).',
+        };
+      });
+      return { ...base, rules };
+    },
+    async listRuns(query) {
+      const limit = checkLimit(query.limit);
+      const position = query.cursor !== undefined ? decodeCursor(query.cursor) : undefined;
+      const items = await store.listRuns({
+        ...(query.rule === undefined ? {} : { rule: query.rule }),
+        ...(query.status === undefined ? {} : { status: query.status }),
+        ...(position?.run === undefined ? {} : { before: position.run }),
+        limit: limit + 1,
+      });
+      const more = items.length > limit;
+      if (more) items.length = limit;
+      const last = items[items.length - 1];
+      return { items, next: more && last ? encodeCursor({ run: last.id }) : null };
+    },
+    async getRun(id) {
+      const run = await store.getRun(id);
+      if (!run) throw new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id });
+      return run;
+    },
+  };
+}
+
+function describeMismatch(pattern: Extract<PatternExplanation, { matched: false }>): string {
+  const actual = pattern.present ? JSON.stringify(pattern.actual) : 'absent';
+  return `The pattern did not match at \`${pattern.path}\`: expected ${pattern.expected}, the event has ${actual}.`;
+}
+
+function checkLimit(limit: number | undefined): number {
+  if (limit === undefined) return 50;
+  if (!Number.isInteger(limit) || limit < 1 || limit > maxLimit) {
+    throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
+      param: 'limit',
+      reason: `${String(limit)} is not a whole number from 1 to ${maxLimit}`,
+      fix: `ask for 1 to ${maxLimit} items.`,
+    });
+  }
+  return limit;
+}
+
+interface Cursor {
+  after?: number;
+  before?: number;
+  run?: string;
+}
+
+function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify(cursor)).toString('base64url');
+}
+
+function decodeCursor(text: string): Cursor {
+  try {
+    const value = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as Cursor;
+    if (value && typeof value === 'object') {
+      const okAfter = value.after === undefined || Number.isInteger(value.after);
+      const okBefore = value.before === undefined || Number.isInteger(value.before);
+      const okRun = value.run === undefined || typeof value.run === 'string';
+      if (okAfter && okBefore && okRun) return value;
+    }
+  } catch {
+    // falls through to the coded error
+  }
+  throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
+    param: 'cursor',
+    reason: 'it is not a cursor this API gave out',
+    fix: 'pass back the `next` value of the previous page unchanged.',
+  });
+}

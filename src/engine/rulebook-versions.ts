@@ -1,0 +1,71 @@
+import { createHash } from 'node:crypto';
+import { ReflexError } from '../core/errors.js';
+import { createReferenceMatcher } from '../core/pattern/reference-matcher.js';
+import type { Store } from '../core/ports/store.js';
+import type { Rulebook } from '../core/rule.js';
+import { createRuleIndex, type RuleIndex } from '../core/rule-index.js';
+import { compileRulebook, type RulebookCompileOptions, type RulebookFile } from '../rulebook/loader.js';
+
+/** A compiled rulebook version, with its rules indexed for matching. */
+export interface CompiledVersion {
+  id: number;
+  rulebook: Rulebook;
+  index: RuleIndex;
+}
+
+/**
+ * Rulebook versions by id, compiled once and kept. Runs and explanations refer to the version that was
+ * active when their event was dispatched, which may be older than the one in force now.
+ */
+export interface RulebookVersions {
+  get(id: number): Promise<CompiledVersion>;
+  /** Compiles files, stores them as a version (or finds the identical stored one) and returns it. */
+  save(files: readonly RulebookFile[], at: number): Promise<CompiledVersion>;
+}
+
+export function createRulebookVersions(store: Store, options: RulebookCompileOptions): RulebookVersions {
+  const cache = new Map<number, Promise<CompiledVersion>>();
+  const compile = (id: number, files: readonly RulebookFile[]): CompiledVersion => {
+    const rulebook = compileRulebook(files, options);
+    return { id, rulebook, index: createRuleIndex(rulebook.rules, createReferenceMatcher()) };
+  };
+  return {
+    get(id) {
+      let entry = cache.get(id);
+      if (!entry) {
+        entry = store.getRulebookVersion(id).then((stored) => {
+          if (!stored)
+            throw new ReflexError('REFLEX_ERR_RULEBOOK_NOT_FOUND', { path: `(stored version ${id})` });
+          return compile(id, stored.files);
+        });
+        entry.catch(() => cache.delete(id));
+        cache.set(id, entry);
+      }
+      return entry;
+    },
+    async save(files, at) {
+      // Compile first: an invalid rulebook must not be stored as a version.
+      const probe = compileRulebook(files, options);
+      const id = await store.saveRulebookVersion({
+        hash: hashFiles(files),
+        files: files.map((f) => ({ path: f.path, content: f.content })),
+        createdAt: at,
+      });
+      const cached = cache.get(id);
+      if (cached) return cached;
+      const version: CompiledVersion = {
+        id,
+        rulebook: probe,
+        index: createRuleIndex(probe.rules, createReferenceMatcher()),
+      };
+      cache.set(id, Promise.resolve(version));
+      return version;
+    },
+  };
+}
+
+function hashFiles(files: readonly RulebookFile[]): string {
+  const hash = createHash('sha256');
+  for (const file of files) hash.update(`${file.path}\0${file.content}\0`);
+  return hash.digest('hex');
+}
