@@ -1,0 +1,383 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { createActionRegistry } from '../actions/registry.js';
+import { parseDuration } from '../core/duration.js';
+import { ReflexError } from '../core/errors.js';
+import type { CloudEvent } from '../core/event.js';
+import { parsePattern } from '../core/pattern/pattern.js';
+import { matchPattern } from '../core/pattern/reference-matcher.js';
+import { RunStatus } from '../core/ports/store.js';
+import { newSortableId } from '../engine/ids.js';
+import { createQueries } from '../engine/queries.js';
+import { createRulebookVersions } from '../engine/rulebook-versions.js';
+import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { createSqliteStore } from '../store/index.js';
+import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
+import { formatEvents, formatExplanation, formatRun, formatRuns } from './format.js';
+import { runStart } from './start.js';
+
+/** Exit codes: 0 success; 1 a runtime failure (or `match` found no match); 2 invalid input or usage. */
+export const ExitCode = { ok: 0, failure: 1, invalid: 2 } as const;
+
+const defaultPort = 7070;
+
+interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+}
+
+const processIo: Io = {
+  stdout: (text) => process.stdout.write(`${text}\n`),
+  stderr: (text) => process.stderr.write(`${text}\n`),
+  env: process.env,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function integer(name: string, min: number) {
+  return (value: string) => {
+    if (!/^\d+$/.test(value) || Number(value) < min)
+      throw new InvalidArgumentError(`${name} must be a whole number ≥ ${min}.`);
+    return Number(value);
+  };
+}
+
+function duration(value: string) {
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new InvalidArgumentError('write a duration like 500ms, 10s or 1m.');
+  }
+}
+
+/** Reads `--pattern`/`--event`: inline JSON, or the path of a JSON file. */
+function jsonArgument(what: string, value: string): unknown {
+  const text =
+    value.trimStart().startsWith('{') || value.trimStart().startsWith('[')
+      ? value
+      : readJsonFile(what, value);
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+      option: what,
+      reason: `not valid JSON (${(error as Error).message})`,
+      fix: 'give inline JSON or the path of a JSON file.',
+    });
+  }
+}
+
+function readJsonFile(what: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+      option: what,
+      reason: `${JSON.stringify(path)} is neither JSON nor a readable file`,
+      fix: 'give inline JSON or the path of a JSON file.',
+    });
+  }
+}
+
+/**
+ * Runs the `reflex` command line with `argv` (without node and the script) and resolves with the exit
+ * code. Output goes through `io`, so tests can run it in-process.
+ */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const env = io.env;
+  const url = () => env.REFLEX_URL ?? `http://127.0.0.1:${env.REFLEX_PORT ?? defaultPort}`;
+  let exitCode: number = ExitCode.ok;
+
+  const clientFor = async (options: { url?: string; data?: string }): Promise<ReflexClient> => {
+    if (options.data) {
+      const store = await createSqliteStore({ dir: resolve(options.data), readonly: true });
+      const versions = createRulebookVersions(store, { actions: createActionRegistry() });
+      return createLocalClient(store, createQueries({ store, versions }));
+    }
+    return createHttpClient(options.url ?? url(), env.REFLEX_API_TOKEN);
+  };
+
+  const withClient = async (
+    options: { url?: string; data?: string },
+    fn: (client: ReflexClient) => Promise<void>,
+  ) => {
+    const client = await clientFor(options);
+    try {
+      await fn(client);
+    } finally {
+      await client.close();
+    }
+  };
+
+  const sourceOptions = (command: Command) =>
+    command
+      .option('--url <url>', 'a running Reflex (env REFLEX_URL)', undefined)
+      .option('--data <dir>', 'read a data directory directly instead (works while Reflex is stopped)');
+
+  const program = new Command('reflex')
+    .description('Reflex: events in, rules, actions out — durable, explainable, replayable.')
+    .version(version())
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout(s.trimEnd()), writeErr: (s) => io.stderr(s.trimEnd()) });
+
+  program
+    .command('start')
+    .description('start Reflex with rulebook files or folders')
+    .argument('[rulebooks...]', 'rulebook files or folders of them')
+    .addOption(new Option('--host <host>', 'interface to listen on').env('REFLEX_HOST').default('127.0.0.1'))
+    .addOption(
+      new Option('--port <port>', 'port to listen on')
+        .env('REFLEX_PORT')
+        .default(defaultPort)
+        .argParser(integer('port', 0)),
+    )
+    .addOption(
+      new Option('--data <dir>', 'data directory (holds the SQLite database)')
+        .env('REFLEX_DATA')
+        .default('.reflex'),
+    )
+    .option('--watch', 'reload rulebooks when their files change', false)
+    .addOption(
+      new Option('--durability <level>', 'full: commits survive power loss; normal: survive a crash, faster')
+        .choices(['full', 'normal'])
+        .env('REFLEX_DURABILITY')
+        .default('full'),
+    )
+    .addOption(
+      new Option('--body-limit <bytes>', 'largest request body')
+        .env('REFLEX_BODY_LIMIT')
+        .default(1_048_576)
+        .argParser(integer('body limit', 1)),
+    )
+    .addOption(
+      new Option('--max-depth <levels>', 'deepest nesting in an event')
+        .env('REFLEX_MAX_DEPTH')
+        .default(32)
+        .argParser(integer('max depth', 1)),
+    )
+    .addOption(
+      new Option('--grace <duration>', 'time in-flight actions get on SIGTERM')
+        .env('REFLEX_GRACE')
+        .default(10_000)
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--concurrency <n>', 'runs executed at once')
+        .env('REFLEX_CONCURRENCY')
+        .default(32)
+        .argParser(integer('concurrency', 1)),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log level')
+        .choices(['debug', 'info', 'warn', 'error'])
+        .env('REFLEX_LOG_LEVEL')
+        .default('info'),
+    )
+    .action(async (rulebooks: string[], o) => {
+      exitCode = await runStart(
+        {
+          rulebooks,
+          host: o.host,
+          port: Number(o.port),
+          dataDir: o.data,
+          watch: o.watch,
+          durability: o.durability,
+          bodyLimit: Number(o.bodyLimit),
+          maxDepth: Number(o.maxDepth),
+          graceMs: Number(o.grace),
+          concurrency: Number(o.concurrency),
+          logLevel: o.logLevel,
+          apiToken: env.REFLEX_API_TOKEN,
+        },
+        { stdout: io.stdout },
+      );
+    });
+
+  program
+    .command('validate')
+    .description('check rulebooks without starting (exit 2 when invalid)')
+    .argument('<rulebooks...>', 'rulebook files or folders')
+    .action(async (paths: string[]) => {
+      const files = await readRulebookFiles(paths);
+      const rulebook = compileRulebook(files, { actions: createActionRegistry() });
+      io.stdout(
+        `ok: ${files.length} file(s), ${rulebook.rules.length} rule(s), ${rulebook.webhooks.size} webhook(s)`,
+      );
+    });
+
+  program
+    .command('emit')
+    .description('send one event to a running Reflex')
+    .requiredOption('--type <type>', 'CloudEvents type')
+    .option('--source <source>', 'CloudEvents source', 'reflex-cli')
+    .option('--data <json>', 'event data as JSON (or @file.json)')
+    .option('--id <id>', 'event id (default: a new one)')
+    .option('--subject <subject>', 'CloudEvents subject')
+    .option('--url <url>', 'a running Reflex (env REFLEX_URL)')
+    .option('--json', 'print the answer as JSON')
+    .action(async (o) => {
+      let data: unknown;
+      if (o.data !== undefined) {
+        const text = String(o.data).startsWith('@')
+          ? readJsonFile('--data', String(o.data).slice(1))
+          : String(o.data);
+        try {
+          data = JSON.parse(text);
+        } catch (error) {
+          throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+            option: '--data',
+            reason: `not valid JSON (${(error as Error).message})`,
+            fix: `quote it for the shell, e.g. --data '{"host":"web-1"}', or give @file.json.`,
+          });
+        }
+      }
+      const event: CloudEvent = {
+        specversion: '1.0',
+        id: o.id ?? newSortableId(Date.now()),
+        source: o.source,
+        type: o.type,
+        time: new Date().toISOString(),
+        ...(o.subject ? { subject: o.subject } : {}),
+        ...(data === undefined ? {} : { datacontenttype: 'application/json', data }),
+      };
+      const client = createHttpClient(o.url ?? url(), env.REFLEX_API_TOKEN);
+      const answer = await client.emit(event);
+      if (o.json) io.stdout(JSON.stringify(answer));
+      else
+        io.stdout(
+          answer.duplicate
+            ? `duplicate of seq ${answer.seq} (id ${answer.id})`
+            : `seq ${answer.seq} (id ${answer.id})`,
+        );
+    });
+
+  const events = program.command('events').description('look at the event log');
+  sourceOptions(
+    events
+      .command('ls')
+      .description('list events, newest first (oldest first with --after)')
+      .option('--type <type>', 'only this type')
+      .option('--source <source>', 'only this source')
+      .option('--after <seq>', 'oldest first, after this seq', integer('after', 0))
+      .option('--limit <n>', 'how many', integer('limit', 1), 50)
+      .option('--cursor <cursor>', 'continue a listing')
+      .option('--json', 'one JSON object per line'),
+  ).action(async (o) => {
+    await withClient(o, async (client) => {
+      const page = await client.listEvents({
+        ...(o.type ? { type: o.type } : {}),
+        ...(o.source ? { source: o.source } : {}),
+        ...(o.after !== undefined ? { after: o.after } : {}),
+        ...(o.cursor ? { cursor: o.cursor } : {}),
+        limit: o.limit,
+      });
+      if (o.json) for (const item of page.items) io.stdout(JSON.stringify(item));
+      else {
+        io.stdout(formatEvents(page.items));
+        if (page.next) io.stdout(`more: --cursor ${page.next}`);
+      }
+    });
+  });
+  sourceOptions(events.command('show').description('show one event').argument('<seq-or-id>')).action(
+    async (ref: string, o) => {
+      await withClient(o, async (client) => io.stdout(JSON.stringify(await client.getEvent(ref), null, 2)));
+    },
+  );
+
+  const runs = program.command('runs').description('look at runs (executions of rules)');
+  sourceOptions(
+    runs
+      .command('ls')
+      .description('list runs, newest first')
+      .option('--rule <name>', 'only this rule')
+      .addOption(new Option('--status <status>', 'only this status').choices(Object.values(RunStatus)))
+      .option('--limit <n>', 'how many', integer('limit', 1), 50)
+      .option('--cursor <cursor>', 'continue a listing')
+      .option('--json', 'one JSON object per line'),
+  ).action(async (o) => {
+    await withClient(o, async (client) => {
+      const page = await client.listRuns({
+        ...(o.rule ? { rule: o.rule } : {}),
+        ...(o.status ? { status: o.status } : {}),
+        ...(o.cursor ? { cursor: o.cursor } : {}),
+        limit: o.limit,
+      });
+      if (o.json) for (const item of page.items) io.stdout(JSON.stringify(item));
+      else {
+        io.stdout(formatRuns(page.items));
+        if (page.next) io.stdout(`more: --cursor ${page.next}`);
+      }
+    });
+  });
+  sourceOptions(
+    runs
+      .command('show')
+      .description('show a run with its attempts')
+      .argument('<id>')
+      .option('--json', 'as JSON'),
+  ).action(async (id: string, o) => {
+    await withClient(o, async (client) => {
+      const run = await client.getRun(id);
+      io.stdout(o.json ? JSON.stringify(run, null, 2) : formatRun(run));
+    });
+  });
+
+  sourceOptions(
+    program
+      .command('explain')
+      .description('why each rule did or did not fire on an event')
+      .argument('<seq-or-id>')
+      .option('--json', 'as JSON'),
+  ).action(async (ref: string, o) => {
+    await withClient(o, async (client) => {
+      const explanation = await client.explain(ref);
+      io.stdout(o.json ? JSON.stringify(explanation, null, 2) : formatExplanation(explanation));
+    });
+  });
+
+  program
+    .command('match')
+    .description('test an EventBridge pattern against an event (exit 0 match, 1 no match, 2 invalid)')
+    .requiredOption('--pattern <json-or-file>', 'the pattern, inline JSON or a file')
+    .requiredOption('--event <json-or-file>', 'the event, inline JSON or a file')
+    .option('--json', 'print {"match": true|false}')
+    .action(async (o) => {
+      const pattern = parsePattern(jsonArgument('--pattern', o.pattern));
+      const matched = matchPattern(pattern, jsonArgument('--event', o.event));
+      io.stdout(o.json ? JSON.stringify({ match: matched }) : matched ? 'match' : 'no match');
+      exitCode = matched ? ExitCode.ok : ExitCode.failure;
+    });
+
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    return report(error, io);
+  }
+}
+
+function report(error: unknown, io: Io): number {
+  if (error instanceof CommanderError) {
+    // Commander has already printed its message (or the help/version text).
+    return error.exitCode === 0 ? ExitCode.ok : ExitCode.invalid;
+  }
+  if (error instanceof RulebookError) {
+    io.stderr(error.message);
+    return ExitCode.invalid;
+  }
+  if (error instanceof ReflexError || error instanceof RemoteError) {
+    io.stderr(`error ${error.code}: ${error.message}`);
+    const status = error instanceof ReflexError ? error.statusCode : error.status;
+    return status >= 400 && status < 500 ? ExitCode.invalid : ExitCode.failure;
+  }
+  io.stderr(`error: ${(error as Error)?.stack ?? String(error)}`);
+  return ExitCode.failure;
+}
