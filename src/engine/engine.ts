@@ -108,6 +108,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     facts,
     emit: (events) => ingest.append(events),
     owner: `${process.pid}-${randomUUID()}`,
+    onOutcomeLogged: () => dispatcher?.wake(),
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.random === undefined ? {} : { random: options.random }),

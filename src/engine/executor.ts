@@ -22,6 +22,8 @@ export interface ExecutorOptions {
   emit: (events: CloudEvent[]) => Promise<AppendResult[]>;
   /** Identifies this executor's leases. */
   owner: string;
+  /** Called when a run's end put its outcome event into the log (the dispatcher should look). */
+  onOutcomeLogged?: () => void;
   /**
    * Runs executed at the same time.
    * @default 32
@@ -87,7 +89,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     }
     if (!rule || !trigger) {
       const error = new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id: run.id });
-      await finishFailed(run, rule, trigger, -1, 0, toErrorInfo(error));
+      await finishFailed(run, rule, trigger, toErrorInfo(error));
       return;
     }
     const outputs = { ...run.outputs };
@@ -146,6 +148,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
         return;
       }
       logAttempt(run, spec, record, outcome);
+      if (outcome.type === 'succeeded' || outcome.type === 'failed') options.onOutcomeLogged?.();
       if (outcome.type === 'retry') {
         clock.schedule(outcome.at, wake);
         return;
@@ -169,12 +172,11 @@ export function createExecutor(options: ExecutorOptions): Executor {
     }
   };
 
+  /** Fails a run that cannot even be attempted (its rule or trigger event is gone). */
   const finishFailed = async (
     run: Run,
     rule: Rule | undefined,
     trigger: CloudEvent | undefined,
-    step: number,
-    attempt: number,
     error: ReturnType<typeof toErrorInfo>,
   ) => {
     const now = clock.now();
@@ -182,10 +184,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
       owner: options.owner,
       attempt: {
         runId: run.id,
-        step: Math.max(step, 0),
-        stepId: '-',
-        action: '-',
-        attempt,
+        step: run.step,
+        stepId: rule?.then[run.step]?.id ?? String(run.step),
+        action: rule?.then[run.step]?.kind ?? '-',
+        attempt: run.attempt + 1,
         startedAt: now,
         finishedAt: now,
         status: 'failed',
@@ -194,10 +196,11 @@ export function createExecutor(options: ExecutorOptions): Executor {
       outcome: {
         type: 'failed',
         error,
-        event: outcomeEvent(run, rule, trigger, now, 'failed', run.outputs, error, step),
+        event: outcomeEvent(run, rule, trigger, now, 'failed', run.outputs, error, run.step),
       },
       at: now,
     });
+    options.onOutcomeLogged?.();
   };
 
   type StepResult =
