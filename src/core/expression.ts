@@ -15,6 +15,8 @@ export interface ExpressionContext {
   now: number;
   /** The events of a correlation by name, when there is one. */
   events?: Record<string, unknown>;
+  /** The events a `count`, `batch` or `debounce` (pass: all) collected, oldest first. */
+  batch?: unknown[];
   /** Finished workflow steps by id (`steps.<id>.output`), inside a run. */
   steps?: Record<string, unknown>;
   /** The run being executed, inside a run. */
@@ -102,7 +104,7 @@ function registerMixedNumbers(env: Environment): void {
   env.registerOperator('int % double: double', modulo);
 }
 
-const variables = ['event', 'facts', 'vars', 'now', 'events', 'steps', 'run'] as const;
+const variables = ['event', 'facts', 'vars', 'now', 'events', 'batch', 'steps', 'run'] as const;
 
 // Building an Environment is costly and it holds no per-expression state, so there is one.
 const environment = (() => {
@@ -120,7 +122,10 @@ const environment = (() => {
     },
   });
   for (const name of variables) {
-    env.registerVariable(name, name === 'now' ? 'google.protobuf.Timestamp' : 'map');
+    env.registerVariable(
+      name,
+      name === 'now' ? 'google.protobuf.Timestamp' : name === 'batch' ? 'list' : 'map',
+    );
   }
   registerMixedNumbers(env);
   return env;
@@ -320,6 +325,7 @@ class CelExpression implements TypedExpression {
         vars: ctx.vars,
         now: this.#readsNow ? new Date(ctx.now) : undefined,
         events: ctx.events,
+        batch: ctx.batch,
         steps: ctx.steps,
         run: ctx.run,
       });
@@ -343,7 +349,7 @@ class CelExpression implements TypedExpression {
 }
 
 /**
- * Compiles a CEL expression over `event`, `facts`, `vars`, `now`, `events`, `steps` and `run`: parses
+ * Compiles a CEL expression over `event`, `facts`, `vars`, `now`, `events`, `batch`, `steps` and `run`: parses
  * it, type-checks it (an unknown variable or function is an error here, not at the first event) and
  * returns an object that evaluates it many times.
  *
