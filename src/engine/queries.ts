@@ -104,9 +104,9 @@ export function createQueries(options: QueriesOptions): Queries {
   return {
     async listEvents(query) {
       const limit = checkLimit(query.limit);
-      const position = query.cursor !== undefined ? decodeCursor(query.cursor) : undefined;
-      const after = position?.after ?? query.after;
-      const before = position?.before;
+      const position = query.cursor !== undefined ? decodeCursor(query.cursor, 'events') : undefined;
+      const after = position && 'after' in position ? position.after : position ? undefined : query.after;
+      const before = position && 'before' in position ? position.before : undefined;
       const items = await store.listEvents({
         ...(query.type === undefined ? {} : { type: query.type }),
         ...(query.source === undefined ? {} : { source: query.source }),
@@ -222,11 +222,11 @@ export function createQueries(options: QueriesOptions): Queries {
     },
     async listRuns(query) {
       const limit = checkLimit(query.limit);
-      const position = query.cursor !== undefined ? decodeCursor(query.cursor) : undefined;
+      const position = query.cursor !== undefined ? decodeCursor(query.cursor, 'runs') : undefined;
       const items = await store.listRuns({
         ...(query.rule === undefined ? {} : { rule: query.rule }),
         ...(query.status === undefined ? {} : { status: query.status }),
-        ...(position?.run === undefined ? {} : { before: position.run }),
+        ...(position && 'run' in position ? { before: position.run } : {}),
         limit: limit + 1,
       });
       const more = items.length > limit;
@@ -259,31 +259,41 @@ function checkLimit(limit: number | undefined): number {
   return limit;
 }
 
-interface Cursor {
-  after?: number;
-  before?: number;
-  run?: string;
-}
+/** Where the next page of a listing starts. Events page by seq in either direction; runs by id. */
+type Cursor = { after: number } | { before: number } | { run: string };
 
 function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify(cursor)).toString('base64url');
 }
 
-function decodeCursor(text: string): Cursor {
+/**
+ * Reads back a cursor this API gave out for this listing. Anything else — another listing's cursor, an
+ * empty object — is refused: silently restarting the listing would make a client loop forever.
+ */
+function decodeCursor(text: string, listing: 'events' | 'runs'): Cursor {
+  let value: unknown;
   try {
-    const value = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as Cursor;
-    if (value && typeof value === 'object') {
-      const okAfter = value.after === undefined || Number.isInteger(value.after);
-      const okBefore = value.before === undefined || Number.isInteger(value.before);
-      const okRun = value.run === undefined || typeof value.run === 'string';
-      if (okAfter && okBefore && okRun) return value;
-    }
+    value = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
   } catch {
-    // falls through to the coded error
+    value = undefined;
+  }
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    const record = value as Record<string, unknown>;
+    if (keys.length === 1) {
+      if (
+        listing === 'events' &&
+        (keys[0] === 'after' || keys[0] === 'before') &&
+        Number.isInteger(record[keys[0]])
+      ) {
+        return value as Cursor;
+      }
+      if (listing === 'runs' && keys[0] === 'run' && typeof record.run === 'string') return value as Cursor;
+    }
   }
   throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
     param: 'cursor',
-    reason: 'it is not a cursor this API gave out',
+    reason: `it is not a cursor this API gave out for ${listing}`,
     fix: 'pass back the `next` value of the previous page unchanged.',
   });
 }

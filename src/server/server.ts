@@ -69,7 +69,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   if (options.apiToken) {
     const expected = Buffer.from(`Bearer ${options.apiToken}`);
     app.addHook('onRequest', async (request) => {
-      if (!request.url.startsWith('/api/')) return;
+      // Judge the path the router matched, not the raw URL: `/%61pi/v1/events` routes to /api/v1/events.
+      if (!apiPath(request.routeOptions.url ?? request.url)) return;
       const given = Buffer.from(request.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         throw new ReflexError('REFLEX_ERR_API_UNAUTHORIZED');
@@ -107,8 +108,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     return answerAppend(reply, results, false);
   });
 
-  app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/events', async (request) => {
-    const q = request.query;
+  app.get<{ Querystring: Record<string, unknown> }>('/api/v1/events', async (request) => {
+    const q = singleValues(request.query);
     const page = await engine.queries.listEvents({
       ...(q.type ? { type: q.type } : {}),
       ...(q.source ? { source: q.source } : {}),
@@ -127,8 +128,8 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     engine.queries.explain(request.params.ref),
   );
 
-  app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/runs', async (request) => {
-    const q = request.query;
+  app.get<{ Querystring: Record<string, unknown> }>('/api/v1/runs', async (request) => {
+    const q = singleValues(request.query);
     if (q.status !== undefined && !Object.values(RunStatus).includes(q.status as RunStatus)) {
       throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
         param: 'status',
@@ -182,6 +183,34 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 
 function bodyOf(request: FastifyRequest): Buffer {
   return Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+}
+
+/** Whether a path (raw or decoded) is under /api/, however its letters are percent-encoded. */
+function apiPath(url: string): boolean {
+  const path = url.split('?')[0] ?? '';
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    // A malformed escape cannot name a route; judge the raw text.
+  }
+  return path.startsWith('/api/') || decoded.startsWith('/api/');
+}
+
+/** Query parameters as single strings; a parameter given twice is refused rather than guessed at. */
+function singleValues(query: Record<string, unknown>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(query)) {
+    if (typeof value !== 'string') {
+      throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
+        param: name,
+        reason: 'it is given more than once',
+        fix: `give \`${name}\` once.`,
+      });
+    }
+    out[name] = value;
+  }
+  return out;
 }
 
 function wholeNumber(param: string, text: string): number {
