@@ -74,26 +74,6 @@ export async function runStart(
     await engine.close();
     throw error;
   }
-  const bound = server.server.address();
-  const address = bound !== null && typeof bound === 'object' ? bound : undefined;
-  const shownHost = address?.family === 'IPv6' ? `[${address.address}]` : (address?.address ?? config.host);
-  out.stdout(`reflex listening on http://${shownHost}:${address?.port ?? config.port}`);
-  if (!isLoopback(config.host)) {
-    const open = [...(engine.rulebook?.rulebook.webhooks.values() ?? [])].filter(
-      (w) => w.auth.type === 'none',
-    );
-    if (!config.apiToken)
-      logger.warn(
-        { host: config.host },
-        'listening beyond loopback without REFLEX_API_TOKEN: the API is open',
-      );
-    if (open.length > 0)
-      logger.warn(
-        { webhooks: open.map((w) => w.name) },
-        'webhooks without auth are reachable from the network',
-      );
-  }
-
   let reloading = Promise.resolve();
   const reload = (why: string) => {
     reloading = reloading.then(async () => {
@@ -111,7 +91,7 @@ export async function runStart(
         // The rules in force stay in force; the message carries file:line:column for each problem.
         const message = error instanceof RulebookError ? error.message : (error as Error).message;
         logger.error(
-          { why, err: toErrorInfo(error) },
+          { why, error: toErrorInfo(error) },
           `rulebook not reloaded; the previous rules stay in force:\n${message}`,
         );
       }
@@ -132,6 +112,29 @@ export async function runStart(
       clearTimeout(timer);
       timer = setTimeout(() => reload(`changed: ${path}`), 50);
     });
+    // Announce readiness only once edits are seen, and pick up any edit made while the watcher started.
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    reload('watch started');
+  }
+
+  const bound = server.server.address();
+  const address = bound !== null && typeof bound === 'object' ? bound : undefined;
+  const shownHost = address?.family === 'IPv6' ? `[${address.address}]` : (address?.address ?? config.host);
+  out.stdout(`reflex listening on http://${shownHost}:${address?.port ?? config.port}`);
+  if (!isLoopback(config.host)) {
+    const open = [...(engine.rulebook?.rulebook.webhooks.values() ?? [])].filter(
+      (w) => w.auth.type === 'none',
+    );
+    if (!config.apiToken)
+      logger.warn(
+        { host: config.host },
+        'listening beyond loopback without REFLEX_API_TOKEN: the API is open',
+      );
+    if (open.length > 0)
+      logger.warn(
+        { webhooks: open.map((w) => w.name) },
+        'webhooks without auth are reachable from the network',
+      );
   }
 
   return new Promise<number>((resolveExit) => {
@@ -151,7 +154,7 @@ export async function runStart(
         await engine.close();
         logger.info({}, 'stopped');
       } catch (error) {
-        logger.error({ err: toErrorInfo(error) }, 'error while stopping');
+        logger.error({ error: toErrorInfo(error) }, 'error while stopping');
         code = 1;
       }
       logger.flush?.();

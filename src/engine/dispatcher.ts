@@ -151,7 +151,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         // Nothing was committed: the same batch is decided again after a pause. Never skip an event.
         failures++;
         const delay = Math.min(30_000, 100 * 2 ** Math.min(failures, 9));
-        logger.error({ err: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
+        logger.error({ error: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           wakeUp = () => {

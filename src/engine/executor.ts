@@ -85,7 +85,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
       rule = version.rulebook.rules.find((r) => r.name === run.rule);
       trigger = (await store.getEvent(run.trigger.seq))?.event;
     } catch (error) {
-      logger.error({ err: toErrorInfo(error), runId: run.id }, 'cannot load what the run needs');
+      logger.error({ error: toErrorInfo(error), runId: run.id }, 'cannot load what the run needs');
     }
     if (!rule || !trigger) {
       const error = new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id: run.id });
@@ -162,11 +162,11 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const base = { runId: run.id, rule: run.rule, step: spec.id, action: spec.kind, attempt: record.attempt };
     if (outcome.type === 'retry') {
       logger.warn(
-        { ...base, err: record.error, retryAt: new Date(outcome.at).toISOString() },
+        { ...base, error: record.error, retryAt: new Date(outcome.at).toISOString() },
         'step failed; will retry',
       );
     } else if (outcome.type === 'failed') {
-      logger.error({ ...base, err: record.error }, 'run failed');
+      logger.error({ ...base, error: record.error }, 'run failed');
     } else if (outcome.type === 'succeeded') {
       logger.info(base, 'run succeeded');
     }
@@ -241,7 +241,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const renew = setInterval(
       () => {
         store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
-          logger.warn({ err: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
+          logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
         });
       },
       Math.max(1000, leaseMs / 3),
@@ -319,12 +319,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
         try {
           claimed = await store.claimRuns({ owner: options.owner, now: clock.now(), leaseMs, limit: free });
         } catch (error) {
-          logger.error({ err: toErrorInfo(error) }, 'claiming runs failed');
+          logger.error({ error: toErrorInfo(error) }, 'claiming runs failed');
         }
         for (const run of claimed) {
           const task = execute(run)
             .catch((error) =>
-              logger.error({ err: toErrorInfo(error), runId: run.id }, 'run execution crashed'),
+              logger.error({ error: toErrorInfo(error), runId: run.id }, 'run execution crashed'),
             )
             .finally(() => {
               inFlight.delete(run.id);
@@ -340,7 +340,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
         const due = await store.nextRunDueAt();
         if (due !== undefined) cancelTimer = clock.schedule(due, wake);
       } catch (error) {
-        logger.error({ err: toErrorInfo(error) }, 'reading the next due run failed');
+        logger.error({ error: toErrorInfo(error) }, 'reading the next due run failed');
         cancelTimer = clock.schedule(clock.now() + 1000, wake);
       }
       await new Promise<void>((resolve) => {

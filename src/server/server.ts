@@ -49,7 +49,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
       coded.code !== 'REFLEX_ERR_INGEST_STOPPED'
     ) {
       options.logger.error(
-        { err: toErrorInfo(error), method: request.method, url: request.url },
+        { error: toErrorInfo(error), method: request.method, url: request.url },
         'request failed',
       );
     }
