@@ -54,6 +54,9 @@ export interface Dispatcher {
   drain(): Promise<void>;
 }
 
+/** Lets I/O callbacks and timers run before the next piece of work. */
+export const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { store, clock, logger } = options;
   const consumer = options.consumer ?? 'dispatcher';
@@ -146,6 +149,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         if (!more && !dirty) {
           settleWaiters();
           await sleepUntilWoken();
+        } else {
+          // The embedded store answers synchronously, so without this a backlog would be worked off in
+          // one chain of microtasks and starve everything else (HTTP requests, timers, the executor).
+          await yieldToEventLoop();
         }
       } catch (error) {
         // Nothing was committed: the same batch is decided again after a pause. Never skip an event.

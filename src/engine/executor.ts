@@ -8,6 +8,7 @@ import type { Logger } from '../core/ports/logger.js';
 import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
+import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
@@ -332,7 +333,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
             });
           inFlight.set(run.id, task);
         }
-        if (claimed.length === free) continue;
+        if (claimed.length === free) {
+          await yieldToEventLoop();
+          continue;
+        }
       }
       if (dirty || stopped) continue;
       let cancelTimer: (() => void) | undefined;
