@@ -198,6 +198,16 @@ describe('http action - expected statuses', () => {
     expect(info.message).toContain(`GET ${base}/missing answered 404`);
   });
 
+  it('http - a redirect is not followed and not retried: the URL needs fixing', async () => {
+    handle = (_req, res) => {
+      res.writeHead(301, { location: '/elsewhere' });
+      res.end();
+    };
+    const error = await failure({ url: `${base}/moved` });
+    expect(error).toBeInstanceOf(NonRetriableError);
+    expect(toErrorInfo(error).details).toMatchObject({ status: 301 });
+  });
+
   it('http - 408, 425 and 429 without Retry-After stay retriable', async () => {
     for (const status of [408, 425, 429]) {
       handle = (_req, res) => {

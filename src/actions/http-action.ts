@@ -271,7 +271,12 @@ function statusError(
   if (retryAfterMs !== undefined) {
     return new RetryAfterError(error.message, retryAfterMs, { code: error.code, cause: error, details });
   }
-  if (status >= 400 && status < 500 && !retriableClientErrors.has(status)) {
+  // Redirects are not followed, so trying again gets the same answer; so does a client error, except
+  // those that say "later" (408, 425, 429).
+  if (
+    (status >= 300 && status < 400) ||
+    (status >= 400 && status < 500 && !retriableClientErrors.has(status))
+  ) {
     return new NonRetriableError(error.message, { code: error.code, cause: error, details });
   }
   return error;

@@ -176,6 +176,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .argParser(integer('concurrency', 1)),
     )
     .addOption(
+      new Option(
+        '--max-chain-depth <n>',
+        'rules do not fire on events derived from longer chains of rule outcomes',
+      )
+        .env('REFLEX_MAX_CHAIN_DEPTH')
+        .default(8)
+        .argParser(integer('max chain depth', 0)),
+    )
+    .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
         .env('REFLEX_LOG_LEVEL')
@@ -194,6 +203,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           maxDepth: Number(o.maxDepth),
           graceMs: Number(o.grace),
           concurrency: Number(o.concurrency),
+          maxChainDepth: Number(o.maxChainDepth),
           logLevel: o.logLevel,
           apiToken: env.REFLEX_API_TOKEN,
         },
@@ -279,8 +289,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         ...(o.cursor ? { cursor: o.cursor } : {}),
         limit: o.limit,
       });
-      if (o.json) for (const item of page.items) io.stdout(JSON.stringify(item));
-      else {
+      if (o.json) {
+        for (const item of page.items) io.stdout(JSON.stringify(item));
+        // stdout stays pure JSON lines; the way on goes to stderr.
+        if (page.next) io.stderr(`more: --cursor ${page.next}`);
+      } else {
         io.stdout(formatEvents(page.items));
         if (page.next) io.stdout(`more: --cursor ${page.next}`);
       }
@@ -310,8 +323,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         ...(o.cursor ? { cursor: o.cursor } : {}),
         limit: o.limit,
       });
-      if (o.json) for (const item of page.items) io.stdout(JSON.stringify(item));
-      else {
+      if (o.json) {
+        for (const item of page.items) io.stdout(JSON.stringify(item));
+        // stdout stays pure JSON lines; the way on goes to stderr.
+        if (page.next) io.stderr(`more: --cursor ${page.next}`);
+      } else {
         io.stdout(formatRuns(page.items));
         if (page.next) io.stdout(`more: --cursor ${page.next}`);
       }

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { watch } from 'chokidar';
 import pino from 'pino';
 import { createActionRegistry } from '../actions/registry.js';
-import { toErrorInfo } from '../core/errors.js';
+import { ReflexError, toErrorInfo } from '../core/errors.js';
 import type { Logger } from '../core/ports/logger.js';
 import { createEngine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
@@ -22,6 +22,7 @@ export interface StartConfig {
   maxDepth: number;
   graceMs: number;
   concurrency: number;
+  maxChainDepth: number;
   logLevel: string;
   apiToken: string | undefined;
 }
@@ -48,6 +49,7 @@ export async function runStart(
     logger,
     limits: { maxDepth: config.maxDepth },
     concurrency: config.concurrency,
+    maxChainDepth: config.maxChainDepth,
   });
   try {
     const version = await engine.loadRulebook(files);
@@ -72,6 +74,14 @@ export async function runStart(
     await server.listen({ host: config.host, port: config.port });
   } catch (error) {
     await engine.close();
+    const code = (error as { code?: string }).code;
+    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+      throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+        option: '--port',
+        reason: `cannot listen on ${config.host}:${config.port} (${code})`,
+        fix: 'stop what uses that port, or give another --port (0 picks a free one) or --host.',
+      });
+    }
     throw error;
   }
   let reloading = Promise.resolve();

@@ -88,7 +88,7 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_WEBHOOK_SECRET_MISSING',
     status: 500,
     message:
-      'Webhook `{name}` takes its secret from the environment variable `{env}`, which is not set. To fix: set {env} and restart (or reload) Reflex.',
+      'Webhook `{name}` takes its secret from the environment variable `{env}`, which is not set. To fix: set {env} in the environment of Reflex and restart it (a reload does not change the environment).',
   },
   REFLEX_ERR_WEBHOOK_MISSING_HEADER: {
     code: 'REFLEX_ERR_WEBHOOK_MISSING_HEADER',
@@ -131,6 +131,12 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_PATTERN_INVALID',
     status: 400,
     message: 'The event pattern is invalid at `{path}`: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_PATTERN_TOO_COMPLEX: {
+    code: 'REFLEX_ERR_PATTERN_TOO_COMPLEX',
+    status: 400,
+    message:
+      'The event pattern{rule} is too complex to match efficiently at `{path}`: {reason}. To fix: {fix}',
   },
 
   // --- CEL conditions and templates ---

@@ -106,7 +106,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     actions: options.actions,
     versions,
     facts,
-    emit: (events) => ingest.append(events),
+    emit: (events) => ingest.append(events, { internal: true }),
     owner: `${process.pid}-${randomUUID()}`,
     onOutcomeLogged: () => dispatcher?.wake(),
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),

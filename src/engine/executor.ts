@@ -125,9 +125,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
                 event: outcomeEvent(run, rule, trigger, clock.now(), 'succeeded', outputs),
               };
       } else if (isRetriable(result.error) && attempt < spec.retry.attempts) {
+        // A target's Retry-After is honoured up to the step's maxDelay: the rulebook bounds every wait.
         const delay =
           result.error instanceof RetryAfterError
-            ? Math.max(result.error.retryAfterMs, 0)
+            ? Math.min(Math.max(result.error.retryAfterMs, 0), spec.retry.maxDelayMs)
             : retryDelay(spec.retry, attempt, random);
         outcome = { type: 'retry', at: clock.now() + delay };
       } else {

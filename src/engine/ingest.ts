@@ -22,7 +22,11 @@ export interface IngestOptions {
  * requests. A call resolves only after its events are committed.
  */
 export interface Ingest {
-  append(events: readonly CloudEvent[]): Promise<AppendResult[]>;
+  /**
+   * Queues events for the next group commit and resolves after it. `internal` appends (events that
+   * runs emit) are taken even while draining, so a step finishing in its grace period can still emit.
+   */
+  append(events: readonly CloudEvent[], options?: { internal?: boolean }): Promise<AppendResult[]>;
   /** Events queued and not yet committed. */
   readonly pending: number;
   /** Refuses new events and waits until everything queued is committed. */
@@ -86,8 +90,9 @@ export function createIngest(options: IngestOptions): Ingest {
   };
 
   return {
-    append(events) {
-      if (stopped) return Promise.reject(new ReflexError('REFLEX_ERR_INGEST_STOPPED'));
+    append(events, appendOptions) {
+      if (stopped && appendOptions?.internal !== true)
+        return Promise.reject(new ReflexError('REFLEX_ERR_INGEST_STOPPED'));
       if (events.length === 0) return Promise.resolve([]);
       if (queued + events.length > maxPending && queued > 0) {
         return Promise.reject(new ReflexError('REFLEX_ERR_INGEST_OVERLOADED', { pending: queued }));

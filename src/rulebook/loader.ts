@@ -117,7 +117,14 @@ export function compileRulebook(files: readonly RulebookFile[], options: Ruleboo
     compileFile(document, source, options, { rules, webhooks, ruleNames, problems });
     if (problems.length >= maxProblems) break;
   }
-  if (problems.length > 0) throw new RulebookError(problems.slice(0, maxProblems));
+  if (problems.length > 0) {
+    // Files in the order given, and within a file by position, however the checks found them.
+    const order = new Map(files.map((f, i) => [f.path, i]));
+    problems.sort(
+      (a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.column - b.column,
+    );
+    throw new RulebookError(problems.slice(0, maxProblems));
+  }
   return { rules, webhooks };
 }
 

@@ -108,7 +108,12 @@ const Retry = Type.Object(
       Type.Integer({ minimum: 1, maximum: 100, ...description('Tries in all. @default 3') }),
     ),
     backoff: Type.Optional(
-      Type.Union([Duration], description('Delay before the 2nd try; doubles after. @default 1s')),
+      Type.Union(
+        [Duration],
+        description(
+          'Base delay: the wait before try n is between half and all of backoff × 2^(n-2), capped at maxDelay. @default 1s',
+        ),
+      ),
     ),
     maxDelay: Type.Optional(Type.Union([Duration], description('Longest delay between tries. @default 1m'))),
   },
@@ -244,7 +249,7 @@ const Rule = Type.Object(
 export const RulebookSchema = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
-    name: Type.Optional(Type.String(description('A name for messages; defaults to the file name.'))),
+    name: Type.Optional(Type.String(description('A name for people reading the file.'))),
     vars: Type.Optional(
       Type.Record(Type.String(), Type.Unknown(), description('Values readable as `vars.<name>`.')),
     ),

@@ -1,7 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { chainExtension } from '../core/decide.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
-import type { AppendResult } from '../core/event.js';
+import type { AppendResult, CloudEvent } from '../core/event.js';
 import { parsePattern } from '../core/pattern/pattern.js';
 import { matchPattern } from '../core/pattern/reference-matcher.js';
 import type { Logger } from '../core/ports/logger.js';
@@ -70,7 +71,9 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     const expected = Buffer.from(`Bearer ${options.apiToken}`);
     app.addHook('onRequest', async (request) => {
       // Judge the path the router matched, not the raw URL: `/%61pi/v1/events` routes to /api/v1/events.
-      if (!apiPath(request.routeOptions.url ?? request.url)) return;
+      const route = request.routeOptions.url ?? request.url;
+      // Health says nothing about the data, and probes (load balancers, Kubernetes) carry no token.
+      if (!apiPath(route) || route === '/api/v1/health') return;
       const given = Buffer.from(request.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
         throw new ReflexError('REFLEX_ERR_API_UNAUTHORIZED');
@@ -90,6 +93,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 
   app.post('/api/v1/events', async (request, reply) => {
     const { events, batch } = decodeCloudEventsRequest(request.headers, bodyOf(request), engine.limits);
+    rejectReservedExtensions(events);
     const results = await engine.ingest.append(events);
     return answerAppend(reply, results, batch);
   });
@@ -211,6 +215,23 @@ function singleValues(query: Record<string, unknown>): Record<string, string | u
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * `reflexchain` counts how many rule outcomes led to an event; only Reflex may set it. Taken from outside
+ * it could make rules skip an event, so it is refused rather than silently dropped.
+ */
+function rejectReservedExtensions(events: readonly CloudEvent[]): void {
+  events.forEach((event, i) => {
+    if (event[chainExtension] !== undefined) {
+      throw new ReflexError('REFLEX_ERR_EVENT_INVALID_ATTRIBUTE', {
+        attribute: chainExtension,
+        where: events.length > 1 ? ` (batch item ${i})` : '',
+        reason: 'it is reserved for events Reflex derives from rule outcomes',
+        fix: `remove the \`${chainExtension}\` attribute.`,
+      });
+    }
+  });
 }
 
 function wholeNumber(param: string, text: string): number {

@@ -391,6 +391,19 @@ describe('http api - bad input', () => {
     },
   );
 
+  it('http api - the reflexchain extension is reserved to Reflex and refused from outside', async () => {
+    const server = await start();
+    const res = await postRaw(
+      server,
+      '/api/v1/events',
+      'application/cloudevents+json',
+      JSON.stringify({ ...event('e-1'), reflexchain: 99 }),
+    );
+    const error = expectError(res, 400, 'REFLEX_ERR_EVENT_INVALID_ATTRIBUTE');
+    expect(error.message).toContain('`reflexchain`');
+    expect(await allEvents(server)).toEqual([]);
+  });
+
   it('http api - a binary-mode event without the ce-source header answers 400 naming `source`', async () => {
     const server = await start();
     const message = HTTP.binary(new CloudEvent({ id: 'b-1', source: 'x', type: 't', data: { a: 1 } }));
@@ -876,7 +889,8 @@ describe('http api - api token', () => {
     for (const headers of badHeaders) {
       expectError(await server.call('/api/v1/events', { headers }), 401, 'REFLEX_ERR_API_UNAUTHORIZED');
       expectError(await server.call('/api/v1/runs', { headers }), 401, 'REFLEX_ERR_API_UNAUTHORIZED');
-      expectError(await server.call('/api/v1/health', { headers }), 401, 'REFLEX_ERR_API_UNAUTHORIZED');
+      // Health is open: probes carry no token, and it tells nothing about the data.
+      expect((await server.call('/api/v1/health', { headers })).status).toBe(200);
     }
 
     const refused = await server.call('/api/v1/events', { json: event('no-token') });

@@ -374,3 +374,41 @@ rules:
     ]);
   });
 });
+
+describe('engine - retries and shutdown', () => {
+  it('engine - a Retry-After longer than the step allows waits only maxDelay', async () => {
+    target = await createHttpTarget();
+    target.respond({ status: 429, headers: { 'retry-after': '86400' } });
+    harness = await createEngineHarness(`
+rules:
+  - name: call
+    when: { pattern: { type: [go] } }
+    then:
+      - http: { url: "${target.url}/x" }
+        retry: { attempts: 3, backoff: 100ms, maxDelay: 5s }
+`);
+    await harness.send({ type: 'go' });
+    const waiting = await eventually(async () =>
+      (await runsOf('call')).find((r) => r.status === 'pending' && r.attempt === 1),
+    );
+    expect(waiting.nextAttemptAt).toBe(harness.clock.now() + 5000);
+  });
+
+  it('engine - a step that emits while Reflex drains still gets its event into the log', async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'reflex-drain-'));
+    harness = await createEngineHarness(`
+rules:
+  - name: slow-then-emit
+    when: { pattern: { type: [go] } }
+    then:
+      - exec: { command: [node, -e, "setTimeout(() => {}, 300)"] }
+      - emit: { type: done }
+`);
+    await harness.send({ type: 'go' });
+    await eventually(async () => (await runsOf('slow-then-emit')).find((r) => r.status === 'running'));
+    await harness.engine.drain(10_000);
+    const [run] = await runsOf('slow-then-emit');
+    expect(run!.status).toBe('succeeded');
+    expect(await harness.store.listEvents({ limit: 5, type: 'done' })).toHaveLength(1);
+  });
+});

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -101,6 +101,9 @@ describe('sqlite store', () => {
     const store = await openStore({ dir: nested });
     expect(existsSync(join(nested, databaseFileName))).toBe(true);
     expect(readFileSync(join(nested, lockFileName), 'utf8').trim()).toBe(String(process.pid));
+    // Events, outputs and rulebooks (inline secrets too) are for the owner only.
+    expect(statSync(nested).mode & 0o777).toBe(0o700);
+    expect(statSync(join(nested, databaseFileName)).mode & 0o777).toBe(0o600);
     expect(store.info()).toMatchObject({
       path: join(nested, databaseFileName),
       readonly: false,

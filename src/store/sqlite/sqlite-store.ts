@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type ErrorInfo, ReflexError } from '../../core/errors.js';
@@ -78,10 +78,13 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   const path = join(dir, databaseFileName);
   if (options.readonly === true) return openReader(dir, path);
 
-  mkdirSync(dir, { recursive: true });
+  // The database holds every event, step output and rulebook (inline secrets included): owner only.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lock = acquireDataDirLock(dir);
   let db: Database.Database | undefined;
   try {
+    // SQLite gives the -wal and -shm files the database file's mode, so create that one first.
+    if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
     db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
