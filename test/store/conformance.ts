@@ -6,8 +6,11 @@ import {
   type AttemptOutcome,
   AuditKind,
   type EventQuery,
+  type FlowStateRow,
   type NewRun,
+  type RunConcurrency,
   type RunStatus,
+  type RunTrigger,
   type Store,
 } from '../../src/core/ports/store.js';
 
@@ -59,6 +62,19 @@ function attemptOf(
 
 const seqs = (events: LoggedEvent[]) => events.map((e) => e.seq);
 
+/** A new run for the trigger at `trigger.seq`, seeing that event, created at t0. */
+function newRun(id: string, rule: string, version: number, trigger: RunTrigger, ordinal: number): NewRun {
+  return {
+    id,
+    rule,
+    rulebookVersion: version,
+    trigger,
+    ordinal,
+    context: { event: trigger.seq },
+    createdAt: t0,
+  };
+}
+
 /**
  * The contract of the `Store` port, run against one backend. Every test gets a fresh store from `open`
  * and hands it back to `cleanup`. It checks behaviour through the port only, so SQLite and PostgreSQL
@@ -100,7 +116,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       });
 
     /** Appends one trigger event per run and dispatches all the runs in one commit. */
-    const createRuns = async (specs: Array<{ id: string; rule?: string; createdAt?: number }>) => {
+    const createRuns = async (
+      specs: Array<{ id: string; rule?: string; createdAt?: number; concurrency?: RunConcurrency }>,
+    ) => {
       const version = await saveVersion();
       const appended = await store.appendEvents(
         specs.map((s) => ev(`trigger-${s.id}`)),
@@ -116,6 +134,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
           source: 'test/source',
           type: 'test.happened',
         },
+        ordinal: 0,
+        context: { event: appended[i]!.seq },
+        ...(spec.concurrency === undefined ? {} : { concurrency: spec.concurrency }),
         createdAt: spec.createdAt ?? t0,
       }));
       const offset = appended.at(-1)?.seq ?? 0;
@@ -331,9 +352,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         consumer: 'dispatcher',
         offset: 2,
         runs: [
-          { id: 'run-1', rule: 'rule-a', rulebookVersion: version, trigger: trigger1, createdAt: t0 + 1 },
-          { id: 'run-2', rule: 'rule-b', rulebookVersion: version, trigger: trigger1, createdAt: t0 + 1 },
-          { id: 'run-3', rule: 'rule-a', rulebookVersion: version, trigger: trigger2, createdAt: t0 + 2 },
+          { ...newRun('run-1', 'rule-a', version, trigger1, 0), createdAt: t0 + 1 },
+          { ...newRun('run-2', 'rule-b', version, trigger1, 0), createdAt: t0 + 1 },
+          { ...newRun('run-3', 'rule-a', version, trigger2, 0), createdAt: t0 + 2 },
         ],
         audit: [
           { at: t0 + 1, kind: AuditKind.runCreated, seq: 1, rule: 'rule-a', runId: 'run-1' },
@@ -354,6 +375,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         rule: 'rule-a',
         rulebookVersion: version,
         trigger: trigger1,
+        ordinal: 0,
+        context: { event: 1 },
+        concurrency: null,
         status: 'pending',
         step: 0,
         attempt: 0,
@@ -382,13 +406,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       const v2 = await saveVersion('hash-2');
       await store.appendEvents([ev('e1'), ev('e2'), ev('e3')], t0);
       const trigger = (seq: number) => ({ seq, id: `e${seq}`, source: 'test/source', type: 'test.happened' });
-      const run = (id: string, seq: number): NewRun => ({
-        id,
-        rule: 'rule-a',
-        rulebookVersion: v1,
-        trigger: trigger(seq),
-        createdAt: t0,
-      });
+      const run = (id: string, seq: number): NewRun => newRun(id, 'rule-a', v1, trigger(seq), 0);
       await store.commitDispatch({
         consumer: 'dispatcher',
         offset: 1,
@@ -440,6 +458,53 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       });
       expect(await store.getOffset('dispatcher')).toBe(2);
       expect(await store.rulebookVersionAt(2)).toBe(v2);
+    });
+
+    it('dispatch - one event may cause several runs of a rule, told apart by ordinal, each with its context', async () => {
+      const version = await saveVersion();
+      await store.appendEvents([ev('e1'), ev('e2'), ev('e3')], t0);
+      const trigger = { seq: 3, id: 'e3', source: 'test/source', type: 'test.happened' };
+      const context = { event: 3, events: { deploy: 1, errors: 3 }, batch: [1, 2, 3] };
+      const concurrency = { key: 'rule-b/"web"', max: 2 };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 3,
+        audit: [],
+        runs: [
+          { ...newRun('run-1', 'rule-a', version, trigger, 0), context },
+          { ...newRun('run-2', 'rule-a', version, trigger, 1), context: { event: 2 } },
+          { ...newRun('run-3', 'rule-b', version, trigger, 0), concurrency },
+        ],
+      });
+      expect(await store.getRun('run-1')).toMatchObject({ trigger, ordinal: 0, context, concurrency: null });
+      expect(await store.getRun('run-2')).toMatchObject({ trigger, ordinal: 1, context: { event: 2 } });
+      expect(await store.getRun('run-3')).toMatchObject({ ordinal: 0, context: { event: 3 }, concurrency });
+      expect((await store.runsForEvent(3)).map((r) => [r.id, r.ordinal])).toEqual([
+        ['run-1', 0],
+        ['run-2', 1],
+        ['run-3', 0],
+      ]);
+
+      // The same (event, rule, ordinal) again is a doubled match: nothing of the commit is kept.
+      await expect(
+        store.commitDispatch({
+          consumer: 'dispatcher',
+          offset: 3,
+          audit: [],
+          runs: [
+            newRun('run-4', 'rule-a', version, trigger, 2),
+            newRun('run-5', 'rule-a', version, trigger, 1),
+          ],
+        }),
+      ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN', params: { rule: 'rule-a', seq: 3 } });
+      expect(await store.getRun('run-4')).toBeUndefined();
+
+      await reopen();
+      expect((await store.listRuns({ limit: 10 })).map((r) => [r.id, r.context, r.concurrency])).toEqual([
+        ['run-3', { event: 3 }, concurrency],
+        ['run-2', { event: 2 }, null],
+        ['run-1', context, null],
+      ]);
     });
 
     // --- rulebooks ---
@@ -890,29 +955,440 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       ).toBe(true);
     });
 
+    // --- concurrency ---
+
+    const claimIds = async (now: number, limit = 10, owner = 'exec-a') =>
+      (await store.claimRuns({ owner, now, leaseMs: 60_000, limit })).map((r) => r.id);
+    const succeed = (runId: string, at: number, owner = 'exec-a') =>
+      complete(
+        owner,
+        attemptOf(runId, 0, 1, at, { output: 1 }),
+        { type: 'succeeded', output: 1, event: outcomeEvent(runId, 'succeeded') },
+        at,
+      );
+
+    it('concurrency - with max 1 the runs of a key go one at a time, in creation order, other keys unaffected', async () => {
+      const web = { key: 'deploy/"web"', max: 1 };
+      const db = { key: 'deploy/"db"', max: 1 };
+      await createRuns([
+        { id: 'run-1', concurrency: web },
+        { id: 'run-2', concurrency: web },
+        { id: 'run-3', concurrency: db },
+        { id: 'run-4' },
+        { id: 'run-5', concurrency: web },
+      ]);
+      expect(await store.getRun('run-2')).toMatchObject({ concurrency: web });
+      expect(await claimIds(t0)).toEqual(['run-1', 'run-3', 'run-4']);
+      expect(await claimIds(t0 + 1)).toEqual([]);
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'pending', startedAt: null });
+      // Nothing that has to wait is reported as due: the next thing is the first lease running out.
+      expect(await store.nextRunDueAt()).toBe(t0 + 60_000);
+
+      await reopen();
+      expect(await store.getRun('run-5')).toMatchObject({ concurrency: web, status: 'pending' });
+      expect(await claimIds(t0 + 2)).toEqual([]);
+      expect(await succeed('run-3', t0 + 10)).toBe(true);
+      expect(await claimIds(t0 + 10)).toEqual([]); // run-3 held another key's slot
+      expect(await succeed('run-1', t0 + 20)).toBe(true);
+      expect(await store.nextRunDueAt()).toBe(t0); // run-2 has been due since it was created
+      expect(await claimIds(t0 + 20)).toEqual(['run-2']);
+      expect(await store.nextRunDueAt()).toBe(t0 + 60_000);
+
+      // A failure ends a run too, and frees its slot.
+      const error = attemptOf('run-2', 0, 1, t0 + 30, { error: httpError });
+      await complete(
+        'exec-a',
+        error,
+        { type: 'failed', error: httpError, event: outcomeEvent('run-2', 'failed') },
+        t0 + 30,
+      );
+      expect(await claimIds(t0 + 30)).toEqual(['run-5']);
+      expect(await claimIds(t0 + 30)).toEqual([]);
+    });
+
+    it('concurrency - a run keeps its slot while it waits for a retry, after its lease runs out and when released', async () => {
+      const one = { key: 'k', max: 1 };
+      await createRuns([
+        { id: 'run-1', concurrency: one },
+        { id: 'run-2', concurrency: one },
+      ]);
+      expect(await claimIds(t0)).toEqual(['run-1']);
+      const failed = attemptOf('run-1', 0, 1, t0 + 100, { error: httpError });
+      await complete('exec-a', failed, { type: 'retry', at: t0 + 5000 }, t0 + 100);
+      expect(await claimIds(t0 + 200)).toEqual([]);
+      expect(await store.nextRunDueAt()).toBe(t0 + 5000);
+      expect(await claimIds(t0 + 5000)).toEqual(['run-1']);
+
+      // Its executor is gone: the lease runs out, and the same run is claimed again, not the next one.
+      expect(await claimIds(t0 + 65_000, 10, 'exec-b')).toEqual(['run-1']);
+      await store.releaseLeases('exec-b', t0 + 65_001);
+      expect(await claimIds(t0 + 65_001, 10, 'exec-c')).toEqual(['run-1']);
+      expect(await claimIds(t0 + 65_001, 10, 'exec-c')).toEqual([]);
+
+      expect(await succeed('run-1', t0 + 65_100, 'exec-c')).toBe(true);
+      expect(await claimIds(t0 + 65_100, 10, 'exec-c')).toEqual(['run-2']);
+    });
+
+    it('concurrency - with max 2 two runs of a key go at once, in order, across claims', async () => {
+      const two = { key: 'k', max: 2 };
+      await createRuns([
+        { id: 'run-1', concurrency: two },
+        { id: 'run-2', concurrency: two },
+        { id: 'run-3', concurrency: two },
+        { id: 'run-4', concurrency: two },
+      ]);
+      expect(await claimIds(t0, 1)).toEqual(['run-1']);
+      expect(await claimIds(t0, 1)).toEqual(['run-2']);
+      expect(await claimIds(t0, 10)).toEqual([]);
+      await succeed('run-2', t0 + 10);
+      expect(await claimIds(t0 + 10)).toEqual(['run-3']);
+      await succeed('run-1', t0 + 20);
+      await succeed('run-3', t0 + 20);
+      expect(await claimIds(t0 + 20)).toEqual(['run-4']);
+    });
+
+    it('concurrency - one claim takes several runs of a key only up to its free slots', async () => {
+      const two = { key: 'k', max: 2 };
+      const three = { key: 'j', max: 3 };
+      await createRuns([
+        { id: 'run-1', concurrency: two },
+        { id: 'run-2', concurrency: three },
+        { id: 'run-3', concurrency: two },
+        { id: 'run-4', concurrency: two },
+        { id: 'run-5', concurrency: three },
+        { id: 'run-6', concurrency: three },
+        { id: 'run-7', concurrency: three },
+      ]);
+      expect(await claimIds(t0, 100)).toEqual(['run-1', 'run-2', 'run-3', 'run-5', 'run-6']);
+      expect(await claimIds(t0, 100)).toEqual([]);
+    });
+
+    it('concurrency - waiting runs and free runs are claimed together, oldest first, up to the limit', async () => {
+      const one = { key: 'k', max: 1 };
+      await createRuns([
+        { id: 'run-1', createdAt: t0 + 2 },
+        { id: 'run-2', concurrency: one, createdAt: t0 + 1 },
+        { id: 'run-3', createdAt: t0 + 3 },
+        { id: 'run-4', concurrency: { key: 'j', max: 1 }, createdAt: t0 + 4 },
+      ]);
+      expect(await claimIds(t0 + 10, 2)).toEqual(['run-2', 'run-1']);
+      expect(await claimIds(t0 + 10, 10)).toEqual(['run-3', 'run-4']);
+    });
+
+    it('concurrency - a younger run of a key does not start before an older one that is not due yet', async () => {
+      const one = { key: 'k', max: 2 };
+      await createRuns([
+        { id: 'run-1', concurrency: one, createdAt: t0 + 100 },
+        { id: 'run-2', concurrency: one, createdAt: t0 },
+        { id: 'run-3', createdAt: t0 },
+      ]);
+      expect(await claimIds(t0 + 50)).toEqual(['run-3']);
+      expect(await store.nextRunDueAt()).toBe(t0 + 100);
+      expect(await claimIds(t0 + 100)).toEqual(['run-1', 'run-2']);
+    });
+
+    // --- flow state and timers ---
+
+    const byIdentity = (rows: FlowStateRow[]) =>
+      [...rows].sort((a, b) =>
+        `${a.rule}\u0000${a.stage}\u0000${a.key}`.localeCompare(`${b.rule}\u0000${b.stage}\u0000${b.key}`),
+      );
+
+    it('flow state - a dispatch commit writes, replaces and deletes states, kept across a reopen', async () => {
+      expect(await store.loadFlowStates()).toEqual([]);
+      await store.appendEvents([ev('a'), ev('b'), ev('c')], t0);
+      const web: FlowStateRow = {
+        rule: 'deploy-then-errors',
+        stage: 'when',
+        key: '"web"',
+        hash: 'h1',
+        state: { slots: [{ seq: 1, t: t0 }, null], note: 'näive ☃' },
+        expiresAt: t0 + 600_000,
+      };
+      const db: FlowStateRow = {
+        ...web,
+        key: '"db"',
+        state: { slots: [null, { seq: 2, t: t0 }] },
+        expiresAt: null,
+      };
+      const throttle: FlowStateRow = {
+        rule: 'brute-force',
+        stage: 'throttle',
+        key: '',
+        hash: 'h2',
+        state: 0,
+        expiresAt: t0 + 60_000,
+      };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 2,
+        runs: [],
+        audit: [],
+        states: [web, db, throttle],
+      });
+      expect(byIdentity(await store.loadFlowStates())).toEqual([throttle, db, web]);
+
+      const web2: FlowStateRow = { ...web, hash: 'h3', state: { slots: [] }, expiresAt: null };
+      const batch: FlowStateRow = {
+        rule: 'brute-force',
+        stage: 'batch',
+        key: '1',
+        hash: 'h2',
+        state: false,
+        expiresAt: null,
+      };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 3,
+        runs: [],
+        audit: [],
+        states: [
+          web2,
+          { ...db, state: null },
+          { rule: 'never', stage: 'when', key: '', hash: '', state: null, expiresAt: null },
+          batch,
+        ],
+      });
+      const expected = [batch, throttle, web2];
+      expect(byIdentity(await store.loadFlowStates())).toEqual(expected);
+      expect(await store.getOffset('dispatcher')).toBe(3);
+      await reopen();
+      expect(byIdentity(await store.loadFlowStates())).toEqual(expected);
+    });
+
+    it('flow state - states, timers and runs of a failed commit are all rolled back', async () => {
+      const version = await saveVersion();
+      await store.appendEvents([ev('e1'), ev('e2')], t0);
+      const trigger = (seq: number) => ({ seq, id: `e${seq}`, source: 'test/source', type: 'test.happened' });
+      const state: FlowStateRow = {
+        rule: 'r',
+        stage: 'when',
+        key: '',
+        hash: 'h',
+        state: { n: 1 },
+        expiresAt: null,
+      };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 1,
+        runs: [newRun('run-1', 'r', version, trigger(1), 0)],
+        audit: [],
+        states: [state],
+        timers: [{ rule: 'r', stage: 'when', key: '', due: t0 + 1000 }],
+      });
+      await expect(
+        store.commitDispatch({
+          consumer: 'dispatcher',
+          offset: 2,
+          runs: [newRun('run-2', 'r', version, trigger(2), 0), newRun('run-3', 'r', version, trigger(1), 0)],
+          audit: [],
+          states: [
+            { ...state, state: null },
+            { ...state, key: '"x"', state: { n: 2 } },
+          ],
+          timers: [
+            { rule: 'r', stage: 'when', key: '', due: null },
+            { rule: 'r', stage: 'when', key: '"x"', due: t0 + 10 },
+          ],
+        }),
+      ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN' });
+      expect(await store.loadFlowStates()).toEqual([state]);
+      expect(await store.nextTimerDueAt()).toBe(t0 + 1000);
+      expect(await store.fireDueTimers(t0 + 500, 10)).toEqual([]);
+      expect(await store.getRun('run-2')).toBeUndefined();
+      expect(await store.getOffset('dispatcher')).toBe(1);
+    });
+
+    it('timers - a dispatch commit sets, moves and cancels timers; nextTimerDueAt is the earliest', async () => {
+      expect(await store.nextTimerDueAt()).toBeUndefined();
+      expect(await store.fireDueTimers(t0 + 1_000_000, 10)).toEqual([]);
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 0,
+        runs: [],
+        audit: [],
+        timers: [
+          { rule: 'r1', stage: 'debounce', key: '"a"', due: t0 + 5000 },
+          { rule: 'r1', stage: 'debounce', key: '"b"', due: t0 + 3000 },
+          { rule: 'r2', stage: 'when', key: '', due: t0 + 4000 },
+        ],
+      });
+      expect(await store.nextTimerDueAt()).toBe(t0 + 3000);
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 0,
+        runs: [],
+        audit: [],
+        timers: [
+          { rule: 'r1', stage: 'debounce', key: '"b"', due: t0 + 6000 },
+          { rule: 'r2', stage: 'when', key: '', due: null },
+          { rule: 'r3', stage: 'batch', key: '', due: null },
+        ],
+      });
+      expect(await store.nextTimerDueAt()).toBe(t0 + 5000);
+      await reopen();
+      expect(await store.nextTimerDueAt()).toBe(t0 + 5000);
+      expect(await store.fireDueTimers(t0 + 4999, 10)).toEqual([]);
+      expect(await store.lastSeq()).toBe(0);
+      expect((await store.fireDueTimers(t0 + 7000, 10)).map((r) => r.id)).toEqual([
+        `r1/debounce/"a"@${t0 + 5000}`,
+        `r1/debounce/"b"@${t0 + 6000}`,
+      ]);
+      expect(await store.nextTimerDueAt()).toBeUndefined();
+    });
+
+    it('timers - due timers become reflex.timer events in the log, earliest first, up to the limit', async () => {
+      await store.appendEvents([ev('a')], t0);
+      const timers = [
+        { rule: 'r1', stage: 'batch', key: '"a"', due: t0 + 2000 },
+        { rule: 'r1', stage: 'debounce', key: '"a"', due: t0 + 1000 },
+        { rule: 'r0', stage: 'when', key: '{"x":1}', due: t0 + 2500 },
+        { rule: 'r0', stage: 'when', key: '', due: t0 + 9000 },
+      ];
+      await store.commitDispatch({ consumer: 'dispatcher', offset: 1, runs: [], audit: [], timers });
+      const now = t0 + 2500;
+      const timerEvent = (timer: (typeof timers)[number]): CloudEvent => ({
+        specversion: '1.0',
+        id: `${timer.rule}/${timer.stage}/${timer.key}@${timer.due}`,
+        source: 'reflex',
+        type: 'reflex.timer',
+        time: new Date(now).toISOString(),
+        data: timer,
+      });
+
+      expect(await store.fireDueTimers(now, 2)).toEqual([
+        { seq: 2, id: `r1/debounce/"a"@${t0 + 1000}`, source: 'reflex', duplicate: false },
+        { seq: 3, id: `r1/batch/"a"@${t0 + 2000}`, source: 'reflex', duplicate: false },
+      ]);
+      expect(await store.readEvents(1, 10)).toEqual([
+        { seq: 2, receivedAt: now, event: timerEvent(timers[1]!) },
+        { seq: 3, receivedAt: now, event: timerEvent(timers[0]!) },
+      ]);
+      expect(await store.nextTimerDueAt()).toBe(t0 + 2500);
+      // due <= now: a timer due right now fires.
+      expect(await store.fireDueTimers(now, 10)).toEqual([
+        { seq: 4, id: `r0/when/{"x":1}@${t0 + 2500}`, source: 'reflex', duplicate: false },
+      ]);
+      expect((await store.getEvent(4))?.event).toEqual(timerEvent(timers[2]!));
+      expect(await store.fireDueTimers(now, 10)).toEqual([]);
+      expect(await store.nextTimerDueAt()).toBe(t0 + 9000);
+      expect(await store.lastSeq()).toBe(4);
+    });
+
+    it('timers - a timer fired again with the same due time is logged once', async () => {
+      const timer = { rule: 'r', stage: 'when', key: '"h1"', due: t0 + 1000 };
+      const set = () =>
+        store.commitDispatch({ consumer: 'dispatcher', offset: 0, runs: [], audit: [], timers: [timer] });
+      await set();
+      const [first] = await store.fireDueTimers(t0 + 1500, 10);
+      expect(first).toEqual({ seq: 1, id: `r/when/"h1"@${t0 + 1000}`, source: 'reflex', duplicate: false });
+      // A batch decided again (after a crash) sets the same timer again.
+      await set();
+      expect(await store.fireDueTimers(t0 + 2000, 10)).toEqual([{ ...first, duplicate: true }]);
+      expect(await store.lastSeq()).toBe(1);
+      expect((await store.getEvent(1))?.receivedAt).toBe(t0 + 1500);
+      expect(await store.nextTimerDueAt()).toBeUndefined();
+      // The same stage and key at another time is another timer.
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        offset: 0,
+        runs: [],
+        audit: [],
+        timers: [{ ...timer, due: t0 + 3000 }],
+      });
+      expect(await store.fireDueTimers(t0 + 3000, 10)).toMatchObject([{ seq: 2, duplicate: false }]);
+    });
+
     // --- facts ---
 
-    it('facts - set, overwrite and delete, kept across a reopen', async () => {
+    const factEvent = (
+      name: string,
+      n: number,
+      at: number,
+      value: unknown,
+      previous: unknown,
+    ): CloudEvent => ({
+      specversion: '1.0',
+      id: `fact/${name}/${n}`,
+      source: 'reflex',
+      type: 'reflex.fact.changed',
+      time: new Date(at).toISOString(),
+      data: { name, value, previous },
+    });
+
+    it('facts - changeFact sets, overwrites and removes facts, logging each change as reflex.fact.changed', async () => {
       expect(await store.getFacts()).toEqual({});
-      await store.setFact('maintenance', true, t0);
-      await store.setFact('limits', { cpu: 0.8, hosts: ['a', 'b'] }, t0);
-      await store.setFact('owner', 'sre', t0);
-      await store.setFact('nothing', null, t0);
-      await store.setFact('maintenance', false, t0 + 1);
+      expect(await store.changeFact('maintenance', true, t0)).toEqual({
+        changed: true,
+        event: { seq: 1, id: 'fact/maintenance/1', source: 'reflex', duplicate: false },
+      });
+      expect(await store.getEvent(1)).toEqual({
+        seq: 1,
+        receivedAt: t0,
+        event: factEvent('maintenance', 1, t0, true, null),
+      });
+      await store.changeFact('limits', { cpu: 0.8, hosts: ['a', 'b'] }, t0);
+      await store.changeFact('owner', 'sre', t0);
+      // Absent and null are different: null is a value.
+      expect(await store.changeFact('nothing', null, t0)).toMatchObject({ changed: true, event: { seq: 4 } });
+      expect(await store.changeFact('maintenance', false, t0 + 1)).toMatchObject({
+        changed: true,
+        event: { seq: 5, id: 'fact/maintenance/2' },
+      });
+      expect((await store.getEvent(5))?.event).toEqual(factEvent('maintenance', 2, t0 + 1, false, true));
       expect(await store.getFacts()).toEqual({
         maintenance: false,
         limits: { cpu: 0.8, hosts: ['a', 'b'] },
         owner: 'sre',
         nothing: null,
       });
-      expect(await store.deleteFact('owner')).toBe(true);
-      expect(await store.deleteFact('owner')).toBe(false);
-      expect(await store.deleteFact('never-set')).toBe(false);
+
+      expect(await store.changeFact('owner', undefined, t0 + 2)).toMatchObject({
+        changed: true,
+        event: { seq: 6, id: 'fact/owner/2' },
+      });
+      expect((await store.getEvent(6))?.event).toEqual(factEvent('owner', 2, t0 + 2, null, 'sre'));
+      // Removing what is not there changes nothing.
+      expect(await store.changeFact('owner', undefined, t0 + 3)).toEqual({ changed: false });
+      expect(await store.changeFact('never-set', undefined, t0 + 3)).toEqual({ changed: false });
+      expect(await store.lastSeq()).toBe(6);
+      const facts = { maintenance: false, limits: { cpu: 0.8, hosts: ['a', 'b'] }, nothing: null };
+      expect(await store.getFacts()).toEqual(facts);
+
+      // The change counter goes on after a removal and a reopen: the new event is not taken for an old one.
       await reopen();
+      expect(await store.getFacts()).toEqual(facts);
+      expect(await store.changeFact('owner', 'ops', t0 + 4)).toMatchObject({
+        changed: true,
+        event: { seq: 7, id: 'fact/owner/3', duplicate: false },
+      });
+      expect((await store.getEvent(7))?.event).toEqual(factEvent('owner', 3, t0 + 4, 'ops', null));
+      expect(await store.getFacts()).toEqual({ ...facts, owner: 'ops' });
+    });
+
+    it('facts - setting the value a fact already has changes nothing and logs nothing', async () => {
+      await store.changeFact('limits', { cpu: 0.8, hosts: ['a', 'b'] }, t0);
+      expect(await store.changeFact('limits', { cpu: 0.8, hosts: ['a', 'b'] }, t0 + 1)).toEqual({
+        changed: false,
+      });
+      await store.changeFact('nothing', null, t0);
+      expect(await store.changeFact('nothing', null, t0 + 1)).toEqual({ changed: false });
+      await store.changeFact('n', 1, t0);
+      expect(await store.lastSeq()).toBe(3);
+      // 1 and "1" are different values.
+      expect(await store.changeFact('n', '1', t0 + 1)).toMatchObject({
+        changed: true,
+        event: { id: 'fact/n/2' },
+      });
+      expect(await store.changeFact('n', 1, t0 + 2)).toMatchObject({
+        changed: true,
+        event: { id: 'fact/n/3' },
+      });
+      expect(await store.lastSeq()).toBe(5);
       expect(await store.getFacts()).toEqual({
-        maintenance: false,
         limits: { cpu: 0.8, hosts: ['a', 'b'] },
         nothing: null,
+        n: 1,
       });
     });
 

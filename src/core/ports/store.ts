@@ -52,6 +52,9 @@ export interface Store {
   /**
    * Leases up to `limit` runs that are due (`pending` with `nextAttemptAt <= now`, or `running` with an
    * expired lease), oldest first, marks them `running` for `owner` until `now + leaseMs`, and returns them.
+   * A run with a concurrency key is not claimed while `max` runs of that key are active (claimed at least
+   * once and not finished, waits between retries included), nor before an older waiting run of its key:
+   * runs of one key start in creation order.
    */
   claimRuns(claim: RunClaim): Promise<Run[]>;
   /** Pushes the lease of runs still held by `owner` out to `until`. */
@@ -74,9 +77,27 @@ export interface Store {
 
   // --- facts ---
   getFacts(): Promise<Record<string, unknown>>;
-  setFact(name: string, value: unknown, at: number): Promise<void>;
-  /** Returns whether the fact existed. */
-  deleteFact(name: string): Promise<boolean>;
+  /**
+   * Sets a fact (or removes it, with `undefined`) and, when that changes its value, appends a
+   * `reflex.fact.changed` event (source `reflex`, id `fact/<name>/<n>` with n counting the fact's changes,
+   * data `{ name, value, previous }` with null for "absent") — in one transaction. Setting the value a
+   * fact already has changes nothing and appends nothing, so a retried step does not repeat the event.
+   * `chain` (default 0) is the event's `reflexchain` depth: a change made by a run is one deeper than
+   * the run's trigger, so a rule that reacts to fact changes by changing facts cannot loop forever.
+   */
+  changeFact(name: string, value: unknown, at: number, chain?: number): Promise<FactChange>;
+
+  // --- flow state and timers ---
+  /** Every stored flow state (correlation partial matches, storm-control windows), for the dispatcher. */
+  loadFlowStates(): Promise<FlowStateRow[]>;
+  /**
+   * Turns due timers (`due <= now`, earliest first, at most `limit`) into `reflex.timer` events in the
+   * log and deletes them, in one transaction. The event: source `reflex`, id `<rule>/<stage>/<key>@<due>`,
+   * time = now, data `{ rule, stage, key, due }`. Returns the appended events' results.
+   */
+  fireDueTimers(now: number, limit: number): Promise<AppendResult[]>;
+  /** The earliest timer's due time, or undefined if there is none. */
+  nextTimerDueAt(): Promise<number | undefined>;
 
   // --- audit ---
   appendAudit(entries: readonly AuditEntry[]): Promise<void>;
@@ -84,6 +105,38 @@ export interface Store {
   auditForEvent(seq: number): Promise<AuditEntry[]>;
 
   close(): Promise<void>;
+}
+
+/** What `changeFact` did. */
+export interface FactChange {
+  changed: boolean;
+  /** The `reflex.fact.changed` event, when the value changed. */
+  event?: AppendResult;
+}
+
+/** The state of one flow stage of one rule for one key, as stored. */
+export interface FlowStateRow {
+  rule: string;
+  /** `when`, `dedupe`, `throttle`, `debounce`, `rateLimit` or `batch`. */
+  stage: string;
+  key: string;
+  /** The rule's flow definition hash the state was made under (`Rule.flowHash`). */
+  hash: string;
+  /** JSON-serialisable stage state. */
+  state: unknown;
+  /** When the state may be dropped, if nothing touches it; null: never on its own. */
+  expiresAt: number | null;
+}
+
+/** A change to a flow state in a dispatch commit: `state: null` deletes the row. */
+export type FlowStateChange = Omit<FlowStateRow, 'state'> & { state: unknown | null };
+
+/** A change to a stage's timer in a dispatch commit: `due: null` cancels it. One timer per (rule, stage, key). */
+export interface TimerChange {
+  rule: string;
+  stage: string;
+  key: string;
+  due: number | null;
 }
 
 /** Filters and position for `Store.listEvents`. */
@@ -121,6 +174,22 @@ export interface RunTrigger {
   type: string;
 }
 
+/**
+ * The events a run's templates see, by seq: `event`, the correlation's `events` by name, and the `batch`
+ * a count, batch or debounce collected. For a plain rule, `event` is the trigger.
+ */
+export interface RunContext {
+  event: number;
+  events?: Record<string, number>;
+  batch?: number[];
+}
+
+/** Limits how many runs with the same key execute at once (the rule's `concurrency`). */
+export interface RunConcurrency {
+  key: string;
+  max: number;
+}
+
 /** One execution of a rule's `then` for one match. */
 export interface Run {
   /** Sortable by creation time. */
@@ -128,6 +197,10 @@ export interface Run {
   rule: string;
   rulebookVersion: number;
   trigger: RunTrigger;
+  /** Distinguishes several runs of one rule caused by the same event (0 for the first). */
+  ordinal: number;
+  context: RunContext;
+  concurrency: RunConcurrency | null;
   status: RunStatus;
   /** Index of the step to run next (equal to the number of steps once succeeded). */
   step: number;
@@ -167,6 +240,10 @@ export interface NewRun {
   rule: string;
   rulebookVersion: number;
   trigger: RunTrigger;
+  /** Unique with (trigger.seq, rule). */
+  ordinal: number;
+  context: RunContext;
+  concurrency?: RunConcurrency;
   createdAt: number;
 }
 
@@ -226,6 +303,12 @@ export const AuditKind = {
   stopped: 'rule.stopped',
   /** A rule matched an event derived from too long a chain of rule outcomes. */
   chainTooDeep: 'rule.chain-too-deep',
+  /** The event is held in a correlation's partial match or a storm-control window, waiting for more. */
+  held: 'rule.held',
+  /** Storm control dropped or delayed the event or its firing (detail: by, key, until). */
+  suppressed: 'rule.suppressed',
+  /** A `by`/`key` expression failed on the event, so the rule skipped it. */
+  keyError: 'rule.key-error',
   runSucceeded: 'run.succeeded',
   runFailed: 'run.failed',
   rulebookLoaded: 'rulebook.loaded',
@@ -251,4 +334,8 @@ export interface DispatchCommit {
   audit: AuditEntry[];
   /** Set when this batch is the first dispatched with a new rulebook version. */
   activation?: { seq: number; version: number };
+  /** Flow states written or deleted by this batch. */
+  states?: FlowStateChange[];
+  /** Timers set, moved or cancelled by this batch. */
+  timers?: TimerChange[];
 }

@@ -128,6 +128,103 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX audit_by_seq ON audit (seq) WHERE seq IS NOT NULL;
     `,
   },
+  {
+    version: 2,
+    description: 'runs with ordinal, context and concurrency; flow states; timers; fact change counters',
+    sql: `
+      -- The uniqueness of a match moves to (trigger_seq, rule, ordinal): SQLite cannot drop a constraint,
+      -- so the table is rebuilt (foreign keys are off meanwhile, see migrate). rowid is copied because
+      -- runsForEvent reads creation order from it.
+      CREATE TABLE runs_v2 (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        rulebook_version INTEGER NOT NULL REFERENCES rulebook_versions (id),
+        trigger_seq INTEGER NOT NULL,
+        trigger_id TEXT NOT NULL,
+        trigger_source TEXT NOT NULL,
+        trigger_type TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        -- RunContext as JSON: the seqs the run sees as event, events and batch.
+        context TEXT NOT NULL,
+        concurrency_key TEXT,
+        concurrency_max INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'succeeded', 'failed')),
+        step INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        outputs TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        next_attempt_at INTEGER,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        error TEXT,
+        CHECK ((concurrency_key IS NULL) = (concurrency_max IS NULL)),
+        CHECK (concurrency_max IS NULL OR concurrency_max >= 1),
+        -- A match is never doubled.
+        UNIQUE (trigger_seq, rule, ordinal)
+      );
+      INSERT INTO runs_v2 (rowid, id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source,
+                           trigger_type, ordinal, context, concurrency_key, concurrency_max, status, step,
+                           attempt, outputs, created_at, started_at, finished_at, next_attempt_at,
+                           lease_owner, lease_until, error)
+        SELECT rowid, id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type,
+               0, json_object('event', trigger_seq), NULL, NULL, status, step, attempt, outputs,
+               created_at, started_at, finished_at, next_attempt_at, lease_owner, lease_until, error
+        FROM runs;
+      DROP TABLE runs;
+      ALTER TABLE runs_v2 RENAME TO runs;
+
+      -- claimRuns and nextRunDueAt. A run that has to wait for a concurrency slot (a key, never claimed)
+      -- is left out of runs_due and queued in runs_queued instead, so a long queue behind one slot is not
+      -- read on every claim; a run that has been claimed holds its slot and is due like any other.
+      CREATE INDEX runs_due ON runs (next_attempt_at, id)
+        WHERE status = 'pending' AND (concurrency_key IS NULL OR started_at IS NOT NULL);
+      CREATE INDEX runs_queued ON runs (concurrency_key, id)
+        WHERE status = 'pending' AND started_at IS NULL AND concurrency_key IS NOT NULL;
+      CREATE INDEX runs_leased ON runs (lease_until, id) WHERE status = 'running';
+      -- Counts the runs holding a key's slots (claimed, not finished) without touching the table.
+      CREATE INDEX runs_by_concurrency ON runs (concurrency_key, status, started_at)
+        WHERE concurrency_key IS NOT NULL;
+      -- listRuns with a filter, newest first.
+      CREATE INDEX runs_by_rule ON runs (rule, id);
+      CREATE INDEX runs_by_status ON runs (status, id);
+
+      -- Correlation partial matches and storm-control windows, one row per (rule, stage, key).
+      CREATE TABLE flow_states (
+        rule TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        key TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (rule, stage, key)
+      );
+
+      -- At most one timer per (rule, stage, key).
+      CREATE TABLE timers (
+        rule TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        key TEXT NOT NULL,
+        due INTEGER NOT NULL,
+        PRIMARY KEY (rule, stage, key)
+      );
+      -- fireDueTimers and nextTimerDueAt, in a fixed order for equal due times.
+      CREATE INDEX timers_by_due ON timers (due, rule, stage, key);
+
+      -- A removed fact keeps its row (value NULL) so that its change counter, which numbers the ids of
+      -- its reflex.fact.changed events, never starts again at 1 and collides with an older event.
+      CREATE TABLE facts_v2 (
+        name TEXT PRIMARY KEY,
+        value TEXT,
+        updated_at INTEGER NOT NULL,
+        changes INTEGER NOT NULL
+      );
+      INSERT INTO facts_v2 (name, value, updated_at, changes) SELECT name, value, updated_at, 0 FROM facts;
+      DROP TABLE facts;
+      ALTER TABLE facts_v2 RENAME TO facts;
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */
@@ -147,13 +244,29 @@ export function migrate(db: Database.Database, path: string): number {
   if (found > schemaVersion) {
     throw new ReflexError('REFLEX_ERR_STORE_NEWER_SCHEMA', { path, found, known: schemaVersion });
   }
-  for (const migration of migrations) {
-    if (migration.version <= found) continue;
-    // user_version lives in the database header, so setting it commits or rolls back with the DDL.
-    db.transaction(() => {
-      db.exec(migration.sql);
-      db.pragma(`user_version = ${migration.version}`);
-    }).immediate();
+  if (found === schemaVersion) return found;
+  // A migration may rebuild a table (create, copy, drop, rename). With foreign keys on, dropping the old
+  // table would delete the rows that reference it (ON DELETE CASCADE), so they are off meanwhile — the
+  // pragma is a no-op inside a transaction — and checked before each migration commits.
+  const foreignKeys = db.pragma('foreign_keys', { simple: true }) === 1;
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (const migration of migrations) {
+      if (migration.version <= found) continue;
+      // user_version lives in the database header, so setting it commits or rolls back with the DDL.
+      db.transaction(() => {
+        db.exec(migration.sql);
+        const broken = db.pragma('foreign_key_check') as unknown[];
+        if (broken.length > 0) {
+          throw new ReflexError('REFLEX_ERR_INTERNAL_UNEXPECTED', {
+            reason: `migration ${migration.version} of ${path} left ${broken.length} broken references`,
+          });
+        }
+        db.pragma(`user_version = ${migration.version}`);
+      }).immediate();
+    }
+  } finally {
+    if (foreignKeys) db.pragma('foreign_keys = ON');
   }
   return found;
 }

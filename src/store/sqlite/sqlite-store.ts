@@ -11,10 +11,14 @@ import type {
   DeadLetter,
   DispatchCommit,
   EventQuery,
+  FactChange,
+  FlowStateRow,
   NewRulebookVersion,
+  NewRun,
   RulebookVersion,
   Run,
   RunClaim,
+  RunContext,
   RunDetail,
   RunQuery,
   RunStatus,
@@ -135,6 +139,10 @@ interface RunRow {
   trigger_id: string;
   trigger_source: string;
   trigger_type: string;
+  ordinal: number;
+  context: string;
+  concurrency_key: string | null;
+  concurrency_max: number | null;
   status: RunStatus;
   step: number;
   attempt: number;
@@ -178,6 +186,28 @@ interface AuditRow {
   detail: string | null;
 }
 
+interface FlowStateSqlRow {
+  rule: string;
+  stage: string;
+  key: string;
+  hash: string;
+  state: string;
+  expires_at: number | null;
+}
+
+interface TimerRow {
+  rule: string;
+  stage: string;
+  key: string;
+  due: number;
+}
+
+/** A run that claimRuns may lease, with the time that orders it among the others. */
+interface ClaimCandidate {
+  id: string;
+  due: number;
+}
+
 interface RulebookRow {
   id: number;
   hash: string;
@@ -197,6 +227,12 @@ function toRun(row: RunRow): Run {
     rule: row.rule,
     rulebookVersion: row.rulebook_version,
     trigger: { seq: row.trigger_seq, id: row.trigger_id, source: row.trigger_source, type: row.trigger_type },
+    ordinal: row.ordinal,
+    context: JSON.parse(row.context) as RunContext,
+    concurrency:
+      row.concurrency_key === null || row.concurrency_max === null
+        ? null
+        : { key: row.concurrency_key, max: row.concurrency_max },
     status: row.status,
     step: row.step,
     attempt: row.attempt,
@@ -232,6 +268,41 @@ function toAudit(row: AuditRow): AuditEntry {
   if (row.run_id !== null) entry.runId = row.run_id;
   if (row.detail !== null) entry.detail = JSON.parse(row.detail) as Record<string, unknown>;
   return entry;
+}
+
+function toFlowState(row: FlowStateSqlRow): FlowStateRow {
+  return {
+    rule: row.rule,
+    stage: row.stage,
+    key: row.key,
+    hash: row.hash,
+    state: JSON.parse(row.state),
+    expiresAt: row.expires_at,
+  };
+}
+
+/** Due, then id: the order claimRuns hands runs out in. */
+function byDueThenId(a: ClaimCandidate, b: ClaimCandidate): number {
+  return a.due - b.due || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** The `reflex.timer` event a due timer becomes (see `Store.fireDueTimers`). */
+function timerEvent(timer: TimerRow, now: number): CloudEvent {
+  const { rule, stage, key, due } = timer;
+  return {
+    specversion: '1.0',
+    id: `${rule}/${stage}/${key}@${due}`,
+    source: 'reflex',
+    type: 'reflex.timer',
+    time: new Date(now).toISOString(),
+    data: { rule, stage, key, due },
+  };
+}
+
+/** A fact's value as stored: JSON text, or null for "absent" (`undefined`). */
+function factText(value: unknown): string | null {
+  // JSON.stringify gives undefined for a function or a symbol: such a value reads back as null.
+  return value === undefined ? null : (JSON.stringify(value) ?? 'null');
 }
 
 /** JSON text for a column; `undefined` (which JSON cannot hold) is stored as SQL NULL. */
@@ -277,6 +348,8 @@ class SqliteStoreImpl implements SqliteStore {
   readonly #getRulebook;
   readonly #rulebookAt;
   readonly #dueRuns;
+  readonly #queuedKeys;
+  readonly #queueOfKey;
   readonly #leaseRun;
   readonly #extendLease;
   readonly #releaseLeases;
@@ -293,8 +366,15 @@ class SqliteStoreImpl implements SqliteStore {
   readonly #runsForEvent;
   readonly #deadLetters;
   readonly #facts;
-  readonly #upsertFact;
-  readonly #deleteFact;
+  readonly #factRow;
+  readonly #writeFact;
+  readonly #flowStates;
+  readonly #upsertState;
+  readonly #deleteState;
+  readonly #upsertTimer;
+  readonly #deleteTimer;
+  readonly #dueTimers;
+  readonly #nextTimer;
   readonly #auditForEvent;
 
   // Transactions: better-sqlite3 wraps the function in BEGIN/COMMIT and rolls back if it throws.
@@ -304,6 +384,9 @@ class SqliteStoreImpl implements SqliteStore {
   readonly #claim;
   readonly #extend;
   readonly #complete;
+  readonly #nextRunDue;
+  readonly #changeFact;
+  readonly #fireTimers;
 
   constructor(
     db: Database.Database,
@@ -344,11 +427,28 @@ class SqliteStoreImpl implements SqliteStore {
       `INSERT INTO offsets (consumer, seq) VALUES (?, ?)
        ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq`,
     );
-    this.#insertRun = db.prepare<[string, string, number, number, string, string, string, number, number]>(
+    this.#insertRun = db.prepare<
+      [
+        string,
+        string,
+        number,
+        number,
+        string,
+        string,
+        string,
+        number,
+        string,
+        string | null,
+        number | null,
+        number,
+        number,
+      ]
+    >(
       `INSERT INTO runs (id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type,
+                         ordinal, context, concurrency_key, concurrency_max,
                          status, step, attempt, outputs, created_at, next_attempt_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, '{}', ?, ?)
-       ON CONFLICT (trigger_seq, rule) DO NOTHING`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, '{}', ?, ?)
+       ON CONFLICT (trigger_seq, rule, ordinal) DO NOTHING`,
     );
     this.#insertAudit = db.prepare<
       [number, string, number | null, string | null, string | null, string | null]
@@ -373,15 +473,42 @@ class SqliteStoreImpl implements SqliteStore {
        WHERE a.seq <= ? AND o.seq >= ? ORDER BY a.seq DESC LIMIT 1`,
     );
 
-    // Both arms read a partial index in due order; SQLite merges them and stops at the limit. INDEXED BY
-    // because without statistics the planner takes runs_by_status and sorts every pending run.
-    this.#dueRuns = db.prepare<[number, number, number], { id: string }>(
+    // Runs free to go when due: no concurrency key, or already holding a slot (claimed before). Both arms
+    // read a partial index in due order; SQLite merges them and stops at the limit. INDEXED BY because
+    // without statistics the planner takes runs_by_status and sorts every pending run; it also makes a
+    // WHERE that no longer matches the partial index's fail loudly instead of scanning.
+    this.#dueRuns = db.prepare<[number, number, number], ClaimCandidate>(
       `SELECT id, next_attempt_at AS due FROM runs INDEXED BY runs_due
-       WHERE status = 'pending' AND next_attempt_at <= ?
+       WHERE status = 'pending' AND (concurrency_key IS NULL OR started_at IS NOT NULL)
+         AND next_attempt_at <= ?
        UNION ALL
        SELECT id, lease_until AS due FROM runs INDEXED BY runs_leased
        WHERE status = 'running' AND lease_until <= ?
        ORDER BY due, id LIMIT ?`,
+    );
+    // Every concurrency key with runs waiting for a slot, and how many slots it has taken. The keys are
+    // found by skipping through runs_queued (one seek per key), so a long queue is not read through.
+    this.#queuedKeys = db.prepare<[], { key: string; active: number }>(
+      `WITH RECURSIVE keys (key) AS (
+         SELECT min(concurrency_key) FROM runs INDEXED BY runs_queued
+         WHERE status = 'pending' AND started_at IS NULL AND concurrency_key IS NOT NULL
+         UNION ALL
+         SELECT (SELECT min(concurrency_key) FROM runs INDEXED BY runs_queued
+                 WHERE status = 'pending' AND started_at IS NULL AND concurrency_key IS NOT NULL
+                   AND concurrency_key > keys.key)
+         FROM keys WHERE keys.key IS NOT NULL
+       )
+       SELECT key, (SELECT count(*) FROM runs INDEXED BY runs_by_concurrency
+                    WHERE concurrency_key = keys.key AND status IN ('pending', 'running')
+                      AND started_at IS NOT NULL) AS active
+       FROM keys WHERE key IS NOT NULL`,
+    );
+    // The runs waiting for a slot of one key, in the order they may start.
+    this.#queueOfKey = db.prepare<[string, number], ClaimCandidate & { max: number }>(
+      `SELECT id, next_attempt_at AS due, concurrency_max AS max FROM runs INDEXED BY runs_queued
+       WHERE status = 'pending' AND started_at IS NULL AND concurrency_key IS NOT NULL
+         AND concurrency_key = ?
+       ORDER BY id LIMIT ?`,
     );
     this.#leaseRun = db.prepare<[string, number, number, string], RunRow>(
       `UPDATE runs SET status = 'running', lease_owner = ?, lease_until = ?,
@@ -428,7 +555,8 @@ class SqliteStoreImpl implements SqliteStore {
     );
     this.#nextDue = db.prepare<[], { due: number | null }>(
       `SELECT min(due) AS due FROM (
-         SELECT min(next_attempt_at) AS due FROM runs INDEXED BY runs_due WHERE status = 'pending'
+         SELECT min(next_attempt_at) AS due FROM runs INDEXED BY runs_due
+         WHERE status = 'pending' AND (concurrency_key IS NULL OR started_at IS NOT NULL)
          UNION ALL
          SELECT min(lease_until) FROM runs INDEXED BY runs_leased WHERE status = 'running')`,
     );
@@ -445,12 +573,41 @@ class SqliteStoreImpl implements SqliteStore {
       'SELECT run_id, rule, step, error, created_at FROM dead_letters ORDER BY id DESC LIMIT ?',
     );
 
-    this.#facts = db.prepare<[], { name: string; value: string }>('SELECT name, value FROM facts');
-    this.#upsertFact = db.prepare<[string, string, number]>(
-      `INSERT INTO facts (name, value, updated_at) VALUES (?, ?, ?)
-       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+    this.#facts = db.prepare<[], { name: string; value: string }>(
+      'SELECT name, value FROM facts WHERE value IS NOT NULL',
     );
-    this.#deleteFact = db.prepare<[string]>('DELETE FROM facts WHERE name = ?');
+    this.#factRow = db.prepare<[string], { value: string | null; changes: number }>(
+      'SELECT value, changes FROM facts WHERE name = ?',
+    );
+    this.#writeFact = db.prepare<[string, string | null, number, number]>(
+      `INSERT INTO facts (name, value, updated_at, changes) VALUES (?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
+                                        changes = excluded.changes`,
+    );
+
+    this.#flowStates = db.prepare<[], FlowStateSqlRow>(
+      'SELECT rule, stage, key, hash, state, expires_at FROM flow_states ORDER BY rule, stage, key',
+    );
+    this.#upsertState = db.prepare<[string, string, string, string, string, number | null]>(
+      `INSERT INTO flow_states (rule, stage, key, hash, state, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (rule, stage, key) DO UPDATE
+       SET hash = excluded.hash, state = excluded.state, expires_at = excluded.expires_at`,
+    );
+    this.#deleteState = db.prepare<[string, string, string]>(
+      'DELETE FROM flow_states WHERE rule = ? AND stage = ? AND key = ?',
+    );
+    this.#upsertTimer = db.prepare<[string, string, string, number]>(
+      `INSERT INTO timers (rule, stage, key, due) VALUES (?, ?, ?, ?)
+       ON CONFLICT (rule, stage, key) DO UPDATE SET due = excluded.due`,
+    );
+    this.#deleteTimer = db.prepare<[string, string, string]>(
+      'DELETE FROM timers WHERE rule = ? AND stage = ? AND key = ?',
+    );
+    this.#dueTimers = db.prepare<[number, number], TimerRow>(
+      `SELECT rule, stage, key, due FROM timers INDEXED BY timers_by_due WHERE due <= ?
+       ORDER BY due, rule, stage, key LIMIT ?`,
+    );
+    this.#nextTimer = db.prepare<[], { due: number | null }>('SELECT min(due) AS due FROM timers');
     this.#auditForEvent = db.prepare<[number], AuditRow>(
       'SELECT at, kind, seq, rule, run_id, detail FROM audit WHERE seq = ? ORDER BY id',
     );
@@ -464,37 +621,38 @@ class SqliteStoreImpl implements SqliteStore {
       for (const entry of entries) this.#writeAudit(entry);
     });
     this.#commitDispatch = db.transaction((commit: DispatchCommit) => {
-      for (const run of commit.runs) {
-        const t = run.trigger;
-        const inserted = this.#insertRun.run(
-          run.id,
-          run.rule,
-          run.rulebookVersion,
-          t.seq,
-          t.id,
-          t.source,
-          t.type,
-          run.createdAt,
-          run.createdAt,
-        );
-        if (inserted.changes === 0) {
-          throw new ReflexError(
-            'REFLEX_ERR_STORE_DUPLICATE_RUN',
-            { rule: run.rule, seq: t.seq },
-            { details: { runId: run.id, consumer: commit.consumer } },
-          );
-        }
-      }
+      for (const run of commit.runs) this.#insertNewRun(run, commit.consumer);
       for (const entry of commit.audit) this.#writeAudit(entry);
       if (commit.activation !== undefined) {
         this.#upsertActivation.run(commit.activation.seq, commit.activation.version, commit.consumer);
       }
+      for (const change of commit.states ?? []) {
+        const { rule, stage, key } = change;
+        // undefined, which JSON cannot hold, deletes too.
+        if (change.state === null || change.state === undefined) this.#deleteState.run(rule, stage, key);
+        else {
+          const state = JSON.stringify(change.state);
+          this.#upsertState.run(rule, stage, key, change.hash, state, change.expiresAt ?? null);
+        }
+      }
+      for (const timer of commit.timers ?? []) {
+        if (timer.due === null) this.#deleteTimer.run(timer.rule, timer.stage, timer.key);
+        else this.#upsertTimer.run(timer.rule, timer.stage, timer.key, timer.due);
+      }
       this.#upsertOffset.run(commit.consumer, commit.offset);
     });
     this.#claim = db.transaction((claim: RunClaim): Run[] => {
-      const due = this.#dueRuns.all(claim.now, claim.now, Math.max(0, claim.limit));
+      const limit = Math.max(0, claim.limit);
+      if (limit === 0) return [];
+      const candidates = [
+        ...this.#dueRuns.all(claim.now, claim.now, limit),
+        ...this.#startable(claim.now, limit),
+      ];
+      candidates.sort(byDueThenId);
       const until = claim.now + claim.leaseMs;
-      return due.map(({ id }) => toRun(this.#leaseRun.get(claim.owner, until, claim.now, id)!));
+      return candidates
+        .slice(0, limit)
+        .map(({ id }) => toRun(this.#leaseRun.get(claim.owner, until, claim.now, id)!));
     });
     this.#extend = db.transaction((owner: string, runIds: readonly string[], until: number) => {
       for (const id of runIds) this.#extendLease.run(until, id, owner);
@@ -545,6 +703,112 @@ class SqliteStoreImpl implements SqliteStore {
       }
       return true;
     });
+    // One read transaction, so a commit cannot land between the reads.
+    this.#nextRunDue = db.transaction((): number | undefined => {
+      const due = this.#nextDue.get()?.due ?? undefined;
+      const startable = this.#nextStartable();
+      if (due === undefined) return startable;
+      return startable === undefined ? due : Math.min(due, startable);
+    });
+    this.#changeFact = db.transaction(
+      (name: string, value: unknown, at: number, chain: number): FactChange => {
+        const row = this.#factRow.get(name);
+        const before = row?.value ?? null;
+        const after = factText(value);
+        if (before === after) return { changed: false };
+        let changes = row?.changes ?? 0;
+        const data = {
+          name,
+          value: after === null ? null : JSON.parse(after),
+          previous: before === null ? null : JSON.parse(before),
+        };
+        let event: AppendResult;
+        // The id must be new for the change to reach the log: an event someone else appended under the
+        // same source and id (an `emit` step may name source reflex) would swallow it as a duplicate.
+        do {
+          changes += 1;
+          event = this.#appendOne(
+            {
+              specversion: '1.0',
+              id: `fact/${name}/${changes}`,
+              source: 'reflex',
+              type: 'reflex.fact.changed',
+              time: new Date(at).toISOString(),
+              data,
+              ...(chain > 0 ? { reflexchain: chain } : {}),
+            },
+            at,
+          );
+        } while (event.duplicate);
+        this.#writeFact.run(name, after, at, changes);
+        return { changed: true, event };
+      },
+    );
+    this.#fireTimers = db.transaction((now: number, limit: number): AppendResult[] => {
+      const due = this.#dueTimers.all(now, Math.max(0, limit));
+      return due.map((timer) => {
+        this.#deleteTimer.run(timer.rule, timer.stage, timer.key);
+        return this.#appendOne(timerEvent(timer, now), now);
+      });
+    });
+  }
+
+  #insertNewRun(run: NewRun, consumer: string): void {
+    const t = run.trigger;
+    const inserted = this.#insertRun.run(
+      run.id,
+      run.rule,
+      run.rulebookVersion,
+      t.seq,
+      t.id,
+      t.source,
+      t.type,
+      run.ordinal,
+      JSON.stringify(run.context),
+      run.concurrency?.key ?? null,
+      run.concurrency?.max ?? null,
+      run.createdAt,
+      run.createdAt,
+    );
+    if (inserted.changes === 0) {
+      throw new ReflexError(
+        'REFLEX_ERR_STORE_DUPLICATE_RUN',
+        { rule: run.rule, seq: t.seq },
+        { details: { runId: run.id, ordinal: run.ordinal, consumer } },
+      );
+    }
+  }
+
+  /**
+   * Runs waiting for a concurrency slot that may start now, at most `limit` per key: in id order, while
+   * the key has fewer active runs than the run's `max`, stopping at the first that is not due (a younger
+   * run never overtakes an older one of its key).
+   */
+  #startable(now: number, limit: number): ClaimCandidate[] {
+    const startable: ClaimCandidate[] = [];
+    for (const { key, active } of this.#queuedKeys.all()) {
+      let taken = active;
+      let due = Number.NEGATIVE_INFINITY;
+      for (const run of this.#queueOfKey.all(key, limit)) {
+        if (run.due > now || taken >= run.max) break;
+        taken += 1;
+        // Never earlier than an older run of the key, so a claim cut off at `limit` keeps their order.
+        due = Math.max(due, run.due);
+        startable.push({ id: run.id, due });
+      }
+    }
+    return startable;
+  }
+
+  /** When the first run waiting for a concurrency slot that is free may start; undefined if none. */
+  #nextStartable(): number | undefined {
+    let next: number | undefined;
+    for (const { key, active } of this.#queuedKeys.all()) {
+      const [head] = this.#queueOfKey.all(key, 1);
+      if (head === undefined || active >= head.max) continue;
+      if (next === undefined || head.due < next) next = head.due;
+    }
+    return next;
   }
 
   #appendOne(event: CloudEvent, receivedAt: number): AppendResult {
@@ -696,7 +960,7 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async nextRunDueAt(): Promise<number | undefined> {
-    return this.#nextDue.get()?.due ?? undefined;
+    return this.#nextRunDue();
   }
 
   async getRun(id: string): Promise<RunDetail | undefined> {
@@ -748,12 +1012,22 @@ class SqliteStoreImpl implements SqliteStore {
     return Object.fromEntries(this.#facts.all().map((row) => [row.name, JSON.parse(row.value)]));
   }
 
-  async setFact(name: string, value: unknown, at: number): Promise<void> {
-    this.#upsertFact.run(name, jsonOrNull(value) ?? 'null', at);
+  async changeFact(name: string, value: unknown, at: number, chain = 0): Promise<FactChange> {
+    return this.#changeFact.immediate(name, value, at, chain);
   }
 
-  async deleteFact(name: string): Promise<boolean> {
-    return this.#deleteFact.run(name).changes > 0;
+  // --- flow state and timers ---
+
+  async loadFlowStates(): Promise<FlowStateRow[]> {
+    return this.#flowStates.all().map(toFlowState);
+  }
+
+  async fireDueTimers(now: number, limit: number): Promise<AppendResult[]> {
+    return this.#fireTimers.immediate(now, limit);
+  }
+
+  async nextTimerDueAt(): Promise<number | undefined> {
+    return this.#nextTimer.get()?.due ?? undefined;
   }
 
   // --- audit ---
