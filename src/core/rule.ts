@@ -1,4 +1,6 @@
 import type { Condition } from './condition.js';
+import type { Expression } from './expression.js';
+import type { FlowSpec } from './flow/rule-flow.js';
 import type { Pattern } from './pattern/pattern.js';
 import type { Template } from './template.js';
 
@@ -49,14 +51,43 @@ export interface ActionStep {
   location: SourceLocation;
 }
 
+/**
+ * One event a rule looks for: a single-event rule has one, a correlation one per sub-condition. Its
+ * pattern goes into the shared matcher; its condition is evaluated for the events the pattern let through.
+ */
+export interface SubCondition {
+  /** `events.<name>` in expressions; `event` for a single-event rule. */
+  name: string;
+  pattern?: Pattern;
+  condition?: Condition;
+  /** The correlation key of a matching event (the sub's own `by`, else the rule's). */
+  by?: Expression;
+}
+
+/** The storm-control stages whose key is an expression, plus `concurrency` (applied to runs). */
+export type KeyedStage = 'dedupe' | 'throttle' | 'debounce' | 'rateLimit' | 'batch' | 'concurrency';
+
 /** A compiled rule, ready for the dispatcher and the executor. */
 export interface Rule {
   name: string;
   description?: string;
   /** Position among all loaded rules: rules fire in this order. */
   index: number;
-  pattern?: Pattern;
-  condition?: Condition;
+  /** What the rule looks for: one sub-condition for a single-event rule, several for a correlation. */
+  subs: SubCondition[];
+  /** How events become firings: the `when` combination and the storm-control stages. */
+  flow: FlowSpec;
+  /** Whether the flow keeps state (a correlation, or any storm control). */
+  stateful: boolean;
+  /** Key expressions of the storm-control stages; a stage without one keys everything alike. */
+  keys: Partial<Record<KeyedStage, Expression>>;
+  /** At most this many runs per concurrency key at once. */
+  concurrency?: { max: number };
+  /**
+   * Identifies the rule's `when` and storm control as written: state kept for another definition of a
+   * rule with the same name is not reused.
+   */
+  flowHash: string;
   then: ActionStep[];
   /** When this rule fires, later rules do not see the event. */
   stop: boolean;

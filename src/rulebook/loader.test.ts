@@ -53,8 +53,8 @@ describe('rulebook loader', () => {
     expect(rulebook.rules.map((r) => r.name)).toEqual(['restart-on-critical', 'only-condition']);
     const [first, second] = rulebook.rules;
     expect(first!.stop).toBe(true);
-    expect(first!.pattern).toBeDefined();
-    expect(first!.condition?.source).toBe('event.data.value > vars.threshold');
+    expect(first!.subs[0]!.pattern).toBeDefined();
+    expect(first!.subs[0]!.condition?.source).toBe('event.data.value > vars.threshold');
     expect(first!.vars).toEqual({ threshold: 90 });
     expect(first!.location).toEqual({ file: 'rules.yaml', line: 12, column: 11 });
     expect(first!.then.map((s) => [s.id, s.kind, s.timeoutMs])).toEqual([
@@ -63,7 +63,7 @@ describe('rulebook loader', () => {
     ]);
     expect(first!.then[0]!.retry).toEqual({ attempts: 5, backoffMs: 2000, maxDelayMs: 60_000 });
     expect(second!.enabled).toBe(false);
-    expect(second!.pattern).toBeUndefined();
+    expect(second!.subs[0]!.pattern).toBeUndefined();
     const hook = rulebook.webhooks.get('github')!;
     expect(hook.type).toEqual({ header: 'X-GitHub-Event', prefix: 'com.github.' });
     expect(hook.auth).toEqual({

@@ -2,10 +2,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Schema from 'typebox/schema';
 import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
-import { compileCondition } from '../core/condition.js';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
-import { parsePattern } from '../core/pattern/pattern.js';
 import type { Action } from '../core/ports/action.js';
 import {
   type ActionStep,
@@ -19,6 +17,7 @@ import {
   type WebhookAuth,
 } from '../core/rule.js';
 import { compileTemplate } from '../core/template.js';
+import { compileFlow } from './flow-compiler.js';
 import { actionParamSchemas, type RulebookDocument, RulebookSchema, type StepDocument } from './schema.js';
 
 /** A rulebook file as read from disk (or given by a test). */
@@ -443,6 +442,8 @@ function compileFile(
   const fileDefaults = {
     timeoutMs: 30_000,
     retry: defaultRetryPolicy,
+    /** Partial matches without a `within` live this long. */
+    ttlMs: 86_400_000,
   };
   const attempt = <T>(fn: () => T): T | undefined => {
     try {
@@ -460,6 +461,8 @@ function compileFile(
     attempt(() => {
       if (defaults.timeout !== undefined)
         fileDefaults.timeoutMs = duration(source, ['defaults', 'timeout'], defaults.timeout);
+      if (defaults.ttl !== undefined)
+        fileDefaults.ttlMs = duration(source, ['defaults', 'ttl'], defaults.ttl);
       if (defaults.retry)
         fileDefaults.retry = retryPolicy(source, ['defaults', 'retry'], defaults.retry, defaultRetryPolicy);
     });
@@ -497,17 +500,16 @@ function compileFile(
       return;
     }
     state.ruleNames.set(doc.name, location);
-    const pattern = doc.when.pattern
-      ? attempt(() =>
-          locatedCompile(source, [...path, 'when', 'pattern'], () => parsePattern(doc.when.pattern)),
-        )
-      : undefined;
-    const condition =
-      doc.when.if !== undefined
-        ? attempt(() =>
-            locatedCompile(source, [...path, 'when', 'if'], () => compileCondition(doc.when.if as string)),
-          )
-        : undefined;
+    const flow = attempt(() =>
+      compileFlow(doc, {
+        at: (inner, compile) => locatedCompile(source, [...path, ...inner], compile),
+        fail: (inner, message) => {
+          throw new LocatedProblem(source.problem([...path, ...inner], message));
+        },
+        duration: (inner, value) => duration(source, [...path, ...inner], value),
+        ttlMs: fileDefaults.ttlMs,
+      }),
+    );
     const then: ActionStep[] = [];
     const stepIds = new Set<string>();
     doc.then.forEach((step, j) => {
@@ -527,9 +529,15 @@ function compileFile(
       stepIds.add(compiled.id);
       then.push(compiled);
     });
+    if (!flow) return;
     const rule: Rule = {
       name: doc.name,
       index: state.rules.length,
+      subs: flow.subs,
+      flow: flow.flow,
+      stateful: flow.stateful,
+      keys: flow.keys,
+      flowHash: flow.flowHash,
       then,
       stop: doc.stop ?? false,
       enabled: doc.enabled ?? true,
@@ -537,8 +545,7 @@ function compileFile(
       location: { file: location.file, line: location.line, column: location.column },
     };
     if (doc.description !== undefined) rule.description = doc.description;
-    if (pattern) rule.pattern = pattern;
-    if (condition) rule.condition = condition;
+    if (flow.concurrency) rule.concurrency = flow.concurrency;
     state.rules.push(rule);
   });
 }

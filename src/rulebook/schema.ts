@@ -218,25 +218,156 @@ const Step = Type.Object(
   },
 );
 
+const Pattern = Type.Record(
+  Type.String(),
+  Type.Unknown(),
+  description('An EventBridge event pattern over the CloudEvent.'),
+);
+const Condition = Type.String({
+  minLength: 1,
+  ...description('A CEL condition over event, events, facts, vars, now.'),
+});
+const KeyExpression = Type.String({
+  minLength: 1,
+  ...description('A CEL expression whose value groups events (e.g. event.data.host). Default: one group.'),
+});
+const Identifier = Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' });
+
+const SubCondition = Type.Object(
+  {
+    name: Type.Optional(Identifier),
+    pattern: Type.Optional(Pattern),
+    if: Type.Optional(Condition),
+    by: Type.Optional(KeyExpression),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    ...description('One event of a correlation; later ones read it as `events.<name>`.'),
+  },
+);
+
+const When = Type.Object(
+  {
+    pattern: Type.Optional(Pattern),
+    if: Type.Optional(Condition),
+    all: Type.Optional(
+      Type.Array(SubCondition, {
+        minItems: 2,
+        ...description('Every one matched by distinct events, in any order.'),
+      }),
+    ),
+    any: Type.Optional(Type.Array(SubCondition, { minItems: 1, ...description('Any one of them.') })),
+    sequence: Type.Optional(
+      Type.Array(SubCondition, { minItems: 2, ...description('All of them, in this order.') }),
+    ),
+    absence: Type.Optional(
+      Type.Object(
+        { after: SubCondition, expect: SubCondition, within: Duration },
+        {
+          additionalProperties: false,
+          ...description('`after` happened and no `expect` followed within the time: fires at the deadline.'),
+        },
+      ),
+    ),
+    count: Type.Optional(
+      Type.Object(
+        {
+          name: Type.Optional(Identifier),
+          pattern: Type.Optional(Pattern),
+          if: Type.Optional(Condition),
+          by: Type.Optional(KeyExpression),
+          atLeast: Type.Integer({ minimum: 1 }),
+          within: Duration,
+        },
+        {
+          additionalProperties: false,
+          ...description('At least N matching events within a sliding window.'),
+        },
+      ),
+    ),
+    within: Type.Optional(Type.Union([Duration], description('The window of an all/sequence correlation.'))),
+    by: Type.Optional(KeyExpression),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    ...description('What makes the rule fire: one event (pattern/if), or a correlation of several.'),
+  },
+);
+
+const Window = (what: string) =>
+  Type.Object(
+    { key: Type.Optional(KeyExpression), window: Duration },
+    { additionalProperties: false, ...description(what) },
+  );
+
 const Rule = Type.Object(
   {
     name: Type.String({ minLength: 1, ...description('Unique among all loaded rules.') }),
     description: Type.Optional(Type.String()),
     enabled: Type.Optional(Type.Boolean(description('@default true'))),
-    when: Type.Object(
-      {
-        pattern: Type.Optional(
-          Type.Record(
-            Type.String(),
-            Type.Unknown(),
-            description('An EventBridge event pattern over the CloudEvent.'),
+    when: When,
+    dedupe: Type.Optional(Window('An event whose key was accepted less than `window` ago is dropped.')),
+    throttle: Type.Optional(
+      Window('The first firing per key passes; the rest are dropped for `window` after it.'),
+    ),
+    debounce: Type.Optional(
+      Type.Object(
+        {
+          key: Type.Optional(KeyExpression),
+          quiet: Duration,
+          maxWait: Type.Optional(Duration),
+          pass: Type.Optional(
+            Type.Union(
+              [Type.Literal('first'), Type.Literal('last'), Type.Literal('all')],
+              description('@default last'),
+            ),
           ),
-        ),
-        if: Type.Optional(
-          Type.String({ minLength: 1, ...description('A CEL condition over event, facts, vars, now.') }),
-        ),
-      },
-      { additionalProperties: false, minProperties: 1 },
+        },
+        { additionalProperties: false, ...description('Fire once the key has been quiet for `quiet`.') },
+      ),
+    ),
+    rateLimit: Type.Optional(
+      Type.Object(
+        {
+          key: Type.Optional(KeyExpression),
+          max: Type.Integer({ minimum: 1 }),
+          per: Duration,
+          excess: Type.Optional(
+            Type.Union([Type.Literal('drop'), Type.Literal('delay')], description('@default drop')),
+          ),
+          maxQueue: Type.Optional(Type.Integer({ minimum: 1, ...description('@default 1000') })),
+        },
+        { additionalProperties: false, ...description('At most `max` firings per key in any `per`.') },
+      ),
+    ),
+    batch: Type.Optional(
+      Type.Object(
+        { key: Type.Optional(KeyExpression), size: Type.Integer({ minimum: 1 }), window: Duration },
+        {
+          additionalProperties: false,
+          ...description('`size` firings, or what came within `window`, as one run.'),
+        },
+      ),
+    ),
+    concurrency: Type.Optional(
+      Type.Object(
+        {
+          key: Type.Optional(KeyExpression),
+          max: Type.Optional(Type.Integer({ minimum: 1, ...description('@default 1') })),
+        },
+        {
+          additionalProperties: false,
+          ...description('At most `max` runs per key at once; the rest wait in order.'),
+        },
+      ),
+    ),
+    ttl: Type.Optional(
+      Type.Union(
+        [Duration],
+        description('How long a partial match without `within` lives. @default defaults.ttl or 24h'),
+      ),
     ),
     then: Type.Array(Step, { minItems: 1 }),
     stop: Type.Optional(
@@ -255,10 +386,10 @@ export const RulebookSchema = Type.Object(
     ),
     defaults: Type.Optional(
       Type.Object(
-        { timeout: Type.Optional(Duration), retry: Type.Optional(Retry) },
+        { timeout: Type.Optional(Duration), retry: Type.Optional(Retry), ttl: Type.Optional(Duration) },
         {
           additionalProperties: false,
-          ...description('Step options that apply to every step of this file.'),
+          ...description('Step options, and the partial-match ttl, that apply to every rule of this file.'),
         },
       ),
     ),
@@ -275,3 +406,5 @@ export const RulebookSchema = Type.Object(
 /** A rulebook file as written, after YAML parsing and schema validation. */
 export type RulebookDocument = Static<typeof RulebookSchema>;
 export type StepDocument = Static<typeof Step>;
+export type RuleDocument = Static<typeof Rule>;
+export type SubConditionDocument = Static<typeof SubCondition>;

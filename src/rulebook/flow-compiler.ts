@@ -1,0 +1,198 @@
+import { createHash } from 'node:crypto';
+import { compileCondition } from '../core/condition.js';
+import { compileExpression, type Expression } from '../core/expression.js';
+import { type FlowSpec, isStateful, type WhenSpec } from '../core/flow/rule-flow.js';
+import { parsePattern } from '../core/pattern/pattern.js';
+import type { KeyedStage, SubCondition } from '../core/rule.js';
+import type { RuleDocument, SubConditionDocument } from './schema.js';
+
+/** Where a compile step is in the file, and how to report a problem there. */
+export interface FlowCompileContext {
+  /** Runs a core compiler at `path` (relative to the rule) and reports its error there. */
+  at<T>(path: ReadonlyArray<string | number>, compile: () => T): T;
+  /** Reports a problem at `path` (relative to the rule). */
+  fail(path: ReadonlyArray<string | number>, message: string): never;
+  /** Parses a duration at `path` (relative to the rule). */
+  duration(path: ReadonlyArray<string | number>, value: string | number): number;
+  /** The partial-match ttl of the file (`defaults.ttl`), in ms. */
+  ttlMs: number;
+}
+
+export interface CompiledFlow {
+  subs: SubCondition[];
+  flow: FlowSpec;
+  stateful: boolean;
+  keys: Partial<Record<KeyedStage, Expression>>;
+  concurrency?: { max: number };
+  flowHash: string;
+}
+
+const forms = ['all', 'any', 'sequence', 'absence', 'count'] as const;
+
+/**
+ * Compiles a rule's `when` and its storm control into the sub-conditions the matcher indexes and the
+ * flow the dispatcher runs. Problems are reported at their place through `ctx`.
+ */
+export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): CompiledFlow {
+  const when = doc.when;
+  const used = forms.filter((form) => when[form] !== undefined);
+  const single = when.pattern !== undefined || when.if !== undefined;
+  if (used.length > 1 || (used.length === 1 && single)) {
+    const names = [...(single ? ['pattern/if'] : []), ...used];
+    ctx.fail(
+      ['when'],
+      `\`when\` has ${names.join(' and ')}; a rule has one of them. To fix: split it into several rules.`,
+    );
+  }
+  if (when.within !== undefined && used[0] !== 'all' && used[0] !== 'sequence') {
+    ctx.fail(
+      ['when', 'within'],
+      '`within` belongs to `all` and `sequence` (`absence` and `count` have their own). To fix: move or remove it.',
+    );
+  }
+  if (when.by !== undefined && used.length === 0) {
+    ctx.fail(
+      ['when', 'by'],
+      '`by` groups the events of a correlation; a single-event rule has nothing to group. To fix: remove it, or use `key` on a storm control.',
+    );
+  }
+  const ruleBy =
+    when.by !== undefined ? ctx.at(['when', 'by'], () => compileExpression(when.by as string)) : undefined;
+  const windowOf = (path: ReadonlyArray<string | number>, value: string | number | undefined) =>
+    value === undefined
+      ? doc.ttl === undefined
+        ? ctx.ttlMs
+        : ctx.duration(['ttl'], doc.ttl)
+      : ctx.duration(path, value);
+
+  const sub = (
+    path: ReadonlyArray<string | number>,
+    written: SubConditionDocument,
+    name: string,
+  ): SubCondition => {
+    const compiled: SubCondition = { name: written.name ?? name };
+    if (written.pattern !== undefined)
+      compiled.pattern = ctx.at([...path, 'pattern'], () => parsePattern(written.pattern));
+    if (written.if !== undefined)
+      compiled.condition = ctx.at([...path, 'if'], () => compileCondition(written.if as string));
+    if (written.by !== undefined)
+      compiled.by = ctx.at([...path, 'by'], () => compileExpression(written.by as string));
+    else if (ruleBy) compiled.by = ruleBy;
+    return compiled;
+  };
+  const list = (form: 'all' | 'any' | 'sequence', written: SubConditionDocument[]) => {
+    const subs = written.map((w, i) => sub(['when', form, i], w, `e${i}`));
+    const seen = new Set<string>();
+    subs.forEach((s, i) => {
+      if (seen.has(s.name))
+        ctx.fail(
+          ['when', form, i, 'name'],
+          `the name \`${s.name}\` is used twice in this \`${form}\`. To fix: name each event differently.`,
+        );
+      seen.add(s.name);
+    });
+    return subs;
+  };
+
+  let subs: SubCondition[];
+  let whenSpec: WhenSpec;
+  if (when.all) {
+    subs = list('all', when.all);
+    whenSpec = { type: 'all', subs, windowMs: windowOf(['when', 'within'], when.within) };
+  } else if (when.any) {
+    subs = list('any', when.any);
+    whenSpec = { type: 'any', subs };
+  } else if (when.sequence) {
+    subs = list('sequence', when.sequence);
+    whenSpec = { type: 'sequence', subs, windowMs: windowOf(['when', 'within'], when.within) };
+  } else if (when.absence) {
+    const a = when.absence;
+    subs = [
+      sub(['when', 'absence', 'after'], a.after, 'after'),
+      sub(['when', 'absence', 'expect'], a.expect, 'expect'),
+    ];
+    if (subs[0]!.name === subs[1]!.name)
+      ctx.fail(['when', 'absence', 'expect', 'name'], '`after` and `expect` need different names.');
+    whenSpec = { type: 'absence', subs, windowMs: ctx.duration(['when', 'absence', 'within'], a.within) };
+  } else if (when.count) {
+    const c = when.count;
+    subs = [sub(['when', 'count'], { ...c }, 'matched')];
+    whenSpec = {
+      type: 'count',
+      subs,
+      atLeast: c.atLeast,
+      windowMs: ctx.duration(['when', 'count', 'within'], c.within),
+    };
+  } else {
+    subs = [
+      sub(
+        ['when'],
+        { ...(when.pattern ? { pattern: when.pattern } : {}), ...(when.if ? { if: when.if } : {}) },
+        'event',
+      ),
+    ];
+    whenSpec = { type: 'single' };
+  }
+
+  const flow: FlowSpec = { when: whenSpec };
+  const keys: Partial<Record<KeyedStage, Expression>> = {};
+  const key = (stage: KeyedStage, written: { key?: string } | undefined) => {
+    if (written?.key !== undefined)
+      keys[stage] = ctx.at([stage, 'key'], () => compileExpression(written.key as string));
+  };
+  if (doc.dedupe) {
+    key('dedupe', doc.dedupe);
+    flow.dedupe = { windowMs: ctx.duration(['dedupe', 'window'], doc.dedupe.window) };
+  }
+  if (doc.throttle) {
+    key('throttle', doc.throttle);
+    flow.throttle = { windowMs: ctx.duration(['throttle', 'window'], doc.throttle.window) };
+  }
+  if (doc.debounce) {
+    key('debounce', doc.debounce);
+    const d = doc.debounce;
+    flow.debounce = {
+      quietMs: ctx.duration(['debounce', 'quiet'], d.quiet),
+      pass: d.pass ?? 'last',
+      ...(d.maxWait === undefined ? {} : { maxWaitMs: ctx.duration(['debounce', 'maxWait'], d.maxWait) }),
+    };
+  }
+  if (doc.rateLimit) {
+    key('rateLimit', doc.rateLimit);
+    const r = doc.rateLimit;
+    flow.rateLimit = {
+      max: r.max,
+      perMs: ctx.duration(['rateLimit', 'per'], r.per),
+      excess: r.excess ?? 'drop',
+      maxQueue: r.maxQueue ?? 1000,
+    };
+  }
+  if (doc.batch) {
+    key('batch', doc.batch);
+    flow.batch = { size: doc.batch.size, windowMs: ctx.duration(['batch', 'window'], doc.batch.window) };
+  }
+  const compiled: CompiledFlow = {
+    subs,
+    flow,
+    stateful: isStateful(flow),
+    keys,
+    flowHash: hashOf({
+      when: doc.when,
+      dedupe: doc.dedupe,
+      throttle: doc.throttle,
+      debounce: doc.debounce,
+      rateLimit: doc.rateLimit,
+      batch: doc.batch,
+      ttl: doc.ttl ?? ctx.ttlMs,
+    }),
+  };
+  if (doc.concurrency) {
+    key('concurrency', doc.concurrency);
+    compiled.concurrency = { max: doc.concurrency.max ?? 1 };
+  }
+  return compiled;
+}
+
+function hashOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
