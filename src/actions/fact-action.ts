@@ -1,3 +1,4 @@
+import { factNameRule, isFactName } from '../core/fact-name.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
 import { describeValue, invalidParams, readObject } from './params.js';
 
@@ -9,38 +10,6 @@ export type FactParams = { type: 'set'; name: string; value: unknown } | { type:
 /** What a `fact` step outputs. */
 export type FactOutput = { name: string; value: unknown } | { name: string; unset: true };
 
-/** Names that read as `facts.<name>` in CEL: an identifier. */
-const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/**
- * CEL's reserved words (cel-spec, "Syntax") cannot follow `facts.`; `__proto__` would reach an object's
- * prototype wherever facts are held in a plain object.
- */
-const reserved = new Set([
-  'true',
-  'false',
-  'null',
-  'in',
-  'as',
-  'break',
-  'const',
-  'continue',
-  'else',
-  'for',
-  'function',
-  'if',
-  'import',
-  'let',
-  'loop',
-  'package',
-  'namespace',
-  'return',
-  'var',
-  'void',
-  'while',
-  '__proto__',
-]);
-
 function checkName(key: 'set' | 'unset', value: unknown): string {
   if (typeof value !== 'string') {
     invalidParams(
@@ -49,12 +18,8 @@ function checkName(key: 'set' | 'unset', value: unknown): string {
       `give the fact's name, e.g. \`${key}: maintenance\`.`,
     );
   }
-  if (!identifier.test(value) || reserved.has(value)) {
-    invalidParams(
-      kind,
-      `${JSON.stringify(value)} is not a usable fact name`,
-      'use letters, digits and _ (not first a digit, not a CEL keyword), so that it reads as `facts.<name>`.',
-    );
+  if (!isFactName(value)) {
+    invalidParams(kind, `${JSON.stringify(value)} is not a usable fact name`, factNameRule);
   }
   return value;
 }

@@ -1,21 +1,32 @@
 import { toErrorInfo } from './errors.js';
-import type { LoggedEvent } from './event.js';
+import type { CloudEvent, LoggedEvent } from './event.js';
 import type { ExpressionContext } from './expression.js';
-import { type AuditEntry, AuditKind, type NewRun } from './ports/store.js';
+import { type FlowStates, flowEvent, flowTimer, type StageName, stormStages } from './flow/rule-flow.js';
+import type { Firing, Held } from './flow/stage.js';
+import { type AuditEntry, AuditKind, type NewRun, type RunContext } from './ports/store.js';
+import type { Rule } from './rule.js';
 import type { RuleIndex } from './rule-index.js';
 
 /** Extension attribute that counts how many rule outcomes led to an event (0 or absent: from outside). */
 export const chainExtension = 'reflexchain';
 
+/** The type of the internal events that due timers become. */
+export const timerEventType = 'reflex.timer';
+
 /** How deep an event stands in a chain of rule outcomes: 0 for events from outside. */
-export function chainDepth(event: LoggedEvent['event']): number {
+export function chainDepth(event: CloudEvent): number {
   const depth = event[chainExtension];
   return typeof depth === 'number' && Number.isInteger(depth) && depth > 0 ? depth : 0;
 }
 
-/** Everything `decideForEvent` reads. It reads nothing else, so replaying an event decides the same. */
-export interface DecisionInput {
-  event: LoggedEvent;
+/** A rule's flow states while one event is decided: kept with `commit`, dropped with `discard`. */
+export interface RuleStates extends FlowStates {
+  commit(): void;
+  discard(): void;
+}
+
+/** Everything `decideForEvent` reads besides the event. It reads nothing else, so a replay decides the same. */
+export interface DecisionContext {
   index: RuleIndex;
   rulebookVersion: number;
   facts: Record<string, unknown>;
@@ -28,6 +39,8 @@ export interface DecisionInput {
    */
   maxChainDepth: number;
   newRunId: () => string;
+  /** The state view of a stateful rule for the event being decided. */
+  states(rule: Rule, t: number): RuleStates;
 }
 
 export interface Decision {
@@ -35,69 +48,272 @@ export interface Decision {
   audit: AuditEntry[];
 }
 
+/** A `by`/`key` expression failed: the rule skips the event. */
+class KeyError extends Error {
+  constructor(
+    readonly stage: string,
+    readonly failure: unknown,
+  ) {
+    super('key expression failed');
+  }
+}
+
 /**
- * Decides what one event causes: for every candidate rule in order, evaluate its condition and create a
- * run, until a rule with `stop: true` fires. Conditions see `now` as the time the event was logged, so
- * the decision is the same when the event is replayed.
+ * Decides what one event causes: for every candidate rule in order, its flow (condition, correlation,
+ * storm control) yields firings, and each firing becomes a run — until a rule with `stop: true` fires.
+ * `t` is the event's log time (never earlier than the previous event's): windows and conditions read it
+ * as `now`, so the decision is the same when the event is replayed. A `reflex.timer` event is first
+ * handed to the stage that set it.
  */
-export function decideForEvent(input: DecisionInput): Decision {
-  const { event, index } = input;
+export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionContext): Decision {
   const runs: NewRun[] = [];
   const audit: AuditEntry[] = [];
-  const at = input.now;
-  const candidates = index.candidates(event.event);
+  const at = ctx.now;
+  const event = logged.event;
+  const here: Held = { seq: logged.seq, t, event };
+  const record = (kind: AuditEntry['kind'], rule: string, detail?: Record<string, unknown>) => {
+    const entry: AuditEntry = { at, kind, seq: logged.seq, rule };
+    if (detail) entry.detail = detail;
+    audit.push(entry);
+  };
+  // Runs of one rule caused by one event are numbered, so several (a timer and a match) never collide.
+  const ordinals = new Map<string, number>();
+  const fire = (rule: Rule, firings: Firing[]) => {
+    for (const firing of firings) {
+      const ordinal = ordinals.get(rule.name) ?? 0;
+      ordinals.set(rule.name, ordinal + 1);
+      const run = toRun(rule, firing, ordinal, logged, ctx, at, t);
+      runs.push(run);
+      audit.push({ at, kind: AuditKind.runCreated, seq: logged.seq, rule: rule.name, runId: run.id });
+    }
+  };
+
+  if (event.type === timerEventType && event.source === 'reflex') routeTimer(logged, t, ctx, fire, record);
+
+  const candidates = ctx.index.candidates(event);
   if (candidates.length === 0) return { runs, audit };
-  const tooDeep = chainDepth(event.event) > input.maxChainDepth;
+  const tooDeep = chainDepth(event) > ctx.maxChainDepth;
   let stoppedBy: string | undefined;
-  let context: ExpressionContext | undefined;
-  for (const i of candidates) {
-    const rule = index.rules[i]!;
+  for (const candidate of candidates) {
+    const rule = ctx.index.rules[candidate.rule]!;
     if (!rule.enabled) continue;
     if (stoppedBy !== undefined) {
-      audit.push({ at, kind: AuditKind.stopped, seq: event.seq, rule: rule.name, detail: { by: stoppedBy } });
+      record(AuditKind.stopped, rule.name, { by: stoppedBy });
       continue;
     }
     if (tooDeep) {
-      audit.push({
-        at,
-        kind: AuditKind.chainTooDeep,
-        seq: event.seq,
-        rule: rule.name,
-        detail: { depth: chainDepth(event.event), limit: input.maxChainDepth },
-      });
+      record(AuditKind.chainTooDeep, rule.name, { depth: chainDepth(event), limit: ctx.maxChainDepth });
       continue;
     }
-    if (rule.condition) {
-      context ??= { event: event.event, facts: input.facts, vars: rule.vars, now: event.receivedAt };
-      context.vars = rule.vars;
-      let holds: boolean;
+    const conditionErrors: unknown[] = [];
+    let accepted = false;
+    const check = checker(rule, ctx, conditionErrors, () => {
+      accepted = true;
+    });
+    let firings: Firing[];
+    if (!rule.stateful) {
+      // The fast path: no state, so a single-event rule is its condition.
+      firings =
+        rule.flow.when.type === 'any'
+          ? anyFirings(rule, here, candidate.subs, check)
+          : check(0, here, {})
+            ? [{ event: here }]
+            : [];
+    } else {
+      const states = ctx.states(rule, t);
       try {
-        holds = rule.condition.evaluate(context);
+        const outcome = flowEvent(rule.flow, here, candidate.subs, states, expressionsFor(rule, ctx, check));
+        states.commit();
+        firings = outcome.firings;
+        for (const { stage, key, note } of outcome.notes)
+          record(noteKind(note.kind), rule.name, noteDetail(stage, key, note));
       } catch (error) {
-        audit.push({
-          at,
-          kind: AuditKind.conditionError,
-          seq: event.seq,
-          rule: rule.name,
-          detail: { error: toErrorInfo(error) },
-        });
-        continue;
-      }
-      if (!holds) {
-        audit.push({ at, kind: AuditKind.conditionFalse, seq: event.seq, rule: rule.name });
+        states.discard();
+        if (!(error instanceof KeyError)) throw error;
+        record(AuditKind.keyError, rule.name, { stage: error.stage, error: toErrorInfo(error.failure) });
         continue;
       }
     }
-    const id = input.newRunId();
-    runs.push({
-      id,
-      rule: rule.name,
-      rulebookVersion: input.rulebookVersion,
-      trigger: { seq: event.seq, id: event.event.id, source: event.event.source, type: event.event.type },
-      createdAt: at,
-    });
-    audit.push({ at, kind: AuditKind.runCreated, seq: event.seq, rule: rule.name, runId: id });
+    for (const error of conditionErrors)
+      record(AuditKind.conditionError, rule.name, { error: toErrorInfo(error) });
+    if (firings.length === 0) {
+      if (conditionErrors.length === 0 && !accepted) record(AuditKind.conditionFalse, rule.name);
+      continue;
+    }
+    fire(rule, firings);
     if (rule.stop) stoppedBy = rule.name;
   }
   return { runs, audit };
+}
+
+function anyFirings(
+  rule: Rule,
+  here: Held,
+  subs: readonly number[],
+  check: ReturnType<typeof checker>,
+): Firing[] {
+  const events: Record<string, Held> = {};
+  for (const sub of subs) if (check(sub, here, {})) events[rule.subs[sub]!.name] = here;
+  return Object.keys(events).length === 0 ? [] : [{ event: here, events }];
+}
+
+/** A `reflex.timer` event: the stage that set the timer settles its deadline. */
+function routeTimer(
+  logged: LoggedEvent,
+  t: number,
+  ctx: DecisionContext,
+  fire: (rule: Rule, firings: Firing[]) => void,
+  record: (kind: AuditEntry['kind'], rule: string, detail?: Record<string, unknown>) => void,
+) {
+  const data = logged.event.data as { rule?: unknown; stage?: unknown; key?: unknown } | undefined;
+  if (
+    !data ||
+    typeof data.rule !== 'string' ||
+    typeof data.stage !== 'string' ||
+    typeof data.key !== 'string'
+  )
+    return;
+  const rule = ctx.index.rules.find((r) => r.name === data.rule);
+  // A timer of a rule that has since been removed or disabled has nothing left to settle.
+  if (!rule || !rule.enabled || !rule.stateful) return;
+  const stage = data.stage as StageName;
+  if (stage !== 'when' && !(stormStages as readonly string[]).includes(stage)) return;
+  const check = checker(rule, ctx, []);
+  const states = ctx.states(rule, t);
+  try {
+    const outcome = flowTimer(rule.flow, stage, data.key, t, states, expressionsFor(rule, ctx, check));
+    states.commit();
+    for (const { stage: s, key, note } of outcome.notes)
+      record(noteKind(note.kind), rule.name, noteDetail(s, key, note));
+    if (outcome.firings.length > 0) fire(rule, outcome.firings);
+  } catch (error) {
+    states.discard();
+    if (!(error instanceof KeyError)) throw error;
+    record(AuditKind.keyError, rule.name, { stage: error.stage, error: toErrorInfo(error.failure) });
+  }
+}
+
+function noteKind(kind: 'held' | 'suppressed'): AuditEntry['kind'] {
+  return kind === 'held' ? AuditKind.held : AuditKind.suppressed;
+}
+
+function noteDetail(
+  stage: string,
+  key: string,
+  note: { until?: number | null; detail: Record<string, unknown> },
+) {
+  const detail: Record<string, unknown> = { stage, key, ...note.detail };
+  if (note.until !== undefined && note.until !== null) detail.until = new Date(note.until).toISOString();
+  return detail;
+}
+
+/** The data of held events by name, for `events.<name>` (held events without kept content are left out). */
+function eventsOf(held: Record<string, Held>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, h] of Object.entries(held)) if (h.event) out[name] = h.event;
+  return out;
+}
+
+/** Evaluates sub-conditions; a failing one counts as false and its error is collected for the audit. */
+function checker(rule: Rule, ctx: DecisionContext, errors: unknown[], onAccepted: () => void = () => {}) {
+  return (sub: number, event: Held, held: Record<string, Held>): boolean => {
+    const condition = rule.subs[sub]?.condition;
+    let holds = true;
+    if (condition) {
+      const context: ExpressionContext = {
+        event: event.event,
+        facts: ctx.facts,
+        vars: rule.vars,
+        now: event.t,
+        events: eventsOf(held),
+      };
+      try {
+        holds = condition.evaluate(context);
+      } catch (error) {
+        errors.push(error);
+        holds = false;
+      }
+    }
+    if (holds) onAccepted();
+    return holds;
+  };
+}
+
+function expressionsFor(rule: Rule, ctx: DecisionContext, check: ReturnType<typeof checker>) {
+  const keyOf = (
+    stage: string,
+    expression: { evaluate(c: ExpressionContext): unknown } | undefined,
+    c: ExpressionContext,
+  ) => {
+    if (!expression) return '';
+    try {
+      return JSON.stringify(expression.evaluate(c)) ?? 'null';
+    } catch (error) {
+      throw new KeyError(stage, error);
+    }
+  };
+  return {
+    keyOf: (stage: 'when' | 'dedupe', event: Held, sub: number) =>
+      keyOf(stage, stage === 'dedupe' ? rule.keys.dedupe : rule.subs[sub]?.by, {
+        event: event.event,
+        facts: ctx.facts,
+        vars: rule.vars,
+        now: event.t,
+      }),
+    firingKey: (stage: (typeof stormStages)[number], firing: Firing) =>
+      keyOf(stage, rule.keys[stage], {
+        event: firing.event.event,
+        events: eventsOf(firing.events ?? {}),
+        facts: ctx.facts,
+        vars: rule.vars,
+        now: firing.event.t,
+      }),
+    check,
+  };
+}
+
+function toRun(
+  rule: Rule,
+  firing: Firing,
+  ordinal: number,
+  logged: LoggedEvent,
+  ctx: DecisionContext,
+  at: number,
+  t: number,
+): NewRun {
+  const context: RunContext = { event: firing.event.seq };
+  if (firing.events)
+    context.events = Object.fromEntries(Object.entries(firing.events).map(([name, h]) => [name, h.seq]));
+  if (firing.batch) context.batch = firing.batch.map((h) => h.seq);
+  const run: NewRun = {
+    id: ctx.newRunId(),
+    rule: rule.name,
+    rulebookVersion: ctx.rulebookVersion,
+    trigger: { seq: logged.seq, id: logged.event.id, source: logged.event.source, type: logged.event.type },
+    ordinal,
+    context,
+    createdAt: at,
+  };
+  if (rule.concurrency) {
+    let key = '';
+    const expression = rule.keys.concurrency;
+    if (expression) {
+      try {
+        key = JSON.stringify(
+          expression.evaluate({
+            event: firing.event.event,
+            events: eventsOf(firing.events ?? {}),
+            facts: ctx.facts,
+            vars: rule.vars,
+            now: t,
+          }),
+        );
+      } catch {
+        // A run is never lost to a failing key: it takes the rule's shared slot instead.
+        key = '';
+      }
+    }
+    run.concurrency = { key: `${rule.name}/${key}`, max: rule.concurrency.max };
+  }
+  return run;
 }

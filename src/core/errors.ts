@@ -183,6 +183,14 @@ export const errorRegistry = {
       'No rulebook at `{path}`. To fix: give the path of a .yaml/.yml file or of a folder holding some.',
   },
 
+  // --- facts ---
+  REFLEX_ERR_FACT_NOT_FOUND: {
+    code: 'REFLEX_ERR_FACT_NOT_FOUND',
+    status: 404,
+    message:
+      'No fact named `{name}` is set. To fix: list facts with GET /api/v1/facts; set one with PUT /api/v1/facts/{name}.',
+  },
+
   // --- runs and actions ---
   REFLEX_ERR_RUN_NOT_FOUND: {
     code: 'REFLEX_ERR_RUN_NOT_FOUND',

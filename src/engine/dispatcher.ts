@@ -5,6 +5,7 @@ import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { AuditEntry, NewRun, Store } from '../core/ports/store.js';
 import type { Facts } from './facts.js';
+import { createFlowStateCache } from './flow-state-cache.js';
 import type { CompiledVersion } from './rulebook-versions.js';
 
 export interface DispatcherOptions {
@@ -27,6 +28,8 @@ export interface DispatcherOptions {
   maxChainDepth?: number;
   /** Called after a commit that created runs. */
   onRunsCreated?: () => void;
+  /** Called after a commit that set, moved or cancelled timers. */
+  onTimersChanged?: () => void;
 }
 
 /**
@@ -65,6 +68,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let active: CompiledVersion | undefined;
   let activated: number | undefined;
   let offset = 0;
+  // Log time as the flow stages see it: never earlier than the previous event's, even if the clock was set back.
+  let lastT = 0;
+  let batches = 0;
+  const flowStates = createFlowStateCache();
   let stopped = false;
   let dirty = true;
   let wakeUp: (() => void) | undefined;
@@ -102,35 +109,49 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     if (events.length === 0) events = await store.readEvents(offset, batchSize);
     if (events.length === 0) return false;
     const now = clock.now();
-    const facts = options.facts.snapshot();
+    const context = {
+      index: version.index,
+      rulebookVersion: version.id,
+      facts: options.facts.snapshot(),
+      now,
+      maxChainDepth,
+      newRunId: () => options.newRunId(now),
+      states: flowStates.view,
+    };
     const runs: NewRun[] = [];
     const audit: AuditEntry[] = [];
+    let t = lastT;
     for (const event of events) {
-      const decision = decideForEvent({
-        event,
-        index: version.index,
-        rulebookVersion: version.id,
-        facts,
-        now,
-        maxChainDepth,
-        newRunId: () => options.newRunId(now),
-      });
+      t = Math.max(t, event.receivedAt);
+      const decision = decideForEvent(event, t, context);
       for (const run of decision.runs) runs.push(run);
       for (const entry of decision.audit) audit.push(entry);
     }
+    if (++batches % 64 === 0) flowStates.sweep(t, 1000);
+    const changes = flowStates.pending();
     const last = events[events.length - 1]!.seq;
     const first = events[0]!.seq;
-    await store.commitDispatch({
-      consumer,
-      offset: last,
-      runs,
-      audit,
-      ...(activated === version.id ? {} : { activation: { seq: first, version: version.id } }),
-    });
+    try {
+      await store.commitDispatch({
+        consumer,
+        offset: last,
+        runs,
+        audit,
+        ...(activated === version.id ? {} : { activation: { seq: first, version: version.id } }),
+        ...(changes.states.length > 0 ? { states: changes.states } : {}),
+        ...(changes.timers.length > 0 ? { timers: changes.timers } : {}),
+      });
+    } catch (error) {
+      flowStates.rolledBack();
+      throw error;
+    }
+    flowStates.committed();
+    lastT = t;
     activated = version.id;
     offset = last;
     settleWaiters();
     if (runs.length > 0) options.onRunsCreated?.();
+    if (changes.timers.length > 0) options.onTimersChanged?.();
     return true;
   };
 
@@ -183,6 +204,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   return {
     async start() {
       offset = await store.getOffset(consumer);
+      flowStates.load(await store.loadFlowStates());
       activated = offset > 0 ? await store.rulebookVersionAt(offset) : undefined;
       loop = run();
     },

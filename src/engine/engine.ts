@@ -14,6 +14,7 @@ import { createIngest, type Ingest } from './ingest.js';
 import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
 import { systemClock } from './system-clock.js';
+import { createTimerService, type TimerService } from './timers.js';
 
 export interface EngineOptions {
   store: Store;
@@ -57,6 +58,11 @@ export interface Engine extends AsyncDisposable {
   start(): Promise<void>;
   /** Resolves once everything logged so far (or up to `seq`) has been dispatched. */
   caughtUp(seq?: number): Promise<void>;
+  /**
+   * Resolves once nothing is left to do at the clock's current time: every event dispatched, no timer
+   * and no run due, no run executing. Tests and `reflex test` wait with it between steps of time.
+   */
+  settled(): Promise<void>;
   /** Runs being executed right now. */
   readonly runsInFlight: number;
   /**
@@ -73,10 +79,15 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
-  const facts = await createFacts(store, () => clock.now());
+  let dispatcher: Dispatcher | undefined;
+  let timers: TimerService | undefined;
+  const facts = await createFacts(
+    store,
+    () => clock.now(),
+    () => dispatcher?.wake(),
+  );
   const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
   let active: CompiledVersion | undefined;
-  let dispatcher: Dispatcher | undefined;
   let executor: Executor | undefined;
   let started = false;
   let drained = false;
@@ -98,7 +109,9 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     newRunId: newSortableId,
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
     onRunsCreated: () => executor?.wake(),
+    onTimersChanged: () => timers?.reschedule(),
   });
+  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake() });
   executor = createExecutor({
     store,
     clock,
@@ -154,9 +167,28 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       if (!active) await engine.loadRulebook([]);
       await dispatcher!.start();
       executor!.start();
+      timers!.start();
       started = true;
     },
     caughtUp: (seq) => dispatcher!.caughtUp(seq),
+    async settled() {
+      for (;;) {
+        await dispatcher!.caughtUp();
+        const now = clock.now();
+        const [runDue, timerDue, last] = await Promise.all([
+          store.nextRunDueAt(),
+          store.nextTimerDueAt(),
+          store.lastSeq(),
+        ]);
+        const busy =
+          executor!.inFlight > 0 ||
+          (runDue !== undefined && runDue <= now) ||
+          (timerDue !== undefined && timerDue <= now) ||
+          dispatcher!.offset < last;
+        if (!busy) return;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    },
     get runsInFlight() {
       return executor!.inFlight;
     },
@@ -165,7 +197,8 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       drained = true;
       await ingest.drain();
       if (!started) return;
-      // Events not yet dispatched stay in the log; the next start dispatches them.
+      // Events not yet dispatched, and timers not yet due, stay in the store; the next start takes them up.
+      await timers!.drain();
       await dispatcher!.drain();
       await executor!.drain(graceMs);
     },

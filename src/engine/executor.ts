@@ -78,17 +78,42 @@ export function createExecutor(options: ExecutorOptions): Executor {
     resolve?.();
   };
 
+  /** The events a run's templates read, loaded from the log by the seqs its context holds. */
+  const loadScope = async (run: Run): Promise<RunScope | undefined> => {
+    const load = async (seq: number) => (await store.getEvent(seq))?.event;
+    const event = await load(run.context.event);
+    if (!event) return undefined;
+    const scope: RunScope = { event };
+    if (run.context.events) {
+      scope.events = {};
+      for (const [name, seq] of Object.entries(run.context.events)) {
+        const found = await load(seq);
+        if (found) scope.events[name] = found;
+      }
+    }
+    if (run.context.batch) {
+      scope.batch = [];
+      for (const seq of run.context.batch) {
+        const found = await load(seq);
+        if (found) scope.batch.push(found);
+      }
+    }
+    return scope;
+  };
+
   const execute = async (run: Run): Promise<void> => {
     let rule: Rule | undefined;
     let trigger: CloudEvent | undefined;
+    let scope: RunScope | undefined;
     try {
       const version = await options.versions.get(run.rulebookVersion);
       rule = version.rulebook.rules.find((r) => r.name === run.rule);
       trigger = (await store.getEvent(run.trigger.seq))?.event;
+      scope = await loadScope(run);
     } catch (error) {
       logger.error({ error: toErrorInfo(error), runId: run.id }, 'cannot load what the run needs');
     }
-    if (!rule || !trigger) {
+    if (!rule || !trigger || !scope) {
       const error = new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id: run.id });
       await finishFailed(run, rule, trigger, toErrorInfo(error));
       return;
@@ -100,7 +125,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
       const spec = rule.then[step]!;
       attempt += 1;
       const startedAt = clock.now();
-      const result = await attemptStep(run, rule, spec, trigger, outputs, attempt);
+      const result = await attemptStep(run, rule, spec, trigger, scope, outputs, attempt);
       if (result.aborted) return;
       const record: Attempt = {
         runId: run.id,
@@ -214,6 +239,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     rule: Rule,
     spec: ActionStep,
     trigger: CloudEvent,
+    scope: RunScope,
     outputs: Record<string, unknown>,
     attempt: number,
   ): Promise<StepResult> => {
@@ -253,7 +279,9 @@ export function createExecutor(options: ExecutorOptions): Executor {
       for (const [id, output] of Object.entries(outputs)) steps[id] = { output };
       const params = action.parse(
         spec.params.render({
-          event: trigger,
+          event: scope.event,
+          ...(scope.events ? { events: scope.events } : {}),
+          ...(scope.batch ? { batch: scope.batch } : {}),
           facts: options.facts.snapshot(),
           vars: rule.vars,
           now: clock.now(),
@@ -308,7 +336,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
         const [result] = await options.emit([event]);
         return result!;
       },
-      setFact: (name, value) => options.facts.set(name, value),
+      setFact: (name, value) => options.facts.set(name, value, chainDepth(trigger) + 1),
     };
   };
 
@@ -384,6 +412,13 @@ export function createExecutor(options: ExecutorOptions): Executor {
       await store.releaseLeases(options.owner, clock.now());
     },
   };
+}
+
+/** What a run's templates see besides facts and vars: `event`, and for correlations `events` and `batch`. */
+interface RunScope {
+  event: CloudEvent;
+  events?: Record<string, CloudEvent>;
+  batch?: CloudEvent[];
 }
 
 /** The event that tells rules how a run ended: `reflex.run.succeeded` or `reflex.run.failed`. */

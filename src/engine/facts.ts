@@ -7,24 +7,31 @@ import type { Store } from '../core/ports/store.js';
  */
 export interface Facts {
   snapshot(): Readonly<Record<string, unknown>>;
-  /** Sets a fact, or removes it when `value` is undefined. */
-  set(name: string, value: unknown): Promise<void>;
+  /**
+   * Sets a fact, or removes it when `value` is undefined; a change is logged as `reflex.fact.changed`,
+   * `chain` deep in rule outcomes (0 for a change from outside, e.g. the API).
+   */
+  set(name: string, value: unknown, chain?: number): Promise<void>;
 }
 
-export async function createFacts(store: Store, now: () => number): Promise<Facts> {
+/**
+ * @param onChanged called when a change put its `reflex.fact.changed` event into the log.
+ */
+export async function createFacts(
+  store: Store,
+  now: () => number,
+  onChanged: () => void = () => {},
+): Promise<Facts> {
   let current: Readonly<Record<string, unknown>> = Object.freeze(await store.getFacts());
   return {
     snapshot: () => current,
-    async set(name, value) {
+    async set(name, value, chain = 0) {
+      const change = await store.changeFact(name, value, now(), chain);
       const next: Record<string, unknown> = { ...current };
-      if (value === undefined) {
-        await store.deleteFact(name);
-        delete next[name];
-      } else {
-        await store.setFact(name, value, now());
-        next[name] = value;
-      }
+      if (value === undefined) delete next[name];
+      else next[name] = value;
       current = Object.freeze(next);
+      if (change.event && !change.event.duplicate) onChanged();
     },
   };
 }

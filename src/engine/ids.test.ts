@@ -8,7 +8,11 @@ describe('ids', () => {
     const c = newSortableId(1_800_000_000_000);
     expect(a.length).toBe(26);
     expect([c, a, b].sort()).toEqual([a, b, c]);
-    const many = new Set(Array.from({ length: 1000 }, () => newSortableId(1_700_000_000_000)));
-    expect(many.size).toBe(1000);
+    const many = Array.from({ length: 1000 }, () => newSortableId(1_800_000_000_000));
+    expect(new Set(many).size).toBe(1000);
+    // Made one after another in the same millisecond, they still sort in the order they were made.
+    expect([...many].sort()).toEqual(many);
+    // A clock that steps back does not break the order either.
+    expect(newSortableId(1_000) > many[999]!).toBe(true);
   });
 });

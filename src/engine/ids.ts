@@ -2,31 +2,39 @@ import { randomBytes } from 'node:crypto';
 
 const alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'; // Crockford base32: sorts as text in time order
 
+let lastTime = -1;
+let lastRandom = 0n;
+const randomSpace = 1n << 80n;
+
 /**
  * A new identifier that sorts by creation time: 10 characters of milliseconds, then 16 random ones
- * (the ULID layout). Run ids use it, so "newest first" is "largest id first".
+ * (the ULID layout). Within one millisecond (or if the clock steps back) the random part counts up
+ * from the previous id, so ids made one after another in this process always sort in that order: run
+ * ids use it, and runs of one concurrency key start in id order.
  *
  * @example newSortableId(Date.now()) // '01JDQ6Z3W8X4T9K2M5N7P8R0S1'
  */
 export function newSortableId(now: number): string {
-  let time = '';
-  let t = Math.max(0, Math.floor(now));
+  let time = Math.max(0, Math.floor(now));
+  let random: bigint;
+  if (time <= lastTime) {
+    time = lastTime;
+    random = (lastRandom + 1n) % randomSpace;
+    // 2^80 ids in one millisecond will not happen; wrapping would only cost order, never uniqueness of time.
+  } else {
+    random = BigInt(`0x${randomBytes(10).toString('hex')}`);
+  }
+  lastTime = time;
+  lastRandom = random;
+  let head = '';
   for (let i = 0; i < 10; i++) {
-    time = alphabet[t % 32] + time;
-    t = Math.floor(t / 32);
+    head = alphabet[time % 32] + head;
+    time = Math.floor(time / 32);
   }
-  const bytes = randomBytes(10);
-  let random = '';
-  // 10 bytes = 80 bits = 16 characters of 5 bits.
-  let buffer = 0;
-  let bits = 0;
-  for (const byte of bytes) {
-    buffer = (buffer << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      random += alphabet[(buffer >> (bits - 5)) & 31];
-      bits -= 5;
-    }
+  let tail = '';
+  for (let i = 0; i < 16; i++) {
+    tail = alphabet[Number(random & 31n)] + tail;
+    random >>= 5n;
   }
-  return time + random;
+  return head + tail;
 }

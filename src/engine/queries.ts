@@ -1,7 +1,15 @@
 import { type ErrorInfo, ReflexError } from '../core/errors.js';
 import type { LoggedEvent } from '../core/event.js';
 import { explainPattern, type PatternExplanation } from '../core/pattern/reference-matcher.js';
-import { AuditKind, type Run, type RunDetail, type RunStatus, type Store } from '../core/ports/store.js';
+import {
+  type AuditEntry,
+  AuditKind,
+  type Run,
+  type RunDetail,
+  type RunStatus,
+  type Store,
+} from '../core/ports/store.js';
+import type { Rule } from '../core/rule.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
 /** One page of a listing; pass `next` back as `cursor` for the following page. */
@@ -39,11 +47,19 @@ export interface RuleExplanation {
     | 'disabled'
     | 'stopped'
     | 'chain-too-deep'
+    | 'held'
+    | 'suppressed'
+    | 'ignored'
+    | 'key-error'
     | 'not-dispatched';
   /** One sentence for a person. */
   reason: string;
-  /** How the pattern fared; null when the rule has no pattern. */
+  /** How the pattern of a single-event rule fared; null when it has none, or for a correlation. */
   pattern: PatternExplanation | null;
+  /** For a correlation: how each sub-condition's pattern fared on this event. */
+  subs?: Array<{ name: string; pattern: PatternExplanation | null }>;
+  /** Every run the rule created for this event (a correlation may create several). */
+  runs?: Array<{ id: string; status: RunStatus }>;
   condition?: { expression: string; result: 'true' | 'false' | 'error' | 'not evaluated'; error?: ErrorInfo };
   run?: { id: string; status: RunStatus };
 }
@@ -143,81 +159,7 @@ export function createQueries(options: QueriesOptions): Queries {
       const version = await versions.get(versionId);
       const audit = dispatched ? await store.auditForEvent(logged.seq) : [];
       const runs = dispatched ? await store.runsForEvent(logged.seq) : [];
-      const rules = version.rulebook.rules.map((rule): RuleExplanation => {
-        const pattern = rule.pattern ? explainPattern(rule.pattern, logged.event) : null;
-        const entries = audit.filter((entry) => entry.rule === rule.name);
-        const run = runs.find((r) => r.rule === rule.name);
-        const condition = rule.condition
-          ? {
-              expression: rule.condition.source,
-              result: 'not evaluated' as 'true' | 'false' | 'error' | 'not evaluated',
-            }
-          : undefined;
-        const out: RuleExplanation = { rule: rule.name, verdict: 'no-match', reason: '', pattern };
-        if (condition) out.condition = condition;
-        if (!rule.enabled)
-          return { ...out, verdict: 'disabled', reason: 'The rule is disabled (`enabled: false`).' };
-        if (pattern && !pattern.matched) {
-          return { ...out, verdict: 'no-match', reason: describeMismatch(pattern) };
-        }
-        if (!dispatched) {
-          return {
-            ...out,
-            verdict: 'not-dispatched',
-            reason: 'The pattern matches; the event has not been dispatched yet.',
-          };
-        }
-        if (run) {
-          if (condition) condition.result = 'true';
-          return {
-            ...out,
-            verdict: 'fired',
-            reason: `The rule fired: run ${run.id} is ${run.status}.`,
-            run: { id: run.id, status: run.status },
-          };
-        }
-        for (const entry of entries) {
-          switch (entry.kind) {
-            case AuditKind.conditionFalse:
-              if (condition) condition.result = 'false';
-              return {
-                ...out,
-                verdict: 'condition-false',
-                reason: `The pattern matched but the condition \`${rule.condition?.source}\` was false.`,
-              };
-            case AuditKind.conditionError: {
-              const error = entry.detail?.error as ErrorInfo | undefined;
-              if (condition) {
-                condition.result = 'error';
-                if (error) out.condition = { ...condition, error };
-              }
-              return {
-                ...out,
-                verdict: 'condition-error',
-                reason: `The condition could not be evaluated: ${error?.message ?? 'unknown error'}`,
-              };
-            }
-            case AuditKind.stopped:
-              return {
-                ...out,
-                verdict: 'stopped',
-                reason: `The rule matched, but the earlier rule \`${String(entry.detail?.by)}\` fired with \`stop: true\`.`,
-              };
-            case AuditKind.chainTooDeep:
-              return {
-                ...out,
-                verdict: 'chain-too-deep',
-                reason: `The event came from a chain of ${String(entry.detail?.depth)} rule outcomes, over the limit of ${String(entry.detail?.limit)}; rules do not fire on it.`,
-              };
-          }
-        }
-        return {
-          ...out,
-          verdict: 'no-match',
-          reason:
-            'The rule matches now but did not when the event was dispatched (facts or the rulebook have changed).',
-        };
-      });
+      const rules = version.rulebook.rules.map((rule) => explainRule(rule, logged, dispatched, audit, runs));
       return { ...base, rules };
     },
     async listRuns(query) {
@@ -240,6 +182,158 @@ export function createQueries(options: QueriesOptions): Queries {
       return run;
     },
   };
+}
+
+/** Why one rule did or did not act on one event, from its patterns and the audit of that event. */
+function explainRule(
+  rule: Rule,
+  logged: LoggedEvent,
+  dispatched: boolean,
+  audit: readonly AuditEntry[],
+  allRuns: readonly Run[],
+): RuleExplanation {
+  const single = rule.flow.when.type === 'single';
+  const patterns = rule.subs.map((sub) => ({
+    name: sub.name,
+    pattern: sub.pattern ? explainPattern(sub.pattern, logged.event) : null,
+  }));
+  const first = rule.subs[0];
+  const out: RuleExplanation = {
+    rule: rule.name,
+    verdict: 'no-match',
+    reason: '',
+    pattern: single ? patterns[0]!.pattern : null,
+  };
+  if (!single) out.subs = patterns;
+  const condition =
+    single && first?.condition
+      ? {
+          expression: first.condition.source,
+          result: 'not evaluated' as 'true' | 'false' | 'error' | 'not evaluated',
+        }
+      : undefined;
+  if (condition) out.condition = condition;
+  const entries = audit.filter((entry) => entry.rule === rule.name);
+  const runs = allRuns.filter((r) => r.rule === rule.name);
+  if (!rule.enabled)
+    return { ...out, verdict: 'disabled', reason: 'The rule is disabled (`enabled: false`).' };
+  const matchedAny = patterns.some((p) => p.pattern === null || p.pattern.matched);
+  const isTimer = entries.length > 0 && logged.event.type === 'reflex.timer';
+  if (!matchedAny && !isTimer) {
+    const mismatch = patterns.find((p) => p.pattern && !p.pattern.matched)?.pattern;
+    const reason = mismatch && !mismatch.matched ? describeMismatch(mismatch) : 'The pattern did not match.';
+    return { ...out, verdict: 'no-match', reason: single ? reason : `No sub-condition matched. ${reason}` };
+  }
+  if (!dispatched) {
+    return {
+      ...out,
+      verdict: 'not-dispatched',
+      reason: 'The pattern matches; the event has not been dispatched yet.',
+    };
+  }
+  if (runs.length > 0) {
+    if (condition) condition.result = 'true';
+    const list = runs.map((r) => `${r.id} (${r.status})`).join(', ');
+    return {
+      ...out,
+      verdict: 'fired',
+      reason:
+        runs.length === 1 ? `The rule fired: run ${list}.` : `The rule fired ${runs.length} runs: ${list}.`,
+      run: { id: runs[0]!.id, status: runs[0]!.status },
+      runs: runs.map((r) => ({ id: r.id, status: r.status })),
+    };
+  }
+  const find = (kind: AuditEntry['kind']) => entries.find((entry) => entry.kind === kind);
+  const suppressed = find(AuditKind.suppressed);
+  if (suppressed) {
+    const d = suppressed.detail ?? {};
+    const until = d.until ? ` until ${String(d.until)}` : '';
+    const how = d.delayed ? 'delayed (queued)' : d.waiting ? 'held back' : 'suppressed';
+    return {
+      ...out,
+      verdict: 'suppressed',
+      reason: `The rule matched but was ${how} by ${String(d.by ?? d.stage)} (key ${String(d.key) || '(none)'})${until}.`,
+    };
+  }
+  const held = find(AuditKind.held);
+  if (held) {
+    const d = held.detail ?? {};
+    return {
+      ...out,
+      verdict: 'held',
+      reason: `The event is held by the rule's ${String(d.by ?? d.stage)} (key ${String(d.key) || '(none)'}), waiting: ${describeHeld(d)}.`,
+    };
+  }
+  const keyError = find(AuditKind.keyError);
+  if (keyError) {
+    const error = keyError.detail?.error as ErrorInfo | undefined;
+    return {
+      ...out,
+      verdict: 'key-error',
+      reason: `A key expression (${String(keyError.detail?.stage)}) failed: ${error?.message ?? 'unknown error'}`,
+    };
+  }
+  const conditionError = find(AuditKind.conditionError);
+  if (conditionError) {
+    const error = conditionError.detail?.error as ErrorInfo | undefined;
+    if (condition) {
+      condition.result = 'error';
+      if (error) out.condition = { ...condition, error };
+    }
+    return {
+      ...out,
+      verdict: 'condition-error',
+      reason: `The condition could not be evaluated: ${error?.message ?? 'unknown error'}`,
+    };
+  }
+  if (find(AuditKind.conditionFalse)) {
+    if (condition) condition.result = 'false';
+    const which = single
+      ? `the condition \`${first?.condition?.source}\``
+      : "no matching sub-condition's `if`";
+    return { ...out, verdict: 'condition-false', reason: `The pattern matched but ${which} was false.` };
+  }
+  const stopped = find(AuditKind.stopped);
+  if (stopped) {
+    return {
+      ...out,
+      verdict: 'stopped',
+      reason: `The rule matched, but the earlier rule \`${String(stopped.detail?.by)}\` fired with \`stop: true\`.`,
+    };
+  }
+  const tooDeep = find(AuditKind.chainTooDeep);
+  if (tooDeep) {
+    return {
+      ...out,
+      verdict: 'chain-too-deep',
+      reason: `The event came from a chain of ${String(tooDeep.detail?.depth)} rule outcomes, over the limit of ${String(tooDeep.detail?.limit)}; rules do not fire on it.`,
+    };
+  }
+  if (!single) {
+    return {
+      ...out,
+      verdict: 'ignored',
+      reason:
+        'A sub-condition matched, but the event did not advance the correlation (e.g. out of order, or the partial match had expired).',
+    };
+  }
+  return {
+    ...out,
+    verdict: 'no-match',
+    reason:
+      'The rule matches now but did not when the event was dispatched (facts or the rulebook have changed).',
+  };
+}
+
+function describeHeld(detail: Record<string, unknown>): string {
+  if (Array.isArray(detail.waitingFor)) return `for ${detail.waitingFor.join(', ')}`;
+  if (typeof detail.waitingFor === 'string')
+    return `for ${detail.waitingFor} until ${String(detail.deadline)}`;
+  if (detail.count !== undefined)
+    return `${String(detail.count)} of ${String(detail.of)}${detail.until ? ` until ${String(detail.until)}` : ''}`;
+  if (detail.step !== undefined)
+    return `step ${String(detail.step)} of ${String(detail.of)}, next ${String(detail.next)}`;
+  return 'for more events';
 }
 
 function describeMismatch(pattern: Extract<PatternExplanation, { matched: false }>): string {

@@ -2,7 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { chainExtension } from '../core/decide.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
-import type { AppendResult, CloudEvent } from '../core/event.js';
+import { type AppendResult, type CloudEvent, checkDepth } from '../core/event.js';
+import { factNameRule, isFactName } from '../core/fact-name.js';
 import { parsePattern } from '../core/pattern/pattern.js';
 import { matchPattern } from '../core/pattern/reference-matcher.js';
 import type { Logger } from '../core/ports/logger.js';
@@ -174,6 +175,38 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     return { match: matchPattern(parsePattern(pattern), event) };
   });
 
+  app.get('/api/v1/facts', async () => ({ facts: engine.facts.snapshot() }));
+
+  app.get<{ Params: { name: string } }>('/api/v1/facts/:name', async (request) => {
+    const name = factName(request.params.name);
+    const facts = engine.facts.snapshot();
+    if (!Object.hasOwn(facts, name)) throw new ReflexError('REFLEX_ERR_FACT_NOT_FOUND', { name });
+    return { name, value: facts[name] };
+  });
+
+  app.put<{ Params: { name: string } }>('/api/v1/facts/:name', async (request) => {
+    const name = factName(request.params.name);
+    const body = bodyOf(request);
+    if (body.length === 0) {
+      throw new ReflexError('REFLEX_ERR_API_INVALID_BODY', {
+        reason: 'it is empty',
+        fix: 'send the fact\'s value as JSON, e.g. ["web-2"]; remove a fact with DELETE.',
+      });
+    }
+    const value = parseJsonBody(body);
+    checkDepth(value, engine.limits.maxDepth);
+    await engine.facts.set(name, value);
+    return { name, value };
+  });
+
+  app.delete<{ Params: { name: string } }>('/api/v1/facts/:name', async (request) => {
+    const name = factName(request.params.name);
+    if (!Object.hasOwn(engine.facts.snapshot(), name))
+      throw new ReflexError('REFLEX_ERR_FACT_NOT_FOUND', { name });
+    await engine.facts.set(name, undefined);
+    return { name, deleted: true };
+  });
+
   app.get('/api/v1/health', async () => ({
     status: 'ok',
     rulebookVersion: engine.rulebook?.id ?? null,
@@ -187,6 +220,17 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 
 function bodyOf(request: FastifyRequest): Buffer {
   return Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+}
+
+function factName(name: string): string {
+  if (!isFactName(name)) {
+    throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
+      param: 'name',
+      reason: `${JSON.stringify(name)} is not a usable fact name`,
+      fix: factNameRule,
+    });
+  }
+  return name;
 }
 
 /** Whether a path (raw or decoded) is under /api/, however its letters are percent-encoded. */

@@ -184,7 +184,6 @@ export function stepAbsence(
     const next = { after: input.event, deadline: t + spec.windowMs };
     return {
       state: next,
-      expiresAt: next.deadline,
       firings,
       timer: next.deadline,
       notes: [
@@ -195,7 +194,7 @@ export function stepAbsence(
       ],
     };
   }
-  if (current === state) return unchanged(state, state?.deadline);
+  if (current === state) return unchanged(state);
   // The wait ended: it fired (its deadline had passed) or B came in time.
   return { state: undefined, firings, timer: null, notes: [] };
 }
@@ -206,7 +205,7 @@ export function absenceOnTime(
   state: AbsenceState | undefined,
   t: number,
 ): StageResult<AbsenceState> {
-  if (!state || t < state.deadline) return unchanged(state, state?.deadline);
+  if (!state || t < state.deadline) return unchanged(state);
   return { state: undefined, firings: [absenceFiring(spec, state)], timer: null, notes: [] };
 }
 

@@ -36,7 +36,10 @@ export type StageNote =
 export interface StageResult<S> {
   /** The next state; `undefined` deletes it. */
   state: S | undefined;
-  /** When the state stops mattering if nothing else happens (it can then be dropped). */
+  /**
+   * After this time the state no longer matters if nothing else happens, and may be dropped. A state
+   * that waits for its timer has none: its timer ends it, however late the timer is handled.
+   */
   expiresAt?: number;
   firings: Firing[];
   /**

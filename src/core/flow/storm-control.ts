@@ -90,7 +90,6 @@ export function stepDebounce(
   if (spec.maxWaitMs !== undefined) deadline = Math.min(deadline, first + spec.maxWaitMs);
   return {
     state: { held, first, deadline },
-    expiresAt: deadline,
     firings: settled.firings,
     timer: deadline,
     notes: [{ kind: 'suppressed', until: deadline, detail: { by: 'debounce', waiting: true } }],
@@ -103,7 +102,7 @@ export function debounceOnTime(
   state: DebounceState | undefined,
   t: number,
 ): StageResult<DebounceState> {
-  if (!state || t < state.deadline) return unchanged(state, state?.deadline);
+  if (!state || t < state.deadline) return unchanged(state);
   return {
     state: undefined,
     firings: [groupFiring(state.held, spec.pass === 'all')],
@@ -232,7 +231,6 @@ export function stepBatch(
   const deadline = current?.deadline ?? t + spec.windowMs;
   return {
     state: { held, deadline },
-    expiresAt: deadline,
     firings,
     timer: deadline,
     notes: [
@@ -250,6 +248,6 @@ export function batchOnTime(
   state: BatchState | undefined,
   t: number,
 ): StageResult<BatchState> {
-  if (!state || t < state.deadline) return unchanged(state, state?.deadline);
+  if (!state || t < state.deadline) return unchanged(state);
   return { state: undefined, firings: [groupFiring(state.held, true)], timer: null, notes: [] };
 }

@@ -1,0 +1,84 @@
+import { toErrorInfo } from '../core/errors.js';
+import type { Clock } from '../core/ports/clock.js';
+import type { Logger } from '../core/ports/logger.js';
+import type { Store } from '../core/ports/store.js';
+
+export interface TimerServiceOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  /** Called after due timers became `reflex.timer` events in the log. */
+  onFired: () => void;
+}
+
+/**
+ * Turns due timers (set by correlation and storm-control stages) into events in the log, at their time
+ * by the engine's clock. The dispatcher then hands each one to the stage that set it, so time-based
+ * firings are logged, audited and replayed like any other.
+ */
+export interface TimerService {
+  start(): void;
+  /** Timers may have changed: look again for the earliest. */
+  reschedule(): void;
+  drain(): Promise<void>;
+}
+
+export function createTimerService(options: TimerServiceOptions): TimerService {
+  const { store, clock, logger } = options;
+  let cancel: (() => void) | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let stopped = false;
+
+  const fire = async () => {
+    try {
+      for (;;) {
+        const fired = await store.fireDueTimers(clock.now(), 500);
+        if (fired.some((result) => !result.duplicate)) options.onFired();
+        if (fired.length < 500) break;
+      }
+    } catch (error) {
+      logger.error({ err: toErrorInfo(error) }, 'firing due timers failed; trying again in 1s');
+      cancel?.();
+      if (!stopped) cancel = clock.schedule(clock.now() + 1000, () => schedule());
+      return;
+    }
+    await arm();
+  };
+
+  const arm = async () => {
+    cancel?.();
+    cancel = undefined;
+    if (stopped) return;
+    const due = await store.nextTimerDueAt();
+    if (due !== undefined && !stopped) cancel = clock.schedule(due, () => schedule());
+  };
+
+  // One look at a time; a request during a look makes one more look afterwards.
+  const schedule = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await fire();
+      } while (again && !stopped);
+    })()
+      .catch((error) => logger.error({ err: toErrorInfo(error) }, 'timer service failed'))
+      .finally(() => {
+        running = undefined;
+      });
+  };
+
+  return {
+    start: schedule,
+    reschedule: schedule,
+    async drain() {
+      stopped = true;
+      cancel?.();
+      await running;
+    },
+  };
+}
