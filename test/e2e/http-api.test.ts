@@ -937,3 +937,63 @@ describe('http api - api token', () => {
     expect((await allEvents(server, token)).map((e) => e.event.id)).toEqual(['private']);
   });
 });
+
+describe('http api - facts', () => {
+  it('http api - facts are set, read and removed, and each change is an event in the log', async () => {
+    const server = await start();
+    expect((await server.call('/api/v1/facts')).body).toEqual({ facts: {} });
+    const put = await server.call('/api/v1/facts/maintenance', { method: 'PUT', json: ['web-2'] });
+    expect(put.status).toBe(200);
+    expect(put.body).toEqual({ name: 'maintenance', value: ['web-2'] });
+    expect((await server.call('/api/v1/facts/maintenance')).body).toEqual({
+      name: 'maintenance',
+      value: ['web-2'],
+    });
+    expect((await server.call('/api/v1/facts')).body).toEqual({ facts: { maintenance: ['web-2'] } });
+    // The same value again is no change: no second event.
+    await server.call('/api/v1/facts/maintenance', { method: 'PUT', json: ['web-2'] });
+    const removed = await server.call('/api/v1/facts/maintenance', { method: 'DELETE' });
+    expect(removed.body).toEqual({ name: 'maintenance', deleted: true });
+    expectError(await server.call('/api/v1/facts/maintenance'), 404, 'REFLEX_ERR_FACT_NOT_FOUND');
+    expectError(
+      await server.call('/api/v1/facts/maintenance', { method: 'DELETE' }),
+      404,
+      'REFLEX_ERR_FACT_NOT_FOUND',
+    );
+    const changes = (await allEvents(server)).filter((e) => e.event.type === 'reflex.fact.changed');
+    expect(changes.map((e) => e.event.data)).toEqual(
+      expect.arrayContaining([
+        { name: 'maintenance', value: ['web-2'], previous: null },
+        { name: 'maintenance', value: null, previous: ['web-2'] },
+      ]),
+    );
+    expect(changes).toHaveLength(2);
+  });
+
+  it('http api - a bad fact name or body is refused and changes nothing', async () => {
+    const server = await start();
+    expectError(
+      await server.call('/api/v1/facts/9lives', { method: 'PUT', json: 1 }),
+      400,
+      'REFLEX_ERR_API_INVALID_QUERY',
+    );
+    expectError(
+      await server.call('/api/v1/facts/in', { method: 'PUT', json: 1 }),
+      400,
+      'REFLEX_ERR_API_INVALID_QUERY',
+    );
+    const empty = await server.call('/api/v1/facts/x', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+    });
+    expectError(empty, 400, 'REFLEX_ERR_API_INVALID_BODY');
+    const malformed = await server.call('/api/v1/facts/x', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{nope',
+    });
+    expectError(malformed, 400, 'REFLEX_ERR_EVENT_INVALID_JSON');
+    expect((await server.call('/api/v1/facts')).body).toEqual({ facts: {} });
+    expect(await allEvents(server)).toEqual([]);
+  });
+});
