@@ -4,6 +4,7 @@ import type { LoggedEvent } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { AuditEntry, NewRun, Store } from '../core/ports/store.js';
+import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
 import type { Facts } from './facts.js';
 import { createFlowStateCache } from './flow-state-cache.js';
 import type { CompiledVersion } from './rulebook-versions.js';
@@ -14,6 +15,8 @@ export interface DispatcherOptions {
   logger: Logger;
   facts: Facts;
   newRunId: (now: number) => string;
+  /** Keeps the shared matcher in step with the rulebook in force. */
+  indexer: RuleIndexer;
   /**
    * The consumer name under which the offset is stored.
    * @default 'dispatcher'
@@ -65,7 +68,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const consumer = options.consumer ?? 'dispatcher';
   const batchSize = options.batchSize ?? 512;
   const maxChainDepth = options.maxChainDepth ?? 8;
-  let active: CompiledVersion | undefined;
+  /** The version deciding now, with its index; and one waiting to take over at the next batch. */
+  let current: { version: CompiledVersion; index: RuleIndex } | undefined;
+  let pending: CompiledVersion | undefined;
   let activated: number | undefined;
   let offset = 0;
   // Log time as the flow stages see it: never earlier than the previous event's, even if the clock was set back.
@@ -104,13 +109,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
   };
 
-  const dispatchBatch = async (version: CompiledVersion): Promise<boolean> => {
+  const dispatchBatch = async (): Promise<boolean> => {
     let events = takeFromTail();
     if (events.length === 0) events = await store.readEvents(offset, batchSize);
     if (events.length === 0) return false;
+    // A new rulebook takes effect here, between batches and with no await before the decisions, so a
+    // whole batch is decided with one version (and the shared matcher is never changed under it).
+    if (pending) {
+      current = { version: pending, index: options.indexer.index(pending.rulebook.rules) };
+      pending = undefined;
+    }
+    const { version, index } = current!;
     const now = clock.now();
     const context = {
-      index: version.index,
+      index,
       rulebookVersion: version.id,
       facts: options.facts.snapshot(),
       now,
@@ -158,14 +170,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const run = async () => {
     let failures = 0;
     while (!stopped) {
-      const version = active;
-      if (!version) {
+      if (!current && !pending) {
         await sleepUntilWoken();
         continue;
       }
       dirty = false;
       try {
-        const more = await dispatchBatch(version);
+        const more = await dispatchBatch();
         failures = 0;
         if (!more && !dirty) {
           settleWaiters();
@@ -220,7 +231,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       this.wake();
     },
     setRulebook(version) {
-      active = version;
+      pending = version;
       this.wake();
     },
     async caughtUp(seq) {

@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { toErrorInfo } from '../core/errors.js';
 import { defaultEventLimits, type EventLimits } from '../core/event.js';
+import type { Matcher } from '../core/pattern/matcher.js';
+import { createReferenceMatcher } from '../core/pattern/reference-matcher.js';
 import type { Action } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import { type Logger, silentLogger } from '../core/ports/logger.js';
 import { AuditKind, type Store } from '../core/ports/store.js';
+import { createRuleIndexer } from '../core/rule-index.js';
 import type { RulebookFile } from '../rulebook/loader.js';
 import { createDispatcher, type Dispatcher } from './dispatcher.js';
 import { createExecutor, type Executor } from './executor.js';
@@ -36,6 +39,11 @@ export interface EngineOptions {
   maxChainDepth?: number;
   /** @default Math.random — retry jitter */
   random?: () => number;
+  /**
+   * Makes the matcher all rules' patterns go into.
+   * @default the reference matcher
+   */
+  createMatcher?: () => Matcher;
 }
 
 /**
@@ -107,6 +115,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     logger,
     facts,
     newRunId: newSortableId,
+    indexer: createRuleIndexer(options.createMatcher?.() ?? createReferenceMatcher()),
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
     onRunsCreated: () => executor?.wake(),
     onTimersChanged: () => timers?.reschedule(),

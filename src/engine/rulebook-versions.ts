@@ -1,16 +1,13 @@
 import { createHash } from 'node:crypto';
 import { ReflexError } from '../core/errors.js';
-import { createReferenceMatcher } from '../core/pattern/reference-matcher.js';
 import type { Store } from '../core/ports/store.js';
 import type { Rulebook } from '../core/rule.js';
-import { createRuleIndex, type RuleIndex } from '../core/rule-index.js';
 import { compileRulebook, type RulebookCompileOptions, type RulebookFile } from '../rulebook/loader.js';
 
-/** A compiled rulebook version, with its rules indexed for matching. */
+/** A compiled rulebook version. (The dispatcher indexes the one in force for matching.) */
 export interface CompiledVersion {
   id: number;
   rulebook: Rulebook;
-  index: RuleIndex;
 }
 
 /**
@@ -26,8 +23,7 @@ export interface RulebookVersions {
 export function createRulebookVersions(store: Store, options: RulebookCompileOptions): RulebookVersions {
   const cache = new Map<number, Promise<CompiledVersion>>();
   const compile = (id: number, files: readonly RulebookFile[]): CompiledVersion => {
-    const rulebook = compileRulebook(files, options);
-    return { id, rulebook, index: createRuleIndex(rulebook.rules, createReferenceMatcher()) };
+    return { id, rulebook: compileRulebook(files, options) };
   };
   return {
     get(id) {
@@ -53,11 +49,7 @@ export function createRulebookVersions(store: Store, options: RulebookCompileOpt
       });
       const cached = cache.get(id);
       if (cached) return cached;
-      const version: CompiledVersion = {
-        id,
-        rulebook: probe,
-        index: createRuleIndex(probe.rules, createReferenceMatcher()),
-      };
+      const version: CompiledVersion = { id, rulebook: probe };
       cache.set(id, Promise.resolve(version));
       return version;
     },
