@@ -1,0 +1,396 @@
+import type { JsonScalar, Pattern } from '../pattern.js';
+import { type Conjunction, expandPattern, type Step } from './conjunctions.js';
+import type { ArrayContext, EventValues, FieldPaths } from './event-values.js';
+import { ValueIndex } from './value-index.js';
+
+/**
+ * The automaton behind the compiled matcher: a trie of states over the steps of all conjunctions of all
+ * patterns. A state is "these steps hold"; from it, per field, one {@link ValueIndex} leads on to the
+ * states of every step on that field that the stored conjunctions take next, and absence (`exists:
+ * false`) leads on to some. Conjunctions that begin with the same steps share states, so an event visits
+ * the states its values lead to, however many patterns there are.
+ *
+ * Arrays of objects: a visit carries the array elements its values committed to (the membership), and
+ * a value is only taken when it sits in the same elements (aws/event-ruler's array consistency, as in
+ * the reference matcher). Absence under arrays is checked at the end of a conjunction, against the final
+ * membership.
+ */
+
+/** A rule as the automaton knows it: its id and, per event, whether it was already reported. */
+class RuleEnd {
+  stamp = 0;
+  constructor(readonly id: number) {}
+}
+
+/** Outgoing edges of a state for one field: the index of their values, and absence. */
+class EdgeGroup extends ValueIndex<State> {
+  /** Children reached by absence of the field. */
+  absent: State[] | null = null;
+  /** Children by step key. */
+  readonly children = new Map<string, State>();
+  constructor(
+    readonly pathId: number,
+    readonly path: string,
+  ) {
+    super();
+  }
+}
+
+class State {
+  /** Equals the event generation once visited with no membership and no pending absence. */
+  stamp = 0;
+  /** Conjunctions that pass through or end here. */
+  refs = 0;
+  ends: RuleEnd[] | null = null;
+  groups: EdgeGroup[] | null = null;
+  /** The group when there is exactly one (most states): saves two hops through the array. */
+  only: EdgeGroup | null = null;
+  /** Groups with absence edges, visited even when the event lacks the field. */
+  absentGroups: EdgeGroup[] | null = null;
+  /** Groups by field id, once there are many. */
+  groupMap: Map<number, EdgeGroup> | null = null;
+  constructor(
+    readonly id: number,
+    readonly parent: State | null,
+    readonly group: EdgeGroup | null,
+    readonly step: Step | null,
+  ) {}
+}
+
+/** Past this many fields, a state's groups are found by field id rather than scanned. */
+const mapGroupsAbove = 8;
+
+interface RuleRecord {
+  readonly end: RuleEnd;
+  /** The last state of each conjunction. */
+  readonly terminals: State[];
+}
+
+function pairConsistent(a: ArrayContext, b: ArrayContext): boolean {
+  for (let x: ArrayContext | null = a; x !== null; x = x.parent) {
+    for (let y: ArrayContext | null = b; y !== null; y = y.parent) {
+      if (x === y) break;
+      if (x.array === y.array && x.index !== y.index) return false;
+    }
+  }
+  return true;
+}
+
+function consistent(context: ArrayContext, membership: readonly ArrayContext[]): boolean {
+  for (let i = 0; i < membership.length; i++) if (!pairConsistent(context, membership[i]!)) return false;
+  return true;
+}
+
+function within(ancestor: ArrayContext, context: ArrayContext): boolean {
+  for (let c: ArrayContext | null = context; c !== null; c = c.parent) if (c === ancestor) return true;
+  return false;
+}
+
+/** The membership after also committing to `context`, kept as the innermost elements only. */
+function extend(membership: readonly ArrayContext[] | null, context: ArrayContext): readonly ArrayContext[] {
+  if (membership === null) return [context];
+  for (const m of membership) if (within(context, m)) return membership;
+  const out = membership.filter((m) => !within(m, context));
+  out.push(context);
+  return out;
+}
+
+/** Sorts ids in place: by insertion when few (the usual case, far cheaper than `sort` with a callback). */
+function sortAscending(ids: number[]): void {
+  const n = ids.length;
+  if (n > 32) {
+    ids.sort((a, b) => a - b);
+    return;
+  }
+  for (let i = 1; i < n; i++) {
+    const id = ids[i]!;
+    let j = i - 1;
+    while (j >= 0 && ids[j]! > id) {
+      ids[j + 1] = ids[j]!;
+      j--;
+    }
+    ids[j + 1] = id;
+  }
+}
+
+/** Compiles patterns into states and matches events against them. */
+export class Automaton {
+  /** Conjunctions whose fields are all distinct: arrays of a single field are ignored. */
+  readonly #loose: State;
+  /** Conjunctions that test a field twice: every array position counts. */
+  readonly #strict: State;
+  readonly #rules = new Map<number, RuleRecord>();
+  readonly #paths: FieldPaths;
+  #nextState = 2;
+  #states = 2;
+  // Per-event scratch, reused.
+  #values: EventValues | undefined;
+  #out: number[] = [];
+  /** Children found by value lookups; each lookup writes above the ones still being visited. */
+  #buffer: State[] = [];
+  #top = 0;
+  #seen: Set<string> | null = null;
+
+  constructor(paths: FieldPaths) {
+    this.#paths = paths;
+    this.#loose = new State(0, null, null, null);
+    this.#strict = new State(1, null, null, null);
+  }
+
+  /** How many rules are stored. */
+  get size(): number {
+    return this.#rules.size;
+  }
+
+  /** How many states the automaton has (the two roots included). */
+  get stateCount(): number {
+    return this.#states;
+  }
+
+  /** Stores `pattern` under `id`, replacing the pattern stored there. Throws before changing anything. */
+  add(id: number, pattern: Pattern): void {
+    const conjunctions = expandPattern(pattern);
+    this.remove(id);
+    const end = new RuleEnd(id);
+    const terminals: State[] = [];
+    for (const conjunction of conjunctions) terminals.push(this.#addConjunction(conjunction, end));
+    this.#rules.set(id, { end, terminals });
+  }
+
+  /** Removes the pattern under `id`, and the states no other pattern uses. */
+  remove(id: number): void {
+    const rule = this.#rules.get(id);
+    if (rule === undefined) return;
+    this.#rules.delete(id);
+    for (const terminal of rule.terminals) {
+      const ends = terminal.ends!;
+      ends.splice(ends.indexOf(rule.end), 1);
+      if (ends.length === 0) terminal.ends = null;
+      for (let state: State = terminal; state.parent !== null; state = state.parent) {
+        if (--state.refs === 0) this.#detach(state);
+      }
+    }
+  }
+
+  #addConjunction(conjunction: Conjunction, end: RuleEnd): State {
+    let state = conjunction.strict ? this.#strict : this.#loose;
+    for (const step of conjunction.steps) {
+      state = this.#child(state, step);
+      state.refs++;
+    }
+    state.ends ??= [];
+    state.ends.push(end);
+    return state;
+  }
+
+  #child(state: State, step: Step): State {
+    let group = this.#group(state, step.path);
+    if (group === undefined) {
+      group = new EdgeGroup(this.#paths.acquire(step.path), step.path);
+      state.groups ??= [];
+      state.groups.push(group);
+      state.only = state.groups.length === 1 ? group : null;
+      if (state.groupMap !== null) state.groupMap.set(group.pathId, group);
+      else if (state.groups.length > mapGroupsAbove) {
+        state.groupMap = new Map(state.groups.map((g) => [g.pathId, g]));
+      }
+    }
+    const known = group.children.get(step.key);
+    if (known !== undefined) return known;
+    const child = new State(this.#nextState++, state, group, step);
+    this.#states++;
+    group.children.set(step.key, child);
+    for (const matcher of step.matchers) {
+      if (matcher.type === 'exists' && !matcher.value) continue;
+      group.add(matcher, child);
+    }
+    if (step.absent) {
+      if (group.absent === null) {
+        group.absent = [];
+        state.absentGroups ??= [];
+        state.absentGroups.push(group);
+      }
+      group.absent.push(child);
+    }
+    return child;
+  }
+
+  #group(state: State, path: string): EdgeGroup | undefined {
+    const groups = state.groups;
+    if (groups === null) return undefined;
+    for (const group of groups) if (group.path === path) return group;
+    return undefined;
+  }
+
+  #detach(state: State): void {
+    const group = state.group!;
+    const parent = state.parent!;
+    const step = state.step!;
+    this.#states--;
+    group.children.delete(step.key);
+    for (const matcher of step.matchers) {
+      if (matcher.type === 'exists' && !matcher.value) continue;
+      group.remove(matcher, state);
+    }
+    if (group.absent !== null) {
+      const at = group.absent.indexOf(state);
+      if (at >= 0) group.absent.splice(at, 1);
+      if (group.absent.length === 0) {
+        group.absent = null;
+        const groups = parent.absentGroups!;
+        groups.splice(groups.indexOf(group), 1);
+        if (groups.length === 0) parent.absentGroups = null;
+      }
+    }
+    if (group.children.size > 0) return;
+    const groups = parent.groups!;
+    groups.splice(groups.indexOf(group), 1);
+    parent.groupMap?.delete(group.pathId);
+    parent.only = groups.length === 1 ? groups[0]! : null;
+    if (groups.length === 0) {
+      parent.groups = null;
+      parent.groupMap = null;
+    }
+    this.#paths.release(group.path);
+  }
+
+  /** The ids of the rules whose patterns the event read into `values` matches, ascending. */
+  match(values: EventValues): number[] {
+    this.#values = values;
+    const out: number[] = [];
+    this.#out = out;
+    this.#visit(this.#loose, null, null, false);
+    this.#visit(this.#strict, null, null, true);
+    this.#seen = null;
+    this.#values = undefined;
+    sortAscending(out);
+    return out;
+  }
+
+  #visit(
+    state: State,
+    membership: readonly ArrayContext[] | null,
+    pending: readonly number[] | null,
+    strict: boolean,
+  ): void {
+    const values = this.#values!;
+    if (membership === null && pending === null) {
+      if (state.stamp === values.generation) return;
+      state.stamp = values.generation;
+    } else {
+      const key = this.#searchKey(state, membership, pending);
+      this.#seen ??= new Set();
+      const seen = this.#seen;
+      if (seen.has(key)) return;
+      seen.add(key);
+    }
+    const ends = state.ends;
+    if (ends !== null && (pending === null || this.#absent(pending, membership, strict))) {
+      for (let i = 0; i < ends.length; i++) {
+        const end = ends[i]!;
+        if (end.stamp !== values.generation) {
+          end.stamp = values.generation;
+          this.#out.push(end.id);
+        }
+      }
+    }
+    if (state.only !== null) {
+      this.#follow(state.only, membership, pending, strict);
+      return;
+    }
+    const groups = state.groups;
+    if (groups === null) return;
+    if (state.groupMap !== null && values.present.length < groups.length) {
+      // Many fields lead on from here: look up the event's fields instead of scanning them all.
+      const present = values.present;
+      for (let i = 0; i < present.length; i++) {
+        const group = state.groupMap.get(present[i]!);
+        if (group !== undefined) this.#follow(group, membership, pending, strict);
+      }
+      const absentGroups = state.absentGroups;
+      if (absentGroups !== null) {
+        for (const group of absentGroups) {
+          if (values.slot(group.pathId) === undefined) this.#follow(group, membership, pending, strict);
+        }
+      }
+      return;
+    }
+    for (let i = 0; i < groups.length; i++) this.#follow(groups[i]!, membership, pending, strict);
+  }
+
+  /** Follows the edges of one field: by each of its values, and by its absence. */
+  #follow(
+    group: EdgeGroup,
+    membership: readonly ArrayContext[] | null,
+    pending: readonly number[] | null,
+    strict: boolean,
+  ): void {
+    const values = this.#values!;
+    const slot = values.slot(group.pathId);
+    if (slot === undefined) {
+      const absent = group.absent;
+      if (absent !== null)
+        for (let i = 0; i < absent.length; i++) this.#visit(absent[i]!, membership, pending, strict);
+      return;
+    }
+    const records = slot.records;
+    const buffer = this.#buffer;
+    const contexts = values.hasArrays ? (strict ? values.contexts : values.loose) : null;
+    let live = 0;
+    let everyInArray = true;
+    for (let k = 0; k < slot.count; k++) {
+      const r = records[k]!;
+      if (values.dead[r]) continue;
+      live++;
+      const context = contexts === null ? null : (contexts[r] ?? null);
+      if (context === null) everyInArray = false;
+      else if (membership !== null && !consistent(context, membership)) continue;
+      const start = this.#top;
+      const end = group.collect(values.values[r] as JsonScalar, buffer, start);
+      if (start === end) continue;
+      this.#top = end;
+      const next = context === null ? membership : extend(membership, context);
+      for (let i = start; i < end; i++) this.#visit(buffer[i]!, next, pending, strict);
+      this.#top = start;
+    }
+    // A field with values is absent only if each one sits in array elements other than the chosen ones;
+    // which those are is known at the end of the conjunction.
+    const absent = group.absent;
+    if (absent === null) return;
+    if (live === 0) {
+      // Every value came from a JSON key that a later duplicate overrode: the field is absent.
+      for (let i = 0; i < absent.length; i++) this.#visit(absent[i]!, membership, pending, strict);
+    } else if (everyInArray) {
+      const waiting = pending === null ? [group.pathId] : [...pending, group.pathId];
+      for (let i = 0; i < absent.length; i++) this.#visit(absent[i]!, membership, waiting, strict);
+    }
+  }
+
+  /** Whether every field in `pending` has no value consistent with `membership`. */
+  #absent(pending: readonly number[], membership: readonly ArrayContext[] | null, strict: boolean): boolean {
+    if (membership === null) return false;
+    const values = this.#values!;
+    const contexts = strict ? values.contexts : values.loose;
+    for (const pathId of pending) {
+      const slot = values.slot(pathId)!;
+      for (let k = 0; k < slot.count; k++) {
+        const r = slot.records[k]!;
+        if (values.dead[r]) continue;
+        const context = contexts[r] ?? null;
+        if (context === null || consistent(context, membership)) return false;
+      }
+    }
+    return true;
+  }
+
+  #searchKey(
+    state: State,
+    membership: readonly ArrayContext[] | null,
+    pending: readonly number[] | null,
+  ): string {
+    let key = `${state.id}`;
+    if (membership !== null) key += `|${membership.map((m) => m.uid).sort((a, b) => a - b)}`;
+    if (pending !== null) key += `/${[...pending].sort((a, b) => a - b)}`;
+    return key;
+  }
+}
