@@ -51,16 +51,17 @@ export function createRuleIndexer(matcher: Matcher): RuleIndexer {
       const unconditional: Array<{ rule: number; sub: number }> = [];
       for (const rule of rules) {
         rule.subs.forEach((sub, i) => {
-          if (!sub.pattern) {
+          const pattern = sub.indexPattern ?? sub.pattern;
+          if (!pattern) {
             unconditional.push({ rule: rule.index, sub: i });
             return;
           }
-          const text = JSON.stringify(sub.pattern.source);
+          const text = JSON.stringify(pattern.source);
           let entry = next.get(text);
           if (!entry) {
             const kept = byText.get(text);
             entry = { id: kept ? kept.id : nextId++, owners: [] };
-            if (!kept) matcher.add(entry.id, sub.pattern);
+            if (!kept) matcher.add(entry.id, pattern);
             next.set(text, entry);
           }
           entry.owners.push({ rule: rule.index, sub: i });

@@ -60,6 +60,12 @@ export interface SubCondition {
   name: string;
   pattern?: Pattern;
   condition?: Condition;
+  /**
+   * What the matcher indexes the sub-condition by: its pattern, or for a condition-only sub the
+   * pattern its condition implies (a necessary condition; the condition still decides). Absent: the
+   * sub is a candidate for every event.
+   */
+  indexPattern?: Pattern;
   /** The correlation key of a matching event (the sub's own `by`, else the rule's). */
   by?: Expression;
 }

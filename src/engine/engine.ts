@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { toErrorInfo } from '../core/errors.js';
 import { defaultEventLimits, type EventLimits } from '../core/event.js';
+import { createCompiledMatcher } from '../core/pattern/compiled-matcher.js';
 import type { Matcher } from '../core/pattern/matcher.js';
-import { createReferenceMatcher } from '../core/pattern/reference-matcher.js';
 import type { Action } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import { type Logger, silentLogger } from '../core/ports/logger.js';
@@ -41,7 +41,7 @@ export interface EngineOptions {
   random?: () => number;
   /**
    * Makes the matcher all rules' patterns go into.
-   * @default the reference matcher
+   * @default the compiled matcher (one automaton for all patterns)
    */
   createMatcher?: () => Matcher;
 }
@@ -115,7 +115,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     logger,
     facts,
     newRunId: newSortableId,
-    indexer: createRuleIndexer(options.createMatcher?.() ?? createReferenceMatcher()),
+    indexer: createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher()),
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
     onRunsCreated: () => executor?.wake(),
     onTimersChanged: () => timers?.reschedule(),

@@ -224,6 +224,19 @@ function explainRule(
     const reason = mismatch && !mismatch.matched ? describeMismatch(mismatch) : 'The pattern did not match.';
     return { ...out, verdict: 'no-match', reason: single ? reason : `No sub-condition matched. ${reason}` };
   }
+  // A condition-only rule is indexed by the pattern its condition implies: an event outside it never
+  // reached the condition, which is then false by construction.
+  if (single && first && !first.pattern && first.indexPattern) {
+    const implied = explainPattern(first.indexPattern, logged.event);
+    if (!implied.matched) {
+      if (condition) condition.result = 'false';
+      return {
+        ...out,
+        verdict: 'condition-false',
+        reason: `The condition \`${first.condition?.source}\` is false: ${describeMismatch(implied).replace(/^The pattern did not match/, 'it needs')}`,
+      };
+    }
+  }
   if (!dispatched) {
     return {
       ...out,

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { compileCondition } from '../core/condition.js';
+import { impliedPattern } from '../core/condition-index.js';
 import { compileExpression, type Expression } from '../core/expression.js';
 import { type FlowSpec, isStateful, type WhenSpec } from '../core/flow/rule-flow.js';
-import { parsePattern } from '../core/pattern/pattern.js';
+import { checkCompilable } from '../core/pattern/compiled-matcher.js';
+import { type Pattern, parsePattern } from '../core/pattern/pattern.js';
 import type { KeyedStage, SubCondition } from '../core/rule.js';
 import type { RuleDocument, SubConditionDocument } from './schema.js';
 
@@ -71,10 +73,21 @@ export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): Compile
     name: string,
   ): SubCondition => {
     const compiled: SubCondition = { name: written.name ?? name };
-    if (written.pattern !== undefined)
-      compiled.pattern = ctx.at([...path, 'pattern'], () => parsePattern(written.pattern));
-    if (written.if !== undefined)
+    if (written.pattern !== undefined) {
+      compiled.pattern = ctx.at([...path, 'pattern'], () => {
+        const pattern = parsePattern(written.pattern);
+        checkCompilable(pattern);
+        return pattern;
+      });
+      compiled.indexPattern = compiled.pattern;
+    }
+    if (written.if !== undefined) {
       compiled.condition = ctx.at([...path, 'if'], () => compileCondition(written.if as string));
+      if (!compiled.pattern) {
+        const implied = impliedIndex(written.if);
+        if (implied) compiled.indexPattern = implied;
+      }
+    }
     if (written.by !== undefined)
       compiled.by = ctx.at([...path, 'by'], () => compileExpression(written.by as string));
     else if (ruleBy) compiled.by = ruleBy;
@@ -191,6 +204,18 @@ export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): Compile
     compiled.concurrency = { max: doc.concurrency.max ?? 1 };
   }
   return compiled;
+}
+
+/** The pattern a condition implies, if the compiled matcher can take it; else none (the sub matches all). */
+function impliedIndex(condition: string): Pattern | undefined {
+  const implied = impliedPattern(condition);
+  if (!implied) return undefined;
+  try {
+    checkCompilable(implied);
+    return implied;
+  } catch {
+    return undefined;
+  }
 }
 
 function hashOf(value: unknown): string {

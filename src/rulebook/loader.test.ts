@@ -110,6 +110,25 @@ describe('rulebook loader', () => {
     expect(problems[0]!.message).toContain('`prefx`');
   });
 
+  it('rulebook - a pattern too complex for the matcher is refused at load time, where it is written', () => {
+    // Nested $or lists multiply: 11 levels of two alternatives are 2 048 alternatives, over the limit.
+    const nest = (n: number): Record<string, unknown> =>
+      n === 0
+        ? {}
+        : {
+            $or: [
+              { [`f${n}`]: ['a'], ...nest(n - 1) },
+              { [`g${n}`]: ['b'], ...nest(n - 1) },
+            ],
+          };
+    const problems = problemsOf(
+      valid.replace('status: [firing]', `status: [firing], x: ${JSON.stringify(nest(11))}`),
+    );
+    expect(problems).toHaveLength(1);
+    expect(problems[0]!.line).toBe(14);
+    expect(problems[0]!.message).toContain('REFLEX_ERR_PATTERN_TOO_COMPLEX');
+  });
+
   it('rulebook - a CEL syntax error points at the character in the condition', () => {
     const problems = problemsOf(
       valid.replace('if: event.data.value > vars.threshold', 'if: event.data.value > > vars.threshold'),

@@ -412,3 +412,26 @@ rules:
     expect(await harness.store.listEvents({ limit: 5, type: 'done' })).toHaveLength(1);
   });
 });
+
+describe('engine - indexing', () => {
+  it('engine - a condition-only rule is indexed by what its condition implies, and explained', async () => {
+    harness = await createEngineHarness(`
+rules:
+  - name: big-orders
+    when: { if: 'event.type == "order.created" && event.data.total > 100' }
+    then: [ { log: big } ]
+`);
+    const [big, small, other] = await harness.send(
+      { type: 'order.created', data: { total: 250 } },
+      { type: 'order.created', data: { total: 50 } },
+      { type: 'order.paid', data: { total: 250 } },
+    );
+    await harness.engine.settled();
+    expect((await runsOf('big-orders')).map((r) => r.trigger.seq)).toEqual([big]);
+    const notIndexed = await harness.engine.queries.explain(String(other));
+    expect(notIndexed.rules[0]).toMatchObject({ verdict: 'condition-false' });
+    expect(notIndexed.rules[0]!.reason).toContain('`type`');
+    const indexedButFalse = await harness.engine.queries.explain(String(small));
+    expect(indexedButFalse.rules[0]).toMatchObject({ verdict: 'condition-false' });
+  });
+});

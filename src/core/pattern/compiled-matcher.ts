@@ -1,9 +1,19 @@
 import { Automaton } from './automaton/automaton.js';
+import { expandPattern } from './automaton/conjunctions.js';
 import { EventValues, FieldPaths, readObject } from './automaton/event-values.js';
 import { readJson } from './automaton/json-scanner.js';
 import type { Matcher } from './matcher.js';
+import type { Pattern } from './pattern.js';
 
 export { compiledMatcherLimits } from './automaton/conjunctions.js';
+
+/**
+ * Throws REFLEX_ERR_PATTERN_TOO_COMPLEX when the compiled matcher would refuse `pattern` (see `add`), so
+ * a rulebook can be refused when it is loaded rather than when it takes effect.
+ */
+export function checkCompilable(pattern: Pattern): void {
+  expandPattern(pattern);
+}
 
 /** A {@link Matcher} that also matches events given as JSON text. */
 export interface CompiledMatcher extends Matcher {
