@@ -88,7 +88,11 @@ export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionCont
     }
   };
 
-  if (event.type === timerEventType && event.source === 'reflex') routeTimer(logged, t, ctx, fire, record);
+  // A timer event is internal: it settles the stage that set it, and user rules do not see it.
+  if (event.type === timerEventType && event.source === 'reflex') {
+    routeTimer(logged, t, ctx, fire, record);
+    return { runs, audit };
+  }
 
   const candidates = ctx.index.candidates(event);
   if (candidates.length === 0) return { runs, audit };
@@ -106,9 +110,12 @@ export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionCont
       continue;
     }
     const conditionErrors: unknown[] = [];
+    // Whether some `if` said no, and none said yes: only then is "the condition was false" the reason.
     let accepted = false;
-    const check = checker(rule, ctx, conditionErrors, () => {
-      accepted = true;
+    let refused = false;
+    const check = checker(rule, ctx, conditionErrors, (holds) => {
+      if (holds) accepted = true;
+      else refused = true;
     });
     let firings: Firing[];
     if (!rule.stateful) {
@@ -137,7 +144,7 @@ export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionCont
     for (const error of conditionErrors)
       record(AuditKind.conditionError, rule.name, { error: toErrorInfo(error) });
     if (firings.length === 0) {
-      if (conditionErrors.length === 0 && !accepted) record(AuditKind.conditionFalse, rule.name);
+      if (conditionErrors.length === 0 && refused && !accepted) record(AuditKind.conditionFalse, rule.name);
       continue;
     }
     fire(rule, firings);
@@ -185,7 +192,14 @@ function routeTimer(
     states.commit();
     for (const { stage: s, key, note } of outcome.notes)
       record(noteKind(note.kind), rule.name, noteDetail(s, key, note));
-    if (outcome.firings.length > 0) fire(rule, outcome.firings);
+    // The timer event itself is depth 0; what a timer releases is as deep as the event it carries.
+    const allowed = outcome.firings.filter((firing) => {
+      const depth = firing.event.event ? chainDepth(firing.event.event) : 0;
+      if (depth <= ctx.maxChainDepth) return true;
+      record(AuditKind.chainTooDeep, rule.name, { depth, limit: ctx.maxChainDepth });
+      return false;
+    });
+    if (allowed.length > 0) fire(rule, allowed);
   } catch (error) {
     states.discard();
     if (!(error instanceof KeyError)) throw error;
@@ -214,27 +228,34 @@ function eventsOf(held: Record<string, Held>): Record<string, unknown> {
   return out;
 }
 
-/** Evaluates sub-conditions; a failing one counts as false and its error is collected for the audit. */
-function checker(rule: Rule, ctx: DecisionContext, errors: unknown[], onAccepted: () => void = () => {}) {
+/**
+ * Evaluates sub-conditions' `if`: a failing one counts as false and its error is collected for the audit;
+ * `onChecked` hears every `if` that gave an answer.
+ */
+function checker(
+  rule: Rule,
+  ctx: DecisionContext,
+  errors: unknown[],
+  onChecked: (holds: boolean) => void = () => {},
+) {
   return (sub: number, event: Held, held: Record<string, Held>): boolean => {
     const condition = rule.subs[sub]?.condition;
-    let holds = true;
-    if (condition) {
-      const context: ExpressionContext = {
-        event: event.event,
-        facts: ctx.facts,
-        vars: rule.vars,
-        now: event.t,
-        events: eventsOf(held),
-      };
-      try {
-        holds = condition.evaluate(context);
-      } catch (error) {
-        errors.push(error);
-        holds = false;
-      }
+    if (!condition) return true;
+    const context: ExpressionContext = {
+      event: event.event,
+      facts: ctx.facts,
+      vars: rule.vars,
+      now: event.t,
+      events: eventsOf(held),
+    };
+    let holds: boolean;
+    try {
+      holds = condition.evaluate(context);
+    } catch (error) {
+      errors.push(error);
+      return false;
     }
-    if (holds) onAccepted();
+    onChecked(holds);
     return holds;
   };
 }

@@ -85,6 +85,11 @@ export interface Rule {
   flow: FlowSpec;
   /** Whether the flow keeps state (a correlation, or any storm control). */
   stateful: boolean;
+  /**
+   * Whether an expression of the rule reads `events` (the content of events held in a partial match);
+   * if none does, partial matches keep only where and when their events are, not their content.
+   */
+  readsHeldEvents: boolean;
   /** Key expressions of the storm-control stages; a stage without one keys everything alike. */
   keys: Partial<Record<KeyedStage, Expression>>;
   /** At most this many runs per concurrency key at once. */

@@ -147,7 +147,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
             : {
                 type: 'succeeded',
                 output: result.output,
-                event: outcomeEvent(run, rule, trigger, clock.now(), 'succeeded', outputs),
+                event: outcomeEvent(run, rule, depthOf(trigger, scope), clock.now(), 'succeeded', outputs),
               };
       } else if (isRetriable(result.error) && attempt < spec.retry.attempts) {
         // A target's Retry-After is honoured up to the step's maxDelay: the rulebook bounds every wait.
@@ -161,7 +161,16 @@ export function createExecutor(options: ExecutorOptions): Executor {
         outcome = {
           type: 'failed',
           error,
-          event: outcomeEvent(run, rule, trigger, clock.now(), 'failed', outputs, error, step),
+          event: outcomeEvent(
+            run,
+            rule,
+            depthOf(trigger, scope),
+            clock.now(),
+            'failed',
+            outputs,
+            error,
+            step,
+          ),
         };
       }
       const held = await store.completeAttempt({
@@ -223,7 +232,16 @@ export function createExecutor(options: ExecutorOptions): Executor {
       outcome: {
         type: 'failed',
         error,
-        event: outcomeEvent(run, rule, trigger, now, 'failed', run.outputs, error, run.step),
+        event: outcomeEvent(
+          run,
+          rule,
+          trigger ? chainDepth(trigger) : 0,
+          now,
+          'failed',
+          run.outputs,
+          error,
+          run.step,
+        ),
       },
       at: now,
     });
@@ -289,7 +307,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
           run: { id: run.id, rule: rule.name },
         }),
       );
-      const context = actionContext(run, rule, spec, trigger, attempt, signal);
+      const context = actionContext(run, rule, spec, trigger, scope, attempt, signal);
       // The deadline holds even for an action that ignores its signal.
       const aborted = new Promise<never>((_, reject) => {
         const fail = () => reject(signal.reason);
@@ -311,6 +329,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     rule: Rule,
     spec: ActionStep,
     trigger: CloudEvent,
+    scope: RunScope,
     attempt: number,
     signal: AbortSignal,
   ): ActionContext => {
@@ -331,12 +350,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
           id: partial.id ?? idempotencyKey,
           source: partial.source ?? 'reflex',
           time: typeof partial.time === 'string' ? partial.time : new Date(clock.now()).toISOString(),
-          [chainExtension]: chainDepth(trigger) + 1,
+          [chainExtension]: depthOf(trigger, scope) + 1,
         };
         const [result] = await options.emit([event]);
         return result!;
       },
-      setFact: (name, value) => options.facts.set(name, value, chainDepth(trigger) + 1),
+      setFact: (name, value) => options.facts.set(name, value, depthOf(trigger, scope) + 1),
     };
   };
 
@@ -370,8 +389,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
       if (dirty || stopped) continue;
       let cancelTimer: (() => void) | undefined;
       try {
-        const due = await store.nextRunDueAt();
-        if (due !== undefined) cancelTimer = clock.schedule(due, wake);
+        // With every slot taken, a run finishing is what frees one (and it wakes this loop); the next
+        // due time, already past, would only spin the loop without ever yielding.
+        if (concurrency - inFlight.size > 0) {
+          const due = await store.nextRunDueAt();
+          const now = clock.now();
+          // A due run that could not be claimed now is tried again shortly, never in a tight loop.
+          if (due !== undefined) cancelTimer = clock.schedule(due > now ? due : now + 50, wake);
+        }
       } catch (error) {
         logger.error({ error: toErrorInfo(error) }, 'reading the next due run failed');
         cancelTimer = clock.schedule(clock.now() + 1000, wake);
@@ -414,6 +439,18 @@ export function createExecutor(options: ExecutorOptions): Executor {
   };
 }
 
+/**
+ * How deep in rule outcomes a run stands: its trigger's depth, or deeper when it acts on an event a
+ * timer released (the timer event itself is depth 0, the debounced event may not be).
+ */
+function depthOf(trigger: CloudEvent, scope: RunScope): number {
+  let depth = chainDepth(trigger);
+  for (const event of [scope.event, ...Object.values(scope.events ?? {}), ...(scope.batch ?? [])]) {
+    depth = Math.max(depth, chainDepth(event));
+  }
+  return depth;
+}
+
 /** What a run's templates see besides facts and vars: `event`, and for correlations `events` and `batch`. */
 interface RunScope {
   event: CloudEvent;
@@ -425,7 +462,8 @@ interface RunScope {
 function outcomeEvent(
   run: Run,
   rule: Rule | undefined,
-  trigger: CloudEvent | undefined,
+  /** The run's depth in rule outcomes; the outcome event is one deeper. */
+  depth: number,
   now: number,
   status: 'succeeded' | 'failed',
   outputs: Record<string, unknown>,
@@ -451,6 +489,6 @@ function outcomeEvent(
     time: new Date(now).toISOString(),
     datacontenttype: 'application/json',
     data,
-    [chainExtension]: (trigger ? chainDepth(trigger) : 0) + 1,
+    [chainExtension]: depth + 1,
   };
 }

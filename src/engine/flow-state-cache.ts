@@ -131,11 +131,17 @@ export function createFlowStateCache(): FlowStateCache {
 }
 
 /**
- * What of a state is worth keeping. A `count` holds only the place and time of its events: nothing reads
- * their content before the run, which loads them from the log. That keeps an open count small.
+ * What of a state is worth keeping. A partial match of `count`, and of `all` or `sequence` when no
+ * expression of the rule reads `events`, holds only the place and time of its events: nothing reads their
+ * content before the run, which loads them from the log by seq. That keeps an open partial match small.
  */
 function keepOnly(rule: Rule, stage: string, state: unknown): unknown {
-  if (stage !== 'when' || rule.flow.when.type !== 'count') return state;
-  const held = (state as { held: Held[] }).held;
-  return { held: held.map((h) => ({ seq: h.seq, t: h.t })) };
+  if (stage !== 'when') return state;
+  const when = rule.flow.when.type;
+  const strip = (h: Held | null) => (h ? { seq: h.seq, t: h.t } : null);
+  if (when === 'count') return { held: (state as { held: Held[] }).held.map(strip) };
+  if (rule.readsHeldEvents) return state;
+  if (when === 'all') return { slots: (state as { slots: Array<Held | null> }).slots.map(strip) };
+  if (when === 'sequence') return { held: (state as { held: Held[] }).held.map(strip) };
+  return state;
 }

@@ -38,7 +38,7 @@ export function createTimerService(options: TimerServiceOptions): TimerService {
         if (fired.length < 500) break;
       }
     } catch (error) {
-      logger.error({ err: toErrorInfo(error) }, 'firing due timers failed; trying again in 1s');
+      logger.error({ error: toErrorInfo(error) }, 'firing due timers failed; trying again in 1s');
       cancel?.();
       if (!stopped) cancel = clock.schedule(clock.now() + 1000, () => schedule());
       return;
@@ -61,15 +61,19 @@ export function createTimerService(options: TimerServiceOptions): TimerService {
       return;
     }
     running = (async () => {
-      do {
-        again = false;
-        await fire();
-      } while (again && !stopped);
-    })()
-      .catch((error) => logger.error({ err: toErrorInfo(error) }, 'timer service failed'))
-      .finally(() => {
+      try {
+        do {
+          again = false;
+          await fire();
+        } while (again && !stopped);
+      } catch (error) {
+        logger.error({ error: toErrorInfo(error) }, 'timer service failed');
+      } finally {
+        // In the same step as the loop's last look at `again`: a request arriving after it starts a
+        // new look instead of being lost.
         running = undefined;
-      });
+      }
+    })();
   };
 
   return {

@@ -24,6 +24,7 @@ export interface CompiledFlow {
   subs: SubCondition[];
   flow: FlowSpec;
   stateful: boolean;
+  readsHeldEvents: boolean;
   keys: Partial<Record<KeyedStage, Expression>>;
   concurrency?: { max: number };
   flowHash: string;
@@ -188,6 +189,9 @@ export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): Compile
     subs,
     flow,
     stateful: isStateful(flow),
+    readsHeldEvents: [...subs.flatMap((s) => [s.condition, s.by]), ...Object.values(keys)].some(
+      (expression) => expression !== undefined && /\bevents\b/.test(expression.source),
+    ),
     keys,
     flowHash: hashOf({
       when: doc.when,

@@ -61,7 +61,7 @@ export function stepAll(
   }
   return {
     state: { slots },
-    expiresAt: oldest(slots) + spec.windowMs,
+    expiresAt: newest(slots) + spec.windowMs,
     firings: [],
     notes: [
       { kind: 'held', detail: { slot: spec.subs[target]!.name, waitingFor: missing(spec.subs, slots) } },
@@ -76,13 +76,14 @@ function settle(
 ): StageResult<AllState> {
   if (!before) return unchanged<AllState>(undefined);
   if (slots.every((slot) => slot === null)) return { state: undefined, firings: [], notes: [] };
-  return { state: { slots }, expiresAt: oldest(slots) + spec.windowMs, firings: [], notes: [] };
+  return { state: { slots }, expiresAt: newest(slots) + spec.windowMs, firings: [], notes: [] };
 }
 
-function oldest(slots: ReadonlyArray<Held | null>): number {
-  let min = Number.POSITIVE_INFINITY;
-  for (const slot of slots) if (slot && slot.t < min) min = slot.t;
-  return min;
+/** The partial match matters until its newest event leaves the window; older ones drop out one by one. */
+function newest(slots: ReadonlyArray<Held | null>): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const slot of slots) if (slot && slot.t > max) max = slot.t;
+  return max;
 }
 
 function missing(subs: readonly SubCondition[], slots: ReadonlyArray<Held | null>): string[] {
