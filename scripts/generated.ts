@@ -1,4 +1,5 @@
 import { errorRegistry } from '../src/core/errors.js';
+import { RuleTestSchema } from '../src/rulebook/rule-test-schema.js';
 import { RulebookSchema } from '../src/rulebook/schema.js';
 
 /** The published JSON Schema of rulebook files. */
@@ -6,6 +7,15 @@ export function renderRulebookSchema(): string {
   const schema = {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     ...JSON.parse(JSON.stringify(RulebookSchema)),
+  };
+  return `${JSON.stringify(schema, null, 2)}\n`;
+}
+
+/** The published JSON Schema of rule test files (`*.test.yaml`). */
+export function renderRuleTestSchema(): string {
+  const schema = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    ...JSON.parse(JSON.stringify(RuleTestSchema)),
   };
   return `${JSON.stringify(schema, null, 2)}\n`;
 }

@@ -15,6 +15,7 @@ import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/l
 import { createSqliteStore } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
 import { formatEvents, formatExplanation, formatRun, formatRuns } from './format.js';
+import { runRuleTests } from './rule-test.js';
 import { runStart } from './start.js';
 
 /** Exit codes: 0 success; 1 a runtime failure (or `match` found no match); 2 invalid input or usage. */
@@ -221,6 +222,17 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       io.stdout(
         `ok: ${files.length} file(s), ${rulebook.rules.length} rule(s), ${rulebook.webhooks.size} webhook(s)`,
       );
+    });
+
+  program
+    .command('test')
+    .description(
+      'run rule tests (*.test.yaml) offline: no real time passes, no real action runs (exit 1 when a case fails, 2 when a file is invalid)',
+    )
+    .argument('[paths...]', 'test files or folders (default: the current directory)')
+    .option('--json', 'one JSON object per case per line, then a summary object')
+    .action(async (paths: string[], o) => {
+      exitCode = await runRuleTests({ paths, json: o.json === true, stdout: io.stdout, stderr: io.stderr });
     });
 
   program

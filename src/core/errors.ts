@@ -183,6 +183,20 @@ export const errorRegistry = {
       'No rulebook at `{path}`. To fix: give the path of a .yaml/.yml file or of a folder holding some.',
   },
 
+  // --- rule tests ---
+  REFLEX_ERR_RULETEST_INVALID: {
+    code: 'REFLEX_ERR_RULETEST_INVALID',
+    status: 400,
+    message:
+      'The rule tests have {count} problem(s); fix each at the file:line:column given, then run them again:\n{problems}',
+  },
+  REFLEX_ERR_RULETEST_NOT_FOUND: {
+    code: 'REFLEX_ERR_RULETEST_NOT_FOUND',
+    status: 400,
+    message:
+      'No rule tests at `{path}`. To fix: give a `*.test.yaml`/`*.test.yml` file, or a folder with such files below it (see docs/testing.md).',
+  },
+
   // --- facts ---
   REFLEX_ERR_FACT_NOT_FOUND: {
     code: 'REFLEX_ERR_FACT_NOT_FOUND',

@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import Schema from 'typebox/schema';
+import Schema, { type Validator } from 'typebox/schema';
 import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
@@ -65,7 +65,30 @@ export interface RulebookCompileOptions {
 const ruleFileName = /\.ya?ml$/i;
 const testFileName = /\.test\.ya?ml$/i;
 const maxProblems = 50;
-const validateDocument = Schema.Compile(RulebookSchema);
+
+/**
+ * What the YAML machinery of this file needs to know about a file format: its schema, for validation
+ * and "did you mean" hints, and how its messages name things. Rulebooks use {@link rulebookFormat};
+ * another format (rule tests) brings its own and gets the same `file:line:column` problems.
+ */
+export interface DocumentFormat {
+  /** The format's compiled JSON Schema. */
+  validator: Validator;
+  /** How messages name the whole document, e.g. `the rulebook`. */
+  root: string;
+  /** The problem reported for an empty file: what is wrong, and what to add. */
+  empty: string;
+  /** Where the accepted forms are described, for a value that fits none of them. */
+  reference: string;
+}
+
+/** The rulebook file format. */
+export const rulebookFormat: DocumentFormat = {
+  validator: Schema.Compile(RulebookSchema),
+  root: 'the rulebook',
+  empty: 'the file is empty. To fix: add `rules:` with at least one rule.',
+  reference: 'docs/rules.md or schemas/rulebook.schema.json',
+};
 
 /**
  * Reads rulebook files. A folder stands for every `.yaml`/`.yml` file below it, in path order, except
@@ -136,20 +159,25 @@ interface CompileState {
 
 type Path = ReadonlyArray<string | number>;
 
-/** A file with its YAML document, able to turn a path in the document into a line and column. */
-class SourceFile {
+/**
+ * A file with its YAML document, able to turn a path in the document into a line and column. `T` is
+ * what a valid document of its format is (a rulebook unless another format is given).
+ */
+export class SourceFile<T = RulebookDocument> {
   readonly path: string;
   private readonly content: string;
+  private readonly format: DocumentFormat;
   private readonly lines: LineCounter = new LineCounter();
   private doc: Document | undefined;
 
-  constructor(file: RulebookFile) {
+  constructor(file: RulebookFile, format: DocumentFormat = rulebookFormat) {
     this.path = file.path;
     this.content = file.content;
+    this.format = format;
   }
 
   /** Parses and schema-checks the file; records problems and returns undefined when it cannot be used. */
-  parse(problems: RulebookProblem[]): RulebookDocument | undefined {
+  parse(problems: RulebookProblem[]): T | undefined {
     const doc = parseDocument(this.content, {
       lineCounter: this.lines,
       prettyErrors: false,
@@ -165,15 +193,15 @@ class SourceFile {
     }
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
     if (value === null || value === undefined) {
-      problems.push(this.problemAt(0, 'the file is empty. To fix: add `rules:` with at least one rule.'));
+      problems.push(this.problemAt(0, this.format.empty));
       return undefined;
     }
-    const [valid, errors] = validateDocument.Errors(value);
+    const [valid, errors] = this.format.validator.Errors(value);
     if (!valid) {
       for (const problem of this.schemaProblems(errors)) problems.push(problem);
       return undefined;
     }
-    return value as RulebookDocument;
+    return value as T;
   }
 
   /** Location of the node at `path` (or of its key, for a key that should not be there). */
@@ -241,13 +269,13 @@ class SourceFile {
   }
 
   private describeSchemaError(error: SchemaError, path: Path): RulebookProblem {
-    const where = describePath(path);
+    const where = describePath(path, this.format.root);
     const params = error.params as Record<string, unknown>;
     switch (error.keyword) {
       case 'additionalProperties': {
         const extra = (params.additionalProperties as string[] | undefined) ?? [];
         const name = extra[0] ?? '?';
-        const allowed = allowedKeys(error.schemaPath);
+        const allowed = allowedKeys(error.schemaPath, this.format.validator.Schema());
         const hint = closest(name, allowed);
         return this.problem(
           path,
@@ -272,7 +300,7 @@ class SourceFile {
       case 'anyOf':
         return this.problem(
           path,
-          `${where} is not in any accepted form. To fix: see docs/rules.md or schemas/rulebook.schema.json for its forms.`,
+          `${where} is not in any accepted form. To fix: see ${this.format.reference} for its forms.`,
         );
       case 'type':
         return this.problem(
@@ -369,18 +397,22 @@ function pointerToPath(pointer: string): Array<string | number> {
     });
 }
 
-/** `rules[2].then[0].http` — how a person names a place in a rulebook. */
-export function describePath(path: Path): string {
-  if (path.length === 0) return 'the rulebook';
+/**
+ * `rules[2].then[0].http` — how a person names a place in a rulebook (or, with `root`, in another
+ * format's document).
+ * @param root how the whole document is named; @default 'the rulebook'
+ */
+export function describePath(path: Path, root = 'the rulebook'): string {
+  if (path.length === 0) return root;
   let out = '';
   for (const segment of path)
     out += typeof segment === 'number' ? `[${segment}]` : out === '' ? segment : `.${segment}`;
   return `\`${out}\``;
 }
 
-/** The keys that the schema at `schemaPath` allows (for "did you mean"). */
-function allowedKeys(schemaPath: string): string[] {
-  let node: unknown = RulebookSchema;
+/** The keys that the schema at `schemaPath` of `root` allows (for "did you mean"). */
+function allowedKeys(schemaPath: string, root: unknown): string[] {
+  let node: unknown = root;
   for (const part of schemaPath.replace(/^#\/?/, '').split('/').filter(Boolean)) {
     if (node === null || typeof node !== 'object') return [];
     node = (node as Record<string, unknown>)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
@@ -536,6 +568,7 @@ function compileFile(
       subs: flow.subs,
       flow: flow.flow,
       stateful: flow.stateful,
+      readsHeldEvents: flow.readsHeldEvents,
       keys: flow.keys,
       flowHash: flow.flowHash,
       then,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { renderErrorsDoc, renderRulebookSchema } from '../../scripts/generated.js';
+import { renderErrorsDoc, renderRulebookSchema, renderRuleTestSchema } from '../../scripts/generated.js';
 import { errorRegistry } from '../../src/core/errors.js';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
@@ -25,5 +25,9 @@ describe('generated files', () => {
 
   it('schemas/rulebook.schema.json is up to date with src/rulebook/schema.ts (run `npm run gen`)', () => {
     expect(read('schemas/rulebook.schema.json')).toBe(renderRulebookSchema());
+  });
+
+  it('schemas/rule-test.schema.json is up to date with src/rulebook/rule-test-schema.ts (run `npm run gen`)', () => {
+    expect(read('schemas/rule-test.schema.json')).toBe(renderRuleTestSchema());
   });
 });
