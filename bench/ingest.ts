@@ -1,0 +1,335 @@
+/**
+ * Benchmark 1, durable HTTP ingest: events/s and latency of `POST /api/v1/events` at 50 connections,
+ * against a bare `node:http` server measured in the same run with the same generator.
+ */
+import { cpus } from 'node:os';
+import { defineBenchmark, measuredOn } from './lib/benchmark.js';
+import { benchEventBody, cloudEventType, createIdMaker } from './lib/events.js';
+import { closedLoop, type LoadResult, type OpenLoopResult, openLoop } from './lib/load.js';
+import { medianBy } from './lib/percentiles.js';
+import {
+  type CpuShares,
+  createCpuMeter,
+  createTempDir,
+  removeTempDir,
+  type ServerProcess,
+  startBareServer,
+  startReflex,
+  writeTempFile,
+} from './lib/processes.js';
+import { disturbanceNote, formatCount, formatMs, formatPercent, markdownTable } from './lib/report.js';
+import { emptyRulebook, tenNonMatchingRules } from './lib/rulebooks.js';
+
+const eventsPath = '/api/v1/events';
+const connections = 50;
+
+interface Settings {
+  rounds: number;
+  warmupS: number;
+  measureS: number;
+  fixedRateShare: number;
+}
+
+const fullSettings: Settings = { rounds: 3, warmupS: 3, measureS: 10, fixedRateShare: 0.5 };
+const quickSettings: Settings = { rounds: 1, warmupS: 1, measureS: 2, fixedRateShare: 0.5 };
+
+/** A server under test: how to start it, fresh, for one run. */
+interface Peer {
+  key: string;
+  label: string;
+  start(): Promise<{ server: ServerProcess; dataDir?: string }>;
+}
+
+/** A closed-loop run with the CPU the server and the generator used during the measured part. */
+interface ClosedRun extends LoadResult {
+  cpu: CpuShares;
+}
+
+interface OpenRun extends OpenLoopResult {
+  cpu: CpuShares;
+}
+
+export const benchmark = defineBenchmark({
+  name: 'ingest',
+  async run({ quick, progress }) {
+    const settings = quick ? quickSettings : fullSettings;
+    const emptyPath = await writeTempFile('empty.yaml', emptyRulebook);
+    const tenRulesPath = await writeTempFile('ten-rules.yaml', tenNonMatchingRules);
+    const reflexPeer = (
+      key: string,
+      label: string,
+      rulebook: string,
+      durability: 'full' | 'normal',
+    ): Peer => ({
+      key,
+      label,
+      async start() {
+        const dataDir = await createTempDir(key);
+        return { server: await startReflex({ rulebook, dataDir, durability }), dataDir };
+      },
+    });
+    const bare: Peer = {
+      key: 'bare',
+      label: 'bare `node:http` (parse JSON, answer 202)',
+      start: async () => ({ server: await startBareServer() }),
+    };
+    const full = reflexPeer('full', 'Reflex, durability full (default), no rules', emptyPath, 'full');
+    const normal = reflexPeer('normal', 'Reflex, durability normal, no rules', emptyPath, 'normal');
+    const tenRules = reflexPeer(
+      'ten-rules',
+      'Reflex, durability full, 10 non-matching rules',
+      tenRulesPath,
+      'full',
+    );
+    const closedPeers = [bare, full, normal, tenRules];
+    const openPeers = [bare, full, normal];
+
+    // Every run gets a fresh process and data dir, and the peers alternate within each round, so drift
+    // of the machine (other tenants, page cache, thermal) spreads over all of them alike.
+    const closed = new Map<string, ClosedRun[]>(closedPeers.map((p) => [p.key, []]));
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const peer of closedPeers) {
+        const run = await withServer(peer, async (server) => {
+          const nextId = createIdMaker(`c${round}${peer.key[0]}`);
+          const load = (durationS: number) =>
+            closedLoop({
+              url: server.url + eventsPath,
+              connections,
+              durationS,
+              contentType: cloudEventType,
+              body: () => benchEventBody(nextId()),
+            });
+          await load(settings.warmupS);
+          const meter = createCpuMeter(server.pid);
+          const result = await load(settings.measureS);
+          return { ...result, cpu: meter.stop() };
+        });
+        closed.get(peer.key)!.push(run);
+        progress(
+          `closed loop, round ${round}/${settings.rounds}, ${peer.key}: ${formatCount(run.throughput)} events/s, ` +
+            `p50 ${formatMs(run.latency.p50)} ms, p99 ${formatMs(run.latency.p99)} ms, failed ${run.failed}`,
+        );
+      }
+    }
+    const closedMedian = new Map(
+      [...closed].map(([key, runs]) => [key, medianBy(runs, (r) => r.throughput)]),
+    );
+    const bareMax = closedMedian.get('bare')!.throughput;
+    const rate = Math.max(100, Math.round((bareMax * settings.fixedRateShare) / 100) * 100);
+
+    const open = new Map<string, OpenRun[]>(openPeers.map((p) => [p.key, []]));
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const peer of openPeers) {
+        const run = await withServer(peer, async (server) => {
+          const nextId = createIdMaker(`o${round}${peer.key[0]}`);
+          const load = (durationS: number) =>
+            openLoop({
+              origin: server.url,
+              path: eventsPath,
+              connections,
+              ratePerS: rate,
+              durationS,
+              contentType: cloudEventType,
+              body: () => benchEventBody(nextId()),
+            });
+          await load(settings.warmupS);
+          const meter = createCpuMeter(server.pid);
+          const result = await load(settings.measureS);
+          return { ...result, cpu: meter.stop() };
+        });
+        open.get(peer.key)!.push(run);
+        progress(
+          `open loop at ${formatCount(rate)}/s, round ${round}/${settings.rounds}, ${peer.key}: ` +
+            `p50 ${formatMs(run.latency.p50)} ms, p99 ${formatMs(run.latency.p99)} ms, ` +
+            `max ${formatMs(run.latency.max)} ms, failed ${run.failed + run.skipped}`,
+        );
+      }
+    }
+    const openMedian = new Map([...open].map(([key, runs]) => [key, medianBy(runs, (r) => r.latency.p99)]));
+
+    const fullRun = closedMedian.get('full')!;
+    const ratio = fullRun.throughput / bareMax;
+    const openFull = openMedian.get('full')!;
+    const markdown = render({
+      quick,
+      settings,
+      rate,
+      closedPeers,
+      openPeers,
+      closed,
+      closedMedian,
+      open,
+      openMedian,
+    });
+    return {
+      markdown,
+      summary: {
+        bareEventsPerS: Math.round(bareMax),
+        fullEventsPerS: Math.round(fullRun.throughput),
+        normalEventsPerS: Math.round(closedMedian.get('normal')!.throughput),
+        tenRulesEventsPerS: Math.round(closedMedian.get('ten-rules')!.throughput),
+        fullVsBare: Number(ratio.toFixed(3)),
+        fullClosedP99Ms: Number(fullRun.latency.p99.toFixed(2)),
+        fixedRate: rate,
+        fullOpenP99Ms: Number(openFull.latency.p99.toFixed(2)),
+        bareOpenP99Ms: Number(openMedian.get('bare')!.latency.p99.toFixed(2)),
+      },
+    };
+  },
+});
+
+/** Starts a fresh server for one run, runs `measure`, then stops the server and removes its data. */
+async function withServer<T>(peer: Peer, measure: (server: ServerProcess) => Promise<T>): Promise<T> {
+  const { server, dataDir } = await peer.start();
+  try {
+    const result = await measure(server);
+    if (!server.running) throw new Error(`${server.name} died during the run:\n${server.stderrTail()}`);
+    return result;
+  } finally {
+    await server.stop();
+    if (dataDir) removeTempDir(dataDir);
+  }
+}
+
+interface RenderInput {
+  quick: boolean;
+  settings: Settings;
+  rate: number;
+  closedPeers: Peer[];
+  openPeers: Peer[];
+  closed: Map<string, ClosedRun[]>;
+  closedMedian: Map<string, ClosedRun>;
+  open: Map<string, OpenRun[]>;
+  openMedian: Map<string, OpenRun>;
+}
+
+function render(input: RenderInput): string {
+  const { settings, rate } = input;
+  const bareMax = input.closedMedian.get('bare')!.throughput;
+  const full = input.closedMedian.get('full')!;
+  const ratio = full.throughput / bareMax;
+  const openFull = input.openMedian.get('full')!;
+  const verdict = (ok: boolean) => (ok ? '**met**' : '**not met**');
+  const cpu = (value: number) => `${Math.round(value)} %`;
+
+  const closedRows = input.closedPeers.map((peer) => {
+    const run = input.closedMedian.get(peer.key)!;
+    return [
+      peer.label,
+      formatCount(run.throughput),
+      formatPercent(run.throughput / bareMax),
+      formatMs(run.latency.p50),
+      formatMs(run.latency.p99),
+      formatMs(run.latency.max),
+      cpu(run.cpu.server),
+      cpu(run.cpu.generator),
+      cpu(run.cpu.other),
+      String(run.failed),
+    ];
+  });
+  const openRows = input.openPeers.map((peer) => {
+    const run = input.openMedian.get(peer.key)!;
+    return [
+      peer.label,
+      formatCount(run.throughput),
+      formatMs(run.latency.p50),
+      formatMs(run.latency.p90),
+      formatMs(run.latency.p99),
+      formatMs(run.latency.max),
+      cpu(run.cpu.server),
+      cpu(run.cpu.generator),
+      cpu(run.cpu.other),
+      String(run.failed + run.skipped),
+    ];
+  });
+  const runsLine = <R>(runs: Map<string, R[]>, peers: Peer[], show: (run: R) => string) =>
+    peers.map((peer) => `${peer.key}: ${runs.get(peer.key)!.map(show).join(' · ')}`).join('; ');
+  const sendLag = input.openMedian.get('bare')!.sendLag;
+
+  return `## 1. Durable HTTP ingest
+
+${measuredOn('ingest', input.quick)}
+
+**What is measured.** \`POST /api/v1/events\` with one structured CloudEvent per request
+(\`application/cloudevents+json\`, ${benchEventBody('c1f-0000000').length} bytes, a unique \`id\` each), at ${connections}
+connections, against the bare server in the same run: \`bench/servers/bare-server.ts\`, a \`node:http\` server that
+reads the body, parses the JSON and answers 202 \`{seq,id,source}\`, nothing else (the physical limit of HTTP
+on this machine). Reflex runs as \`./bin/reflex start RULEBOOK --data DIR --port 0 --log-level warn\`, each run a
+fresh process with a fresh data dir; "no rules" is \`rules: []\`, the 10-rule line loads ten rules whose
+patterns never match the event (type, prefix, suffix, numeric, anything-but, exists, wildcard), so matching
+runs for every event and creates nothing. A 202 from Reflex means the event is committed to SQLite.
+
+**How.** The load generator runs in the bench's own process on the same ${cpus().length}-core machine, so it competes
+with the server for CPU: that is why every line is measured in the same run with the same generator, and
+why the ratio to bare is the figure to read. Rounds: ${settings.rounds}, the servers alternating within each round;
+the table shows each server's median run. "server CPU" is the server process's CPU time over the measured
+window (100 % = one core), "generator CPU" the bench process's, and "other CPU" everything else the machine
+ran meanwhile (other tenants): where it is high, the run was disturbed.
+
+${disturbanceNote('ingest', [
+  ...[...input.closedMedian.values()].map((r) => r.cpu.other),
+  ...[...input.openMedian.values()].map((r) => r.cpu.other),
+])}### (a) Maximum throughput, closed loop, ${connections} connections
+
+autocannon 8 (programmatic API, a fresh body per request from \`setupRequest\`): each connection sends its next
+request as soon as the previous one is answered. ${settings.warmupS} s warm-up (discarded), then ${settings.measureS} s measured.
+Latency is autocannon's per-request time (request written → response read), in ms, unrounded.
+
+${markdownTable(
+  [
+    'server',
+    'events/s',
+    'vs bare',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'server CPU',
+    'generator CPU',
+    'other CPU',
+    'failed',
+  ],
+  closedRows,
+)}
+
+All runs, events/s — ${runsLine(input.closed, input.closedPeers, (r) => formatCount(r.throughput))}.
+
+Ratio full / bare per round (the two runs were back to back, so they met similar disturbance):
+${input.closed
+  .get('full')!
+  .map((run, i) => formatPercent(run.throughput / input.closed.get('bare')![i]!.throughput))
+  .join(' · ')}.
+
+- Goal: Reflex durable ingest ≥ 60 % of bare — ${formatPercent(ratio)}: ${verdict(ratio >= 0.6)}.
+- Goal: p99 under 10 ms — Reflex (full) p99 at ${connections} connections, closed loop: ${formatMs(full.latency.p99)} ms: ${verdict(full.latency.p99 < 10)};
+  at the fixed rate below: ${formatMs(openFull.latency.p99)} ms: ${verdict(openFull.latency.p99 < 10)}.
+
+### (b) Latency at a fixed rate, open loop, ${formatCount(rate)} events/s
+
+${formatCount(rate)} events/s is ${formatPercent(settings.fixedRateShare)} of bare's median maximum above. The bench's own
+open-loop generator (undici Pool, ${connections} connections) sends request *i* at *start + i / rate* whatever
+the answers do, and measures latency from that **scheduled** time to the answer's headers, so time a request
+spent waiting behind a slow one counts (no coordinated omission). ${settings.warmupS} s warm-up at the same rate,
+then ${settings.measureS} s measured; median run by p99.
+
+${markdownTable(
+  [
+    'server',
+    'answered/s',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'max ms',
+    'server CPU',
+    'generator CPU',
+    'other CPU',
+    'failed',
+  ],
+  openRows,
+)}
+
+All runs, p99 ms — ${runsLine(input.open, input.openPeers, (r) => formatMs(r.latency.p99))}.
+
+The generator's own floor: it sent requests ${formatMs(sendLag.p50)} ms (p50) / ${formatMs(sendLag.p99)} ms (p99) after
+their scheduled time (timer granularity), in the bare run shown; that delay is inside every figure above.
+`;
+}
