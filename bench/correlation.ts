@@ -37,7 +37,7 @@ import { silentLogger } from '../src/core/ports/logger.js';
 import { createRuleIndexer } from '../src/core/rule-index.js';
 import { createDispatcher } from '../src/engine/dispatcher.js';
 import { createFacts } from '../src/engine/facts.js';
-import { newSortableId } from '../src/engine/ids.js';
+import { runId } from '../src/engine/ids.js';
 import { createRulebookVersions } from '../src/engine/rulebook-versions.js';
 import { systemClock } from '../src/engine/system-clock.js';
 import { createSqliteStore, databaseFileName } from '../src/store/index.js';
@@ -215,7 +215,7 @@ async function measure(
     clock: systemClock,
     logger: silentLogger,
     facts,
-    newRunId: newSortableId,
+    runId,
     indexer: createRuleIndexer(matcher.create()),
   });
   dispatcher.setRulebook(version);

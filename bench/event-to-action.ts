@@ -67,7 +67,7 @@ interface Config {
 const configs: Config[] = [
   {
     key: 'default',
-    label: 'defaults (`--concurrency 32`)',
+    label: 'defaults (`--concurrency 128`)',
     extraArgs: [],
     rate: (s) => s.ratePerS,
   },
@@ -327,7 +327,7 @@ log. "send → 202" is the ingest latency of the same events, from their schedul
 Rounds: ${settings.rounds} per configuration, alternating, each with fresh processes and data dir; the table shows the
 median round by p99. A round in which Reflex stops answering or acting for ${settings.stallS} s is reported as
 stalled, and that configuration is not run again. The second line raises the executor's concurrency (runs
-executed at once) from its default of 32; the third sends ${formatCount(settings.lightRatePerS)} events/s with the defaults, to show the
+executed at once) from its default of 128; the third sends ${formatCount(settings.lightRatePerS)} events/s with the defaults, to show the
 latency of the path itself when Reflex is not saturated.
 
 ${disturbanceNote(

@@ -173,7 +173,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(
       new Option('--concurrency <n>', 'runs executed at once')
         .env('REFLEX_CONCURRENCY')
-        .default(32)
+        .default(128)
         .argParser(integer('concurrency', 1)),
     )
     .addOption(

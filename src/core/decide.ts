@@ -38,7 +38,11 @@ export interface DecisionContext {
    * @default 8
    */
   maxChainDepth: number;
-  newRunId: () => string;
+  /**
+   * Names a run after what made it: the same event, rule and ordinal always give the same id, so a batch
+   * decided again after a crash creates the same runs, with the same idempotency keys.
+   */
+  runId: (t: number, seq: number, ruleIndex: number, ordinal: number) => string;
   /** The state view of a stateful rule for the event being decided. */
   states(rule: Rule, t: number): RuleStates;
 }
@@ -307,7 +311,7 @@ function toRun(
     context.events = Object.fromEntries(Object.entries(firing.events).map(([name, h]) => [name, h.seq]));
   if (firing.batch) context.batch = firing.batch.map((h) => h.seq);
   const run: NewRun = {
-    id: ctx.newRunId(),
+    id: ctx.runId(t, logged.seq, rule.index, ordinal),
     rule: rule.name,
     rulebookVersion: ctx.rulebookVersion,
     trigger: { seq: logged.seq, id: logged.event.id, source: logged.event.source, type: logged.event.type },

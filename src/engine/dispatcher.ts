@@ -14,7 +14,7 @@ export interface DispatcherOptions {
   clock: Clock;
   logger: Logger;
   facts: Facts;
-  newRunId: (now: number) => string;
+  runId: (t: number, seq: number, ruleIndex: number, ordinal: number) => string;
   /** Keeps the shared matcher in step with the rulebook in force. */
   indexer: RuleIndexer;
   /**
@@ -127,7 +127,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       facts: options.facts.snapshot(),
       now,
       maxChainDepth,
-      newRunId: () => options.newRunId(now),
+      runId: options.runId,
       states: flowStates.view,
     };
     const runs: NewRun[] = [];

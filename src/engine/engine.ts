@@ -12,7 +12,7 @@ import type { RulebookFile } from '../rulebook/loader.js';
 import { createDispatcher, type Dispatcher } from './dispatcher.js';
 import { createExecutor, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
-import { newSortableId } from './ids.js';
+import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
 import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
@@ -31,7 +31,7 @@ export interface EngineOptions {
   limits?: Partial<EventLimits>;
   /** @default 20000 — see IngestOptions.maxPending */
   maxPendingEvents?: number;
-  /** @default 32 — runs executed at once */
+  /** @default 128 — runs executed at once */
   concurrency?: number;
   /** @default 30000 — see ExecutorOptions.leaseMs */
   leaseMs?: number;
@@ -114,7 +114,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     clock,
     logger,
     facts,
-    newRunId: newSortableId,
+    runId,
     indexer: createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher()),
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
     onRunsCreated: () => executor?.wake(),

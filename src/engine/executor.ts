@@ -27,7 +27,8 @@ export interface ExecutorOptions {
   onOutcomeLogged?: () => void;
   /**
    * Runs executed at the same time.
-   * @default 32
+   * Actions mostly wait on the network, so many can run at once on one core.
+   * @default 128
    */
   concurrency?: number;
   /**
@@ -61,7 +62,7 @@ export interface Executor {
 
 export function createExecutor(options: ExecutorOptions): Executor {
   const { store, clock, logger } = options;
-  const concurrency = options.concurrency ?? 32;
+  const concurrency = options.concurrency ?? 128;
   const leaseMs = options.leaseMs ?? 30_000;
   const random = options.random ?? Math.random;
   const shutdown = new AbortController();

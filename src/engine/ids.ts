@@ -38,3 +38,27 @@ export function newSortableId(now: number): string {
   }
   return head + tail;
 }
+
+function base32(value: number, width: number): string {
+  let out = '';
+  let rest = Math.max(0, Math.floor(value));
+  for (let i = 0; i < width; i++) {
+    out = alphabet[rest % 32] + out;
+    rest = Math.floor(rest / 32);
+  }
+  return out;
+}
+
+/**
+ * A run's id, made from what caused it: the log time of the event being dispatched, its seq, the rule's
+ * position and the ordinal of the run among that rule's runs for the event. Deciding the same batch again
+ * (after a crash, or a power cut that lost a commit) gives the same ids, so the actions of a run carry
+ * the same idempotency keys whichever decision executed them. Ids sort in creation order — by time,
+ * then seq, rule and ordinal — which is the order runs of one concurrency key start in. 28 characters of
+ * Crockford base32, like a ULID with a counter for its random part.
+ *
+ * @example runId(Date.parse('2026-11-27T10:00:00Z'), 42, 3, 0)
+ */
+export function runId(t: number, seq: number, ruleIndex: number, ordinal: number): string {
+  return base32(t, 10) + base32(seq, 11) + base32(ruleIndex, 4) + base32(ordinal, 3);
+}

@@ -178,6 +178,11 @@ describe('sqlite store', () => {
     await normal.close();
     const explicit = await openStore({ dir, durability: 'full' });
     expect(explicit.info().synchronous).toBe('full');
+    // Commits made lazily durable (dispatch, claims) leave the connection synced for the next ingest.
+    await explicit.appendEvents([ev('a')], 1);
+    await explicit.commitDispatch({ consumer: 'dispatcher', offset: 1, runs: [], audit: [] });
+    await explicit.claimRuns({ owner: 'o', now: 1, leaseMs: 1, limit: 1 });
+    expect(explicit.info().synchronous).toBe('full');
   });
 
   it("sqlite store - readonly reads a live writer's data without taking its lock", async () => {

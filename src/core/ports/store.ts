@@ -35,9 +35,12 @@ export interface Store {
    * activation — and advances its offset, all in one transaction. A run for a (`triggerSeq`, `rule`)
    * that already exists is an error: a match is never doubled.
    *
-   * A backend may make this commit durable lazily — at the latest with its next durable commit — because
-   * nothing it records has an effect outside the store before `claimRuns` (which must be durable) hands
-   * a run out, and a batch lost to a power cut is simply decided again from the older offset.
+   * A backend may make this commit durable lazily — at the latest with its next durable commit: a batch
+   * lost to a power cut is decided again from the older offset into the same runs (run ids come from
+   * what caused them), so an action done for a lost run is redone under the same idempotency key.
+   * `claimRuns`, `extendLeases`, `releaseLeases`, `completeAttempt` and `fireDueTimers` may be lazy for
+   * the same reason (actions are at-least-once); `appendEvents` and `changeFact` must be durable when
+   * they return, since their callers acknowledge on it.
    */
   commitDispatch(commit: DispatchCommit): Promise<void>;
 

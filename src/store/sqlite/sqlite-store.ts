@@ -379,11 +379,22 @@ class SqliteStoreImpl implements SqliteStore {
 
   // Transactions: better-sqlite3 wraps the function in BEGIN/COMMIT and rolls back if it throws.
   readonly #appendBatch;
+  /** Whether commits sync the WAL (durability full): then some may be made lazily durable. */
+  readonly #synced: boolean;
+  readonly #syncNormal;
+  readonly #syncFull;
   readonly #commitDispatch;
   readonly #appendAudit;
   readonly #claim;
   readonly #extend;
   readonly #complete;
+  /** Runs a function in one transaction (for batches of completions). */
+  readonly #completeBatch;
+  #completions: Array<{
+    completion: AttemptCompletion;
+    resolve: (held: boolean) => void;
+    reject: (error: unknown) => void;
+  }> = [];
   readonly #nextRunDue;
   readonly #changeFact;
   readonly #fireTimers;
@@ -400,6 +411,11 @@ class SqliteStoreImpl implements SqliteStore {
     this.#path = path;
     this.#readonly = readonly;
     this.#lock = lock;
+    this.#synced = !readonly && (db.pragma('synchronous', { simple: true }) as number) >= 2;
+    // SQLite applies a pragma assignment when it is prepared, so these are prepared in the order that
+    // leaves the connection as it was, and only for a synced connection.
+    this.#syncNormal = this.#synced ? db.prepare('PRAGMA synchronous = NORMAL') : undefined;
+    this.#syncFull = this.#synced ? db.prepare('PRAGMA synchronous = FULL') : undefined;
 
     this.#insertEvent = db.prepare<[string, string, string, string | null, number, string]>(
       `INSERT INTO events (source, id, type, subject, received_at, event) VALUES (?, ?, ?, ?, ?, ?)
@@ -657,6 +673,7 @@ class SqliteStoreImpl implements SqliteStore {
     this.#extend = db.transaction((owner: string, runIds: readonly string[], until: number) => {
       for (const id of runIds) this.#extendLease.run(until, id, owner);
     });
+    this.#completeBatch = db.transaction((work: () => void) => work());
     this.#complete = db.transaction((completion: AttemptCompletion): boolean => {
       const { attempt, outcome, at } = completion;
       const run = this.#runForCompletion.get(attempt.runId);
@@ -905,17 +922,22 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async commitDispatch(commit: DispatchCommit): Promise<void> {
-    if (this.#db.pragma('synchronous', { simple: true }) !== 2) {
-      this.#commitDispatch.immediate(commit);
-      return;
-    }
-    // Lazy durability (see the port): the WAL is not synced for this commit; the next FULL commit syncs
-    // it with everything before it, and claimRuns — which every run passes before it acts — is FULL.
-    this.#db.pragma('synchronous = NORMAL');
+    this.#lazily(() => this.#commitDispatch.immediate(commit));
+  }
+
+  /**
+   * Commits without syncing the WAL, where the port allows it (see its doc on lazy durability): the next
+   * synced commit — every acknowledged ingest is one — makes it durable with everything before it. What
+   * a power cut can lose here is redone the same way: the dispatcher decides the batch again into runs
+   * with the same ids, and an executor runs a lost attempt again under the same idempotency key.
+   */
+  #lazily<T>(commit: () => T): T {
+    if (!this.#synced) return commit();
+    this.#syncNormal!.run();
     try {
-      this.#commitDispatch.immediate(commit);
+      return commit();
     } finally {
-      this.#db.pragma('synchronous = FULL');
+      this.#syncFull!.run();
     }
   }
 
@@ -944,19 +966,55 @@ class SqliteStoreImpl implements SqliteStore {
   // --- runs ---
 
   async claimRuns(claim: RunClaim): Promise<Run[]> {
-    return this.#claim.immediate(claim);
+    return this.#lazily(() => this.#claim.immediate(claim));
   }
 
   async extendLeases(owner: string, runIds: readonly string[], until: number): Promise<void> {
-    this.#extend.immediate(owner, runIds, until);
+    this.#lazily(() => this.#extend.immediate(owner, runIds, until));
   }
 
   async releaseLeases(owner: string, now: number): Promise<void> {
-    this.#releaseLeases.run(now, owner);
+    this.#lazily(() => this.#releaseLeases.run(now, owner));
   }
 
-  async completeAttempt(completion: AttemptCompletion): Promise<boolean> {
-    return this.#complete.immediate(completion);
+  completeAttempt(completion: AttemptCompletion): Promise<boolean> {
+    // Completions that arrive in the same turn of the event loop share one transaction: each small
+    // commit rewrites the same few pages (runs, attempts, events, audit), so a thousand runs a second
+    // would otherwise write the same pages a thousand times.
+    return new Promise<boolean>((resolve, reject) => {
+      this.#completions.push({ completion, resolve, reject });
+      if (this.#completions.length === 1) setImmediate(() => this.#flushCompletions());
+    });
+  }
+
+  #flushCompletions(): void {
+    const batch = this.#completions;
+    this.#completions = [];
+    if (batch.length === 0) return;
+    const results: Array<{ ok: true; held: boolean } | { ok: false; error: unknown }> = [];
+    try {
+      this.#lazily(() =>
+        this.#completeBatch.immediate(() => {
+          for (const { completion } of batch) {
+            // Inside the batch's transaction each completion is a savepoint: one that fails is undone
+            // alone and reported to its caller; the others still commit.
+            try {
+              results.push({ ok: true, held: this.#complete(completion) });
+            } catch (error) {
+              results.push({ ok: false, error });
+            }
+          }
+        }),
+      );
+    } catch (error) {
+      for (const waiting of batch) waiting.reject(error);
+      return;
+    }
+    batch.forEach((waiting, i) => {
+      const result = results[i]!;
+      if (result.ok) waiting.resolve(result.held);
+      else waiting.reject(result.error);
+    });
   }
 
   async nextRunDueAt(): Promise<number | undefined> {
@@ -1023,7 +1081,8 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async fireDueTimers(now: number, limit: number): Promise<AppendResult[]> {
-    return this.#fireTimers.immediate(now, limit);
+    // A lost firing leaves its timer row in place: it fires again, under the same event id.
+    return this.#lazily(() => this.#fireTimers.immediate(now, limit));
   }
 
   async nextTimerDueAt(): Promise<number | undefined> {
@@ -1055,6 +1114,7 @@ class SqliteStoreImpl implements SqliteStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#flushCompletions();
     this.#closed = true;
     try {
       this.#db.close();
