@@ -185,6 +185,27 @@ describe('sqlite store', () => {
     expect(explicit.info().synchronous).toBe('full');
   });
 
+  it('sqlite store - checkpoints happen off the main thread: the WAL is copied into the database file', async () => {
+    const store = await openStore({ dir });
+    const database = join(dir, databaseFileName);
+    const before = statSync(database).size;
+    for (let b = 0; b < 20; b++) {
+      await store.appendEvents(
+        Array.from({ length: 500 }, (_, i) => ev(`c-${b}-${i}`)),
+        1,
+      );
+    }
+    // The main connection never checkpoints (wal_autocheckpoint = 0): only the worker can grow the file.
+    const deadline = Date.now() + 5000;
+    while (statSync(database).size === before && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(statSync(database).size).toBeGreaterThan(before);
+    await store.close();
+    // The last checkpoint on close truncates the WAL.
+    expect(existsSync(`${database}-wal`) ? statSync(`${database}-wal`).size : 0).toBe(0);
+  });
+
   it("sqlite store - readonly reads a live writer's data without taking its lock", async () => {
     const writer = await openStore({ dir });
     await writer.appendEvents([ev('a'), ev('b')], 1);

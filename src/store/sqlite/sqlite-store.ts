@@ -24,6 +24,7 @@ import type {
   RunStatus,
   Store,
 } from '../../core/ports/store.js';
+import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { migrate, readSchemaVersion, schemaVersion } from './migrations.js';
 
@@ -95,7 +96,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
     migrate(db, path);
-    return new SqliteStoreImpl(db, dir, path, false, lock);
+    return new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path));
   } catch (error) {
     db?.close();
     lock.release();
@@ -381,6 +382,7 @@ class SqliteStoreImpl implements SqliteStore {
   readonly #appendBatch;
   /** Whether commits sync the WAL (durability full): then some may be made lazily durable. */
   readonly #synced: boolean;
+  readonly #checkpointer: Checkpointer | undefined;
   readonly #syncNormal;
   readonly #syncFull;
   readonly #commitDispatch;
@@ -405,7 +407,9 @@ class SqliteStoreImpl implements SqliteStore {
     path: string,
     readonly: boolean,
     lock: DataDirLock | undefined,
+    checkpointer?: Checkpointer,
   ) {
+    this.#checkpointer = checkpointer;
     this.#db = db;
     this.dir = dir;
     this.#path = path;
@@ -1116,6 +1120,7 @@ class SqliteStoreImpl implements SqliteStore {
     if (this.#closed) return;
     this.#flushCompletions();
     this.#closed = true;
+    await this.#checkpointer?.stop();
     try {
       this.#db.close();
     } finally {
