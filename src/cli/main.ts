@@ -117,6 +117,17 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     }
   };
 
+  /** A listing: a table (or JSON lines, with stdout kept pure and the way on given on stderr). */
+  const printPage = <T>(
+    page: { items: T[]; next: string | null },
+    json: boolean,
+    table: (items: T[]) => string,
+  ) => {
+    if (json) for (const item of page.items) io.stdout(JSON.stringify(item));
+    else io.stdout(table(page.items));
+    if (page.next) (json ? io.stderr : io.stdout)(`more: --cursor ${page.next}`);
+  };
+
   const sourceOptions = (command: Command) =>
     command
       .option('--url <url>', 'a running Reflex (env REFLEX_URL)', undefined)
@@ -301,14 +312,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         ...(o.cursor ? { cursor: o.cursor } : {}),
         limit: o.limit,
       });
-      if (o.json) {
-        for (const item of page.items) io.stdout(JSON.stringify(item));
-        // stdout stays pure JSON lines; the way on goes to stderr.
-        if (page.next) io.stderr(`more: --cursor ${page.next}`);
-      } else {
-        io.stdout(formatEvents(page.items));
-        if (page.next) io.stdout(`more: --cursor ${page.next}`);
-      }
+      printPage(page, o.json === true, formatEvents);
     });
   });
   sourceOptions(events.command('show').description('show one event').argument('<seq-or-id>')).action(
@@ -335,14 +339,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         ...(o.cursor ? { cursor: o.cursor } : {}),
         limit: o.limit,
       });
-      if (o.json) {
-        for (const item of page.items) io.stdout(JSON.stringify(item));
-        // stdout stays pure JSON lines; the way on goes to stderr.
-        if (page.next) io.stderr(`more: --cursor ${page.next}`);
-      } else {
-        io.stdout(formatRuns(page.items));
-        if (page.next) io.stdout(`more: --cursor ${page.next}`);
-      }
+      printPage(page, o.json === true, formatRuns);
     });
   });
   sourceOptions(

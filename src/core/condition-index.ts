@@ -1,5 +1,5 @@
 import { type ASTNode, Environment } from '@marcbachmann/cel-js';
-import { type Pattern, parsePattern, patternLimits } from './pattern/pattern.js';
+import { operatorNames, type Pattern, parsePattern, patternLimits } from './pattern/pattern.js';
 
 /**
  * Indexing for rules whose `when` is only a CEL condition: {@link impliedPattern} reads the constraints
@@ -251,16 +251,7 @@ function analyze(node: ASTNode): Implied {
 }
 
 /** Operator names cannot be field names inside `$or` (EventBridge), and `$or` cannot be one anywhere. */
-const reservedInOr = new Set([
-  'prefix',
-  'suffix',
-  'equals-ignore-case',
-  'wildcard',
-  'anything-but',
-  'numeric',
-  'exists',
-  'cidr',
-]);
+const reservedInOr: ReadonlySet<string> = new Set(operatorNames);
 
 function listOf(requirement: FieldRequirement): unknown[] {
   if (requirement.type === 'any-of') return [...requirement.items];

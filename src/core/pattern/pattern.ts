@@ -86,7 +86,8 @@ export const patternLimits = Object.freeze({
   maxWildcardComplexity: 10,
 });
 
-const operatorNames = [
+/** The operator keys of the pattern language; they cannot be field names inside `$or`. */
+export const operatorNames = [
   'prefix',
   'suffix',
   'equals-ignore-case',
