@@ -186,7 +186,7 @@ function routeTimer(
     return;
   const rule = ctx.index.rules.find((r) => r.name === data.rule);
   // A timer of a rule that has since been removed or disabled has nothing left to settle.
-  if (!rule || !rule.enabled || !rule.stateful) return;
+  if (!rule?.enabled || !rule.stateful) return;
   const stage = data.stage as StageName;
   if (stage !== 'when' && !(stormStages as readonly string[]).includes(stage)) return;
   const check = checker(rule, ctx, []);

@@ -21,7 +21,13 @@ describe('run ids', () => {
   it('run ids - the same cause gives the same id, and ids sort by time, seq, rule and ordinal', () => {
     const t = Date.parse('2026-11-27T10:00:00Z');
     expect(runId(t, 42, 3, 0)).toBe(runId(t, 42, 3, 0));
-    const ordered = [runId(t, 9, 5, 1), runId(t, 10, 0, 0), runId(t, 10, 0, 1), runId(t, 10, 2, 0), runId(t + 1, 1, 0, 0)];
+    const ordered = [
+      runId(t, 9, 5, 1),
+      runId(t, 10, 0, 0),
+      runId(t, 10, 0, 1),
+      runId(t, 10, 2, 0),
+      runId(t + 1, 1, 0, 0),
+    ];
     expect([...ordered].reverse().sort()).toEqual(ordered);
     expect(new Set(ordered).size).toBe(ordered.length);
   });

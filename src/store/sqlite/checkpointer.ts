@@ -51,6 +51,8 @@ export function startCheckpointer(db: Database.Database, path: string, intervalM
       if (stopping) return;
       stopping = true;
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      // Unreferenced, the worker would let the process end before its last checkpoint: hold it now.
+      worker.ref();
       worker.postMessage('stop');
       await exited;
     },
