@@ -53,6 +53,18 @@ export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): Compile
       '`within` belongs to `all` and `sequence` (`absence` and `count` have their own). To fix: move or remove it.',
     );
   }
+  if (when.by !== undefined && used[0] === 'any') {
+    ctx.fail(
+      ['when', 'by'],
+      '`by` has no effect on `any`: each matching event fires on its own. To fix: remove it, or key a storm control with `key`.',
+    );
+  }
+  if (doc.ttl !== undefined && used[0] !== 'all' && used[0] !== 'sequence') {
+    ctx.fail(
+      ['ttl'],
+      '`ttl` bounds partial matches of `all` and `sequence` without `within`; this rule has none. To fix: remove it.',
+    );
+  }
   if (when.by !== undefined && used.length === 0) {
     ctx.fail(
       ['when', 'by'],

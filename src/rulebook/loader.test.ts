@@ -242,3 +242,23 @@ describe('rulebook files', () => {
     });
   });
 });
+
+describe('rulebook correlation checks', () => {
+  const rule = (body: string) => `rules:\n  - name: r\n${body}    then: [ { log: x } ]\n`;
+
+  it('rulebook - options that would have no effect are refused where they stand', () => {
+    const anyBy = problemsOf(
+      rule('    when:\n      any: [ { pattern: { type: [a] } } ]\n      by: event.data.k\n'),
+    );
+    expect(anyBy[0]!.message).toContain('`by` has no effect on `any`');
+    expect(anyBy[0]!.line).toBe(5);
+    const ttl = problemsOf(rule('    when: { pattern: { type: [a] } }\n    ttl: 1h\n'));
+    expect(ttl[0]!.message).toContain('`ttl` bounds partial matches');
+    const twoForms = problemsOf(
+      rule(
+        '    when:\n      pattern: { type: [a] }\n      count: { pattern: { type: [b] }, atLeast: 2, within: 1m }\n',
+      ),
+    );
+    expect(twoForms[0]!.message).toContain('a rule has one of them');
+  });
+});
