@@ -4,18 +4,16 @@
  * generated deterministically, and 5 rules per operator type on nested properties and on the
  * coordinates (numeric ranges over an array of arrays).
  *
- * Run: `node --import tsx bench/citylots.ts` (add `--quick` for a short run). Prints a markdown section.
+ * Run: `npm run bench -- citylots`, or `node --import tsx bench/citylots.ts` (add `--quick` for a short
+ * run), which prints the section instead of writing BENCHMARKS.md.
  */
 import { cpus, loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { createCompiledMatcher } from '../src/core/pattern/compiled-matcher.js';
 import { parsePattern } from '../src/core/pattern/pattern.js';
 import { createReferenceMatcher } from '../src/core/pattern/reference-matcher.js';
+import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
 import { random } from './matching.js';
-
-const quick = process.argv.includes('--quick');
-const measureMs = quick ? 300 : 1000;
-const rounds = quick ? 1 : 3;
 
 const streets = [
   'OCTAVIA',
@@ -187,29 +185,41 @@ function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 }
 
-function main(): void {
+/** Runs the whole benchmark and returns its BENCHMARKS.md section. */
+export function runCitylotsBenchmark(
+  quick: boolean,
+  command: string,
+  progress: (line: string) => void,
+): BenchmarkResult {
+  const measureMs = quick ? 300 : 1000;
+  const rounds = quick ? 1 : 3;
+  const lines: string[] = [];
+  const print = (line = '') => lines.push(line);
+  const summary: BenchmarkResult['summary'] = {};
   const texts = makeFeatures(2000);
   const objects = texts.map((t) => JSON.parse(t) as unknown);
   const bytes = texts.reduce((n, t) => n + t.length, 0) / texts.length;
-  console.log('## Citylots-style workload (compare with aws/event-ruler)');
-  console.log();
-  console.log(
+  print('## Citylots-style workload (compare with aws/event-ruler)');
+  print();
+  print(measuredOn('citylots', quick));
+  print();
+  print(
     `Machine: ${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores, load average ${loadavg()[0]!.toFixed(1)} at start), Node ${process.version}.`,
   );
-  console.log(
-    `Command: \`node --import tsx bench/citylots.ts${quick ? ' --quick' : ''}\`. One core, median of ${rounds} round(s) of ${measureMs} ms.`,
+  print(
+    `Command: \`${command}\` (also \`node --import tsx bench/citylots.ts\`). One core, median of ${rounds} round(s) of ${measureMs} ms.`,
   );
-  console.log(
+  print(
     `Events: 2 000 generated GeoJSON features, ${Math.round(bytes)} bytes of JSON on average (13 to 16 coordinate triples). 5 rules per operator type; "all" holds every rule below.`,
   );
-  console.log(
+  print(
     'For comparison, event-ruler (Java) reports on the real citylots file, from JSON: more than 220 000 events/s for most operator types, about 120 000/s for numeric and 35 000/s for complex arrays.',
   );
-  console.log();
-  console.log(
+  print();
+  print(
     '| rules | compiled, JSON text (events/s) | compiled, parsed (events/s) | JSON.parse + compiled (events/s) | reference matcher, parsed (events/s) | matches per event |',
   );
-  console.log('|---|---:|---:|---:|---:|---:|');
+  print('|---|---:|---:|---:|---:|---:|');
   const all = Object.values(ruleSets).flat();
   for (const [name, rules] of [...Object.entries(ruleSets), ['all', all] as const]) {
     const compiled = createCompiledMatcher();
@@ -219,6 +229,7 @@ function main(): void {
       compiled.add(id, pattern);
       reference.add(id, pattern);
     });
+    progress(`${name}: ${rules.length} rules`);
     let matches = 0;
     for (const [i, text] of texts.entries()) {
       const ids = compiled.matchJson(text);
@@ -238,15 +249,36 @@ function main(): void {
       ref.push(throughput(texts, (t) => reference.match(byIndex.get(t)).length, measureMs));
     }
     const f = (n: number) => Math.round(n).toLocaleString('en-US');
-    console.log(
+    print(
       `| ${name} (${rules.length}) | ${f(median(json))} | ${f(median(parsed))} | ${f(median(both))} | ${f(median(ref))} | ${(matches / texts.length).toFixed(2)} |`,
     );
+    summary[`${name} json/s`] = Math.round(median(json));
   }
-  console.log();
-  console.log(
+  print();
+  print(
     '"parsed" looks the event up in a prepared map (a few ns), so it slightly understates the matcher alone.',
   );
-  console.log();
+  print();
+  return { markdown: lines.join('\n'), summary };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) main();
+/** `npm run bench -- citylots`, through bench/run.ts. */
+export const benchmark = defineBenchmark({
+  name: 'citylots',
+  run: async (context: BenchmarkContext) =>
+    runCitylotsBenchmark(
+      context.quick,
+      `npm run bench -- citylots${context.quick ? ' --quick' : ''}`,
+      context.progress,
+    ),
+});
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const quick = process.argv.includes('--quick');
+  const result = runCitylotsBenchmark(
+    quick,
+    `node --import tsx bench/citylots.ts${quick ? ' --quick' : ''}`,
+    (line) => process.stderr.write(`[citylots] ${line}\n`),
+  );
+  process.stdout.write(`${result.markdown}\n`);
+}

@@ -13,7 +13,14 @@ import { repoRoot } from './lib/processes.js';
 import { composeBenchmarksFile, describeMachine, formatGiB } from './lib/report.js';
 
 /** Every benchmark, in the order they run and appear in BENCHMARKS.md. */
-const benchmarkNames = ['ingest', 'event-to-action', 'log-memory', 'correlation'] as const;
+const benchmarkNames = [
+  'ingest',
+  'event-to-action',
+  'log-memory',
+  'matching',
+  'citylots',
+  'correlation',
+] as const;
 
 const args = process.argv.slice(2);
 const flags = new Set(args.filter((a) => a.startsWith('--')));
