@@ -169,20 +169,34 @@ describe('sqlite store', () => {
     expect(existsSync(lockFile())).toBe(false);
   });
 
-  it('sqlite store - durability picks the synchronous pragma, always in WAL mode', async () => {
+  it('sqlite store - durability full syncs the WAL before an append returns; normal does not wait', async () => {
     const full = await openStore({ dir });
-    expect(full.info()).toMatchObject({ journalMode: 'wal', synchronous: 'full' });
+    // SQLite itself never waits for the disk: the store syncs the WAL off the event loop instead.
+    expect(full.info()).toMatchObject({ journalMode: 'wal', synchronous: 'normal', durability: 'full' });
     await full.close();
     const normal = await openStore({ dir, durability: 'normal' });
-    expect(normal.info()).toMatchObject({ journalMode: 'wal', synchronous: 'normal' });
+    expect(normal.info()).toMatchObject({ journalMode: 'wal', synchronous: 'normal', durability: 'normal' });
     await normal.close();
-    const explicit = await openStore({ dir, durability: 'full' });
-    expect(explicit.info().synchronous).toBe('full');
-    // Commits made lazily durable (dispatch, claims) leave the connection synced for the next ingest.
-    await explicit.appendEvents([ev('a')], 1);
-    await explicit.commitDispatch({ consumer: 'dispatcher', offset: 1, runs: [], audit: [] });
-    await explicit.claimRuns({ owner: 'o', now: 1, leaseMs: 1, limit: 1 });
-    expect(explicit.info().synchronous).toBe('full');
+    expect((await openStore({ dir, durability: 'full' })).info().durability).toBe('full');
+  });
+
+  it('sqlite store - the dispatcher reads no event while the append that wrote it waits for the disk', async () => {
+    const store = await openStore({ dir });
+    const [first] = await store.appendEvents([ev('a')], 1);
+    // The append commits at once, then waits for its WAL sync: until that returns, its events and any
+    // committed after them (a fact change here) stay unread.
+    const appending = store.appendEvents([ev('b')], 2);
+    const changing = store.changeFact('f', 1, 3);
+    expect((await store.readEvents(0, 10)).map((e) => e.seq)).toEqual([first!.seq]);
+    const [second] = await appending;
+    await changing;
+    expect((await store.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b', 'fact/f/1']);
+    expect(second!.seq).toBe(first!.seq + 1);
+    // With durability normal nothing waits for the disk, and nothing is held back.
+    await store.close();
+    const normal = await openStore({ dir, durability: 'normal' });
+    void normal.appendEvents([ev('c')], 4);
+    expect((await normal.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b', 'fact/f/1', 'c']);
   });
 
   it('sqlite store - checkpoints happen off the main thread: the WAL is copied into the database file', async () => {

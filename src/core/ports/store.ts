@@ -17,7 +17,11 @@ export interface Store {
    * comes back with `duplicate: true` and the original's `seq`.
    */
   appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]>;
-  /** Events with `seq > afterSeq`, oldest first, at most `limit`. The dispatcher reads with this. */
+  /**
+   * Events with `seq > afterSeq`, oldest first, at most `limit`. The dispatcher reads with this, so it
+   * stops short of any event whose `appendEvents` (or `changeFact`) has committed but not yet returned:
+   * nothing is decided before its sender could have been told it is stored.
+   */
   readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]>;
   getEvent(seq: number): Promise<LoggedEvent | undefined>;
   /** Events with this id (one per source that used it), oldest first. */

@@ -27,6 +27,7 @@ import type {
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { migrate, readSchemaVersion, schemaVersion } from './migrations.js';
+import { WalSync } from './wal-sync.js';
 
 /** The name of the database file inside a data directory. */
 export const databaseFileName = 'reflex.db';
@@ -37,9 +38,10 @@ export interface SqliteStoreOptions {
   dir: string;
   /**
    * How hard a commit is pushed to disk.
-   * - `'full'`: `synchronous=FULL`; a committed transaction survives a power loss.
-   * - `'normal'`: `synchronous=NORMAL` in WAL mode; survives a crash of the process, but the last commits
-   *   may be lost on a power loss. Faster.
+   * - `'full'`: appends and fact changes return only once they are on disk (the WAL is synced on the
+   *   thread pool, so the event loop goes on meanwhile): what was acknowledged survives a power loss.
+   * - `'normal'`: nothing waits for the disk (`synchronous=NORMAL` in WAL mode); survives a crash of
+   *   the process, but the last commits may be lost on a power loss. Faster.
    * @default 'full'
    */
   durability?: 'full' | 'normal';
@@ -61,6 +63,8 @@ export interface SqliteStoreInfo {
   journalMode: string;
   /** `PRAGMA synchronous` of this connection. */
   synchronous: 'off' | 'normal' | 'full' | 'extra';
+  /** Whether appends and fact changes wait until the WAL is synced (`full`), or not (`normal`). */
+  durability: 'full' | 'normal';
 }
 
 /** The embedded `Store`: one SQLite file in a data directory, owned by one process at a time. */
@@ -92,11 +96,14 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
     db = new Database(path);
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${options.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    // Commits never wait for the disk inside SQLite: with durability full, the WAL is synced off the
+    // event loop before an append or a fact change is acknowledged (see WalSync).
+    db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
     migrate(db, path);
-    return new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path));
+    const walSync = options.durability === 'normal' ? undefined : new WalSync(`${path}-wal`);
+    return new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path), walSync);
   } catch (error) {
     db?.close();
     lock.release();
@@ -380,11 +387,15 @@ class SqliteStoreImpl implements SqliteStore {
 
   // Transactions: better-sqlite3 wraps the function in BEGIN/COMMIT and rolls back if it throws.
   readonly #appendBatch;
-  /** Whether commits sync the WAL (durability full): then some may be made lazily durable. */
-  readonly #synced: boolean;
   readonly #checkpointer: Checkpointer | undefined;
-  readonly #syncNormal;
-  readonly #syncFull;
+  /** Syncs the WAL before appends and fact changes are acknowledged (durability full). */
+  readonly #walSync: WalSync | undefined;
+  /**
+   * The first seq of each append and fact change whose WAL sync is still running (one entry per
+   * commit): the dispatcher reads no further than the smallest, so it never acts on an event its sender
+   * has not been told is stored.
+   */
+  readonly #unsynced: number[] = [];
   readonly #commitDispatch;
   readonly #appendAudit;
   readonly #claim;
@@ -408,18 +419,15 @@ class SqliteStoreImpl implements SqliteStore {
     readonly: boolean,
     lock: DataDirLock | undefined,
     checkpointer?: Checkpointer,
+    walSync?: WalSync,
   ) {
     this.#checkpointer = checkpointer;
+    this.#walSync = walSync;
     this.#db = db;
     this.dir = dir;
     this.#path = path;
     this.#readonly = readonly;
     this.#lock = lock;
-    this.#synced = !readonly && (db.pragma('synchronous', { simple: true }) as number) >= 2;
-    // SQLite applies a pragma assignment when it is prepared, so these are prepared in the order that
-    // leaves the connection as it was, and only for a synced connection.
-    this.#syncNormal = this.#synced ? db.prepare('PRAGMA synchronous = NORMAL') : undefined;
-    this.#syncFull = this.#synced ? db.prepare('PRAGMA synchronous = FULL') : undefined;
 
     this.#insertEvent = db.prepare<[string, string, string, string | null, number, string]>(
       `INSERT INTO events (source, id, type, subject, received_at, event) VALUES (?, ?, ?, ?, ?, ?)
@@ -428,8 +436,8 @@ class SqliteStoreImpl implements SqliteStore {
     this.#seqOfEvent = db.prepare<[string, string], { seq: number }>(
       'SELECT seq FROM events WHERE id = ? AND source = ?',
     );
-    this.#readEvents = db.prepare<[number, number], EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?',
+    this.#readEvents = db.prepare<[number, number, number], EventRow>(
+      'SELECT seq, received_at, event FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
     );
     this.#getEvent = db.prepare<[number], EventRow>(
       'SELECT seq, received_at, event FROM events WHERE seq = ?',
@@ -877,11 +885,41 @@ class SqliteStoreImpl implements SqliteStore {
 
   async appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
     if (events.length === 0) return [];
-    return this.#appendBatch.immediate(events, receivedAt);
+    return this.#durably(() => this.#appendBatch.immediate(events, receivedAt));
   }
 
   async readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]> {
-    return this.#readEvents.all(afterSeq, Math.max(0, limit)).map(toLoggedEvent);
+    // An action must never be done for an event that a power cut could still take back: its sender was
+    // not acknowledged and would send it again. Events from the first one still being synced on are left
+    // for later; that sync's caller hands them on when it returns.
+    let last = endOfLog;
+    for (const first of this.#unsynced) if (first <= last) last = first - 1;
+    return this.#readEvents.all(afterSeq, last, Math.max(0, limit)).map(toLoggedEvent);
+  }
+
+  /**
+   * Commits with `commit` and returns once that is on disk (at once with durability normal, which
+   * never waits for the disk). Until then the dispatcher does not read the events it appended.
+   */
+  async #durably<T>(commit: () => T): Promise<T> {
+    if (this.#walSync === undefined) return commit();
+    const before = this.#lastSeq.get()?.seq ?? 0;
+    const result = commit();
+    // Hold back only what this commit appended: its caller hands that on (and so wakes the dispatcher)
+    // when this returns. A commit that appended nothing (all duplicates) wakes no one, so it must not
+    // hold back events that others commit meanwhile.
+    if ((this.#lastSeq.get()?.seq ?? 0) === before) {
+      await this.#walSync.sync();
+      return result;
+    }
+    const first = before + 1;
+    this.#unsynced.push(first);
+    try {
+      await this.#walSync.sync();
+    } finally {
+      this.#unsynced.splice(this.#unsynced.indexOf(first), 1);
+    }
+    return result;
   }
 
   async getEvent(seq: number): Promise<LoggedEvent | undefined> {
@@ -925,24 +963,14 @@ class SqliteStoreImpl implements SqliteStore {
     return this.#getOffset.get(consumer)?.seq ?? 0;
   }
 
-  async commitDispatch(commit: DispatchCommit): Promise<void> {
-    this.#lazily(() => this.#commitDispatch.immediate(commit));
-  }
+  // Dispatch commits, claims, leases, completions and timer firings do not wait for the disk (the port
+  // allows it; see its doc on lazy durability): the next sync — every acknowledged append is one — makes
+  // them durable with everything before them. What a power cut takes back is redone the same way: the
+  // dispatcher decides the batch again into runs with the same ids, and an executor runs a lost attempt
+  // again under the same idempotency key.
 
-  /**
-   * Commits without syncing the WAL, where the port allows it (see its doc on lazy durability): the next
-   * synced commit — every acknowledged ingest is one — makes it durable with everything before it. What
-   * a power cut can lose here is redone the same way: the dispatcher decides the batch again into runs
-   * with the same ids, and an executor runs a lost attempt again under the same idempotency key.
-   */
-  #lazily<T>(commit: () => T): T {
-    if (!this.#synced) return commit();
-    this.#syncNormal!.run();
-    try {
-      return commit();
-    } finally {
-      this.#syncFull!.run();
-    }
+  async commitDispatch(commit: DispatchCommit): Promise<void> {
+    this.#commitDispatch.immediate(commit);
   }
 
   // --- rulebooks ---
@@ -970,15 +998,15 @@ class SqliteStoreImpl implements SqliteStore {
   // --- runs ---
 
   async claimRuns(claim: RunClaim): Promise<Run[]> {
-    return this.#lazily(() => this.#claim.immediate(claim));
+    return this.#claim.immediate(claim);
   }
 
   async extendLeases(owner: string, runIds: readonly string[], until: number): Promise<void> {
-    this.#lazily(() => this.#extend.immediate(owner, runIds, until));
+    this.#extend.immediate(owner, runIds, until);
   }
 
   async releaseLeases(owner: string, now: number): Promise<void> {
-    this.#lazily(() => this.#releaseLeases.run(now, owner));
+    this.#releaseLeases.run(now, owner);
   }
 
   completeAttempt(completion: AttemptCompletion): Promise<boolean> {
@@ -997,19 +1025,17 @@ class SqliteStoreImpl implements SqliteStore {
     if (batch.length === 0) return;
     const results: Array<{ ok: true; held: boolean } | { ok: false; error: unknown }> = [];
     try {
-      this.#lazily(() =>
-        this.#completeBatch.immediate(() => {
-          for (const { completion } of batch) {
-            // Inside the batch's transaction each completion is a savepoint: one that fails is undone
-            // alone and reported to its caller; the others still commit.
-            try {
-              results.push({ ok: true, held: this.#complete(completion) });
-            } catch (error) {
-              results.push({ ok: false, error });
-            }
+      this.#completeBatch.immediate(() => {
+        for (const { completion } of batch) {
+          // Inside the batch's transaction each completion is a savepoint: one that fails is undone
+          // alone and reported to its caller; the others still commit.
+          try {
+            results.push({ ok: true, held: this.#complete(completion) });
+          } catch (error) {
+            results.push({ ok: false, error });
           }
-        }),
-      );
+        }
+      });
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);
       return;
@@ -1075,7 +1101,7 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async changeFact(name: string, value: unknown, at: number, chain = 0): Promise<FactChange> {
-    return this.#changeFact.immediate(name, value, at, chain);
+    return this.#durably(() => this.#changeFact.immediate(name, value, at, chain));
   }
 
   // --- flow state and timers ---
@@ -1086,7 +1112,7 @@ class SqliteStoreImpl implements SqliteStore {
 
   async fireDueTimers(now: number, limit: number): Promise<AppendResult[]> {
     // A lost firing leaves its timer row in place: it fires again, under the same event id.
-    return this.#lazily(() => this.#fireTimers.immediate(now, limit));
+    return this.#fireTimers.immediate(now, limit);
   }
 
   async nextTimerDueAt(): Promise<number | undefined> {
@@ -1113,6 +1139,7 @@ class SqliteStoreImpl implements SqliteStore {
       schemaVersion: readSchemaVersion(this.#db),
       journalMode: String(this.#db.pragma('journal_mode', { simple: true })),
       synchronous: synchronousNames[synchronous] ?? 'full',
+      durability: this.#walSync === undefined ? 'normal' : 'full',
     };
   }
 
@@ -1123,6 +1150,7 @@ class SqliteStoreImpl implements SqliteStore {
     await this.#checkpointer?.stop();
     try {
       this.#db.close();
+      await this.#walSync?.close();
     } finally {
       this.#lock?.release();
     }
