@@ -10,6 +10,13 @@ import type Database from 'better-sqlite3';
  * of ingest latency. Instead the main connection never checkpoints, and a worker thread with its own
  * connection runs a PASSIVE checkpoint (one that never waits for writers) every `intervalMs`. If the
  * worker fails, automatic checkpoints are switched back on, so the WAL cannot grow without bound.
+ *
+ * Under sustained writes a PASSIVE checkpoint never quite finishes (commits keep landing behind it),
+ * and SQLite starts the WAL over only after a checkpoint that copied all of it: the file would grow for
+ * as long as the load lasts. So once the WAL holds more than `restartFrames` pages, the worker runs a
+ * RESTART checkpoint, which holds writers back while it copies the little the PASSIVE ones left (the
+ * commits of the last interval) and lets the next commit write from the start of the file again. The
+ * main connection's `journal_size_limit` then truncates the file.
  */
 export interface Checkpointer {
   /** Stops the worker after one last checkpoint that also truncates the WAL. */
@@ -24,8 +31,12 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 1000');
 // A checkpoint syncs the database file before the WAL may be reused: it must run synced.
 db.pragma('synchronous = FULL');
+const checkpoint = (mode) => {
+  try { return db.pragma('wal_checkpoint(' + mode + ')')[0]; } catch (error) { if (error.code !== 'SQLITE_BUSY') throw error; }
+};
 const timer = setInterval(() => {
-  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (error) { if (error.code !== 'SQLITE_BUSY') throw error; }
+  const done = checkpoint('PASSIVE');
+  if (done !== undefined && done.log > workerData.restartFrames) checkpoint('RESTART');
 }, workerData.intervalMs);
 parentPort.on('message', () => {
   clearInterval(timer);
@@ -33,10 +44,30 @@ parentPort.on('message', () => {
 });
 `;
 
-export function startCheckpointer(db: Database.Database, path: string, intervalMs = 250): Checkpointer {
+/** Options of {@link startCheckpointer}. */
+export interface CheckpointerOptions {
+  /** @default 250 */
+  intervalMs?: number;
+  /** WAL pages past which the WAL is started over. @default 16384 (64 MiB of 4 KiB pages) */
+  restartFrames?: number;
+}
+
+export function startCheckpointer(
+  db: Database.Database,
+  path: string,
+  options: CheckpointerOptions = {},
+): Checkpointer {
+  const intervalMs = options.intervalMs ?? 250;
+  const restartFrames = options.restartFrames ?? 16_384;
   db.pragma('wal_autocheckpoint = 0');
+  // Once the WAL is started over, its file is cut back to this size (it stays allocated up to it, so
+  // the commits that refill it overwrite blocks instead of growing the file).
+  db.pragma(`journal_size_limit = ${restartFrames * (db.pragma('page_size', { simple: true }) as number)}`);
   const module = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(workerSource, { eval: true, workerData: { module, path, intervalMs } });
+  const worker = new Worker(workerSource, {
+    eval: true,
+    workerData: { module, path, intervalMs, restartFrames },
+  });
   // The worker must not keep a process alive that has nothing else to do.
   worker.unref();
   let stopping = false;
