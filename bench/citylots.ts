@@ -199,7 +199,7 @@ export function runCitylotsBenchmark(
   const texts = makeFeatures(2000);
   const objects = texts.map((t) => JSON.parse(t) as unknown);
   const bytes = texts.reduce((n, t) => n + t.length, 0) / texts.length;
-  print('## Citylots-style workload (compare with aws/event-ruler)');
+  print('## 5. Citylots-style workload (compare with aws/event-ruler)');
   print();
   print(measuredOn('citylots', quick));
   print();

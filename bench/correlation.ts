@@ -446,7 +446,7 @@ function report(options: Options, results: Map<Variant, Measurement[]>, load: nu
     singleEventsPerSecond: Math.round(single),
   };
 
-  print('## Correlation: dispatcher throughput and the cost of open partial matches');
+  print('## 6. Correlation: dispatcher throughput and the cost of open partial matches');
   print();
   print(
     `Machine: ${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores, load average ${load.toFixed(1)} at start), Node ${process.version}. ` +

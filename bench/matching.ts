@@ -494,7 +494,7 @@ export async function runMatchingBenchmark(
   const lines: string[] = [];
   const print = (line = '') => lines.push(line);
   const summary: BenchmarkResult['summary'] = {};
-  print('## Pattern matching: compiled automaton vs reference matcher vs json-rules-engine');
+  print('## 4. Pattern matching: compiled automaton vs reference matcher vs json-rules-engine');
   print();
   print(measuredOn('matching', quick));
   print();
