@@ -41,7 +41,7 @@ import { runId } from '../src/engine/ids.js';
 import { createRulebookVersions } from '../src/engine/rulebook-versions.js';
 import { systemClock } from '../src/engine/system-clock.js';
 import { createSqliteStore, databaseFileName } from '../src/store/index.js';
-import { type BenchmarkContext, type BenchmarkResult, defineBenchmark } from './lib/benchmark.js';
+import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
 
 /** The rule sets compared, on the same patterns. */
 export const variants = ['single', 'all', 'count'] as const;
@@ -447,6 +447,8 @@ function report(options: Options, results: Map<Variant, Measurement[]>, load: nu
   };
 
   print('## 6. Correlation: dispatcher throughput and the cost of open partial matches');
+  print();
+  print(measuredOn('correlation', options.quick));
   print();
   print(
     `Machine: ${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores, load average ${load.toFixed(1)} at start), Node ${process.version}. ` +
