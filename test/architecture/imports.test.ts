@@ -22,6 +22,9 @@ function files(dir: string): string[] {
   });
 }
 
+/** Test code beside the code it tests: tests, and modules only tests import (`*.test-helpers.ts`). */
+const isTestCode = (file: string) => file.endsWith('.test.ts') || file.endsWith('.test-helpers.ts');
+
 const importPattern =
   /(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
@@ -37,13 +40,15 @@ describe('architecture', () => {
       for (const match of text.matchAll(importPattern)) {
         const spec = match[1] ?? match[2]!;
         if (!spec.startsWith('.')) {
-          if (room === 'core' && !file.endsWith('.test.ts') && spec.startsWith('node:'))
+          if (room === 'core' && !isTestCode(file) && spec.startsWith('node:'))
             wrong.push(`${rel} imports ${spec} (core is pure)`);
           continue;
         }
+        if (!isTestCode(file) && spec.includes('.test-helpers'))
+          wrong.push(`${rel} imports ${spec} (test code)`);
         const target = relative(src, join(file, '..', spec)).split('/')[0]!;
         // Tests beside the code may wire in real neighbours (e.g. the action registry); the rule is for code.
-        if (target.startsWith('..') || file.endsWith('.test.ts')) continue;
+        if (target.startsWith('..') || isTestCode(file)) continue;
         if (!may!.includes(target)) wrong.push(`${rel} imports ${spec} (${room} may not import ${target})`);
       }
     }

@@ -1,23 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createCompiledMatcher } from './compiled-matcher.js';
+import { readConformanceCases } from './conformance-cases.test-helpers.js';
 import { parsePattern } from './pattern.js';
 import { matchPattern } from './reference-matcher.js';
 
-/** One line of the shared EventBridge conformance file (see its README.md). */
-interface ConformanceCase {
-  name: string;
-  pattern: unknown;
-  event: unknown;
-  expect: 'match' | 'no-match' | 'invalid';
-}
-
-// Read in place from the shared folder beside the repository, as conformance.test.ts does.
-const casesFile = new URL('../../../../shared/conformance/eventbridge/cases.jsonl', import.meta.url);
-const lines = readFileSync(casesFile, 'utf8')
-  .split('\n')
-  .filter((line) => line.trim() !== '');
-const cases = lines.map((line) => ({ ...(JSON.parse(line) as ConformanceCase), line }));
+const cases = readConformanceCases();
 const valid = cases.filter((c) => c.expect !== 'invalid');
 
 describe('compiled matcher conformance (EventBridge)', () => {

@@ -14,6 +14,7 @@ import {
 import { compiledMatcherLimits, createCompiledMatcher } from './compiled-matcher.js';
 import { flattenEvent } from './event-fields.js';
 import { matchValue } from './match-value.js';
+import { describeMatcherContract } from './matcher-contract.test-helpers.js';
 import { type Pattern, type PatternCondition, parsePattern } from './pattern.js';
 import { createReferenceMatcher } from './reference-matcher.js';
 
@@ -180,33 +181,9 @@ describe('compiled matcher - agrees with the reference matcher', () => {
   });
 });
 
-describe('compiled matcher - Matcher contract', () => {
-  it('compiled matcher - returns the matching ids in ascending order, any ids', () => {
-    const matcher = createCompiledMatcher();
-    matcher.add(70, parsePattern({ type: [{ prefix: 'order.' }] }));
-    matcher.add(2, parsePattern({ type: ['order.created'] }));
-    matcher.add(4_000_000_000, parsePattern({ type: ['user.created'] }));
-    matcher.add(10, parsePattern({ type: [{ exists: true }] }));
-    expect(matcher.size).toBe(4);
-    expect(matcher.match({ type: 'order.created' })).toEqual([2, 10, 70]);
-    expect(matcher.match({ type: 'user.created' })).toEqual([10, 4_000_000_000]);
-    expect(matcher.match({ source: 'x' })).toEqual([]);
-  });
+describeMatcherContract('compiled matcher', createCompiledMatcher);
 
-  it('compiled matcher - add replaces the pattern under an id, remove drops it', () => {
-    const matcher = createCompiledMatcher();
-    matcher.add(1, parsePattern({ a: ['x'] }));
-    matcher.add(2, parsePattern({ a: ['x'] }));
-    matcher.remove(1);
-    matcher.remove(99);
-    expect(matcher.size).toBe(1);
-    expect(matcher.match({ a: 'x' })).toEqual([2]);
-    matcher.add(2, parsePattern({ a: ['y'] }));
-    expect(matcher.size).toBe(1);
-    expect(matcher.match({ a: 'x' })).toEqual([]);
-    expect(matcher.match({ a: 'y' })).toEqual([2]);
-  });
-
+describe('compiled matcher - ids and events', () => {
   it('compiled matcher - refuses ids that are not non-negative integers', () => {
     const matcher = createCompiledMatcher();
     expect(() => matcher.add(-1, parsePattern({ a: ['x'] }))).toThrow(RangeError);

@@ -1,23 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ReflexError } from '../errors.js';
+import { readConformanceCases } from './conformance-cases.test-helpers.js';
 import { parsePattern } from './pattern.js';
 import { createReferenceMatcher, explainPattern, matchPattern } from './reference-matcher.js';
 
-/** One line of the shared EventBridge conformance file (see its README.md). */
-interface ConformanceCase {
-  name: string;
-  pattern: unknown;
-  event: unknown;
-  expect: 'match' | 'no-match' | 'invalid';
-}
-
-// Read in place from the shared folder beside the repository; never copied into it.
-const casesFile = new URL('../../../../shared/conformance/eventbridge/cases.jsonl', import.meta.url);
-const cases: ConformanceCase[] = readFileSync(casesFile, 'utf8')
-  .split('\n')
-  .filter((line) => line.trim() !== '')
-  .map((line) => JSON.parse(line) as ConformanceCase);
+const cases = readConformanceCases();
 const valid = cases.filter((c) => c.expect !== 'invalid');
 
 describe('pattern conformance (EventBridge)', () => {

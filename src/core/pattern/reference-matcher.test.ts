@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { describeMatcherContract } from './matcher-contract.test-helpers.js';
 import { parsePattern } from './pattern.js';
 import { createReferenceMatcher, explainPattern, matchPattern } from './reference-matcher.js';
 
@@ -206,32 +207,7 @@ describe('reference matcher - structure', () => {
   });
 });
 
-describe('reference matcher - Matcher', () => {
-  it('reference matcher - returns the matching ids in ascending order', () => {
-    const matcher = createReferenceMatcher();
-    matcher.add(7, parsePattern({ type: [{ prefix: 'order.' }] }));
-    matcher.add(2, parsePattern({ type: ['order.created'] }));
-    matcher.add(4, parsePattern({ type: ['user.created'] }));
-    matcher.add(10, parsePattern({ type: [{ exists: true }] }));
-    expect(matcher.size).toBe(4);
-    expect(matcher.match({ type: 'order.created' })).toEqual([2, 7, 10]);
-    expect(matcher.match({ source: 'x' })).toEqual([]);
-  });
-
-  it('reference matcher - remove drops a pattern and add replaces one under the same id', () => {
-    const matcher = createReferenceMatcher();
-    matcher.add(1, parsePattern({ a: ['x'] }));
-    matcher.add(2, parsePattern({ a: ['x'] }));
-    matcher.remove(1);
-    matcher.remove(99);
-    expect(matcher.size).toBe(1);
-    expect(matcher.match({ a: 'x' })).toEqual([2]);
-    matcher.add(2, parsePattern({ a: ['y'] }));
-    expect(matcher.size).toBe(1);
-    expect(matcher.match({ a: 'x' })).toEqual([]);
-    expect(matcher.match({ a: 'y' })).toEqual([2]);
-  });
-});
+describeMatcherContract('reference matcher', createReferenceMatcher);
 
 describe('reference matcher - explanations', () => {
   it('explain - says matched when the pattern matches', () => {
