@@ -13,6 +13,7 @@ import { createCompiledMatcher } from '../src/core/pattern/compiled-matcher.js';
 import { parsePattern } from '../src/core/pattern/pattern.js';
 import { createReferenceMatcher } from '../src/core/pattern/reference-matcher.js';
 import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
+import { median, throughput } from './lib/throughput.js';
 import { random } from './matching.js';
 
 const streets = [
@@ -161,29 +162,6 @@ export const ruleSets: Record<string, unknown[]> = {
     },
   ],
 };
-
-function throughput(items: readonly string[], fn: (text: string) => number, ms: number): number {
-  let sink = 0;
-  let i = 0;
-  const warm = Date.now() + Math.min(200, ms / 4);
-  while (Date.now() < warm) sink += fn(items[i++ % items.length]!);
-  let done = 0;
-  const start = process.hrtime.bigint();
-  const stop = start + BigInt(ms) * 1_000_000n;
-  let now = start;
-  while (now < stop) {
-    for (let k = 0; k < 64; k++) sink += fn(items[(i + k) % items.length]!);
-    i += 64;
-    done += 64;
-    now = process.hrtime.bigint();
-  }
-  if (sink === -1) console.log(sink);
-  return (done * 1e9) / Number(now - start);
-}
-
-function median(values: number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-}
 
 /** Runs the whole benchmark and returns its BENCHMARKS.md section. */
 export function runCitylotsBenchmark(

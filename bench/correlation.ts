@@ -42,6 +42,7 @@ import { createRulebookVersions } from '../src/engine/rulebook-versions.js';
 import { systemClock } from '../src/engine/system-clock.js';
 import { createSqliteStore, databaseFileName } from '../src/store/index.js';
 import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
+import { goalVerdict } from './lib/report.js';
 
 /** The rule sets compared, on the same patterns. */
 export const variants = ['single', 'all', 'count'] as const;
@@ -497,9 +498,8 @@ function report(options: Options, results: Map<Variant, Measurement[]>, load: nu
     const rss = (med(variant, (m) => m.rssDelta) - med('single', (m) => m.rssDelta)) / partials;
     const heap = (med(variant, (m) => m.heapDelta) - med('single', (m) => m.heapDelta)) / partials;
     const disk = med(variant, (m) => m.flowStateBytes) / partials;
-    const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
     print(
-      `| ${variant} | ${n(100 * ratio)}% (${verdict(ratio >= 0.5)}) | ${n(rss)} B (${verdict(rss < 1024)}) | ` +
+      `| ${variant} | ${n(100 * ratio)}% (${goalVerdict(ratio >= 0.5)}) | ${n(rss)} B (${goalVerdict(rss < 1024)}) | ` +
         `${n(heap)} B | ${n(disk)} B |`,
     );
     summary[`${variant}EventsPerSecond`] = Math.round(rate(variant));

@@ -17,7 +17,14 @@ import {
   startReflex,
   writeTempFile,
 } from './lib/processes.js';
-import { disturbanceNote, formatCount, formatMs, formatPercent, markdownTable } from './lib/report.js';
+import {
+  disturbanceNote,
+  formatCount,
+  formatMs,
+  formatPercent,
+  goalVerdict,
+  markdownTable,
+} from './lib/report.js';
 import { emptyRulebook, tenNonMatchingRules } from './lib/rulebooks.js';
 
 const eventsPath = '/api/v1/events';
@@ -99,10 +106,7 @@ export const benchmark = defineBenchmark({
               contentType: cloudEventType,
               body: () => benchEventBody(nextId()),
             });
-          await load(settings.warmupS);
-          const meter = createCpuMeter(server.pid);
-          const result = await load(settings.measureS);
-          return { ...result, cpu: meter.stop() };
+          return warmThenMeasure(server.pid, load, settings);
         });
         closed.get(peer.key)!.push(run);
         progress(
@@ -137,10 +141,7 @@ export const benchmark = defineBenchmark({
               contentType: cloudEventType,
               body: () => benchEventBody(nextId()),
             });
-          await load(settings.warmupS);
-          const meter = createCpuMeter(server.pid);
-          const result = await load(settings.measureS);
-          return { ...result, cpu: meter.stop() };
+          return warmThenMeasure(server.pid, load, settings);
         });
         open.get(peer.key)!.push(run);
         progress(
@@ -198,6 +199,18 @@ async function withServer<T>(peer: Peer, measure: (server: ServerProcess) => Pro
   }
 }
 
+/** Runs `load` for the warm-up (discarded), then for the measured time with the server's CPU metered. */
+async function warmThenMeasure<T extends object>(
+  pid: number,
+  load: (durationS: number) => Promise<T>,
+  settings: Settings,
+): Promise<T & { cpu: CpuShares }> {
+  await load(settings.warmupS);
+  const meter = createCpuMeter(pid);
+  const result = await load(settings.measureS);
+  return { ...result, cpu: meter.stop() };
+}
+
 interface RenderInput {
   quick: boolean;
   settings: Settings;
@@ -218,7 +231,6 @@ function render(input: RenderInput): string {
   const full = input.closedMedian.get('full')!;
   const ratio = full.throughput / bareMax;
   const openFull = input.openMedian.get('full')!;
-  const verdict = (ok: boolean) => (ok ? '**met**' : '**not met**');
   const cpu = (value: number) => `${Math.round(value)} %`;
 
   const closedRows = input.closedPeers.map((peer) => {
@@ -308,9 +320,9 @@ ${input.closed
   .map((run, i) => formatPercent(run.throughput / input.closed.get('bare')![i]!.throughput))
   .join(' · ')}.
 
-- Goal: Reflex durable ingest ≥ 60 % of bare — ${formatPercent(ratio)}: ${verdict(ratio >= 0.6)}.
-- Goal: p99 under 10 ms — Reflex (full) p99 at ${connections} connections, closed loop: ${formatMs(full.latency.p99)} ms: ${verdict(full.latency.p99 < 10)};
-  at the fixed rate below: ${formatMs(openFull.latency.p99)} ms: ${verdict(openFull.latency.p99 < 10)}.
+- Goal: Reflex durable ingest ≥ 60 % of bare — ${formatPercent(ratio)}: ${goalVerdict(ratio >= 0.6)}.
+- Goal: p99 under 10 ms — Reflex (full) p99 at ${connections} connections, closed loop: ${formatMs(full.latency.p99)} ms: ${goalVerdict(full.latency.p99 < 10)};
+  at the fixed rate below: ${formatMs(openFull.latency.p99)} ms: ${goalVerdict(openFull.latency.p99 < 10)}.
 
 ### (b) Latency at a fixed rate, open loop, ${formatCount(rate)} events/s
 

@@ -18,6 +18,8 @@ import type { Matcher } from '../src/core/pattern/matcher.js';
 import { type Pattern, parsePattern } from '../src/core/pattern/pattern.js';
 import { createReferenceMatcher } from '../src/core/pattern/reference-matcher.js';
 import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
+import { goalVerdict } from './lib/report.js';
+import { median, throughput } from './lib/throughput.js';
 
 /** How long each measurement runs: a full run, or a short smoke run (`--quick`). */
 interface Timing {
@@ -309,27 +311,6 @@ function makeJreEngine(patterns: readonly unknown[]): Engine {
 
 // ---- measuring ----
 
-/** Runs `fn` over the events for `ms`; returns events per second. */
-function throughput(events: readonly unknown[], fn: (event: unknown) => number, ms: number): number {
-  let sink = 0;
-  // Warm up.
-  const warm = Date.now() + Math.min(200, ms / 4);
-  let i = 0;
-  while (Date.now() < warm) sink += fn(events[i++ % events.length]);
-  let done = 0;
-  const start = process.hrtime.bigint();
-  const stop = start + BigInt(ms) * 1_000_000n;
-  let now = start;
-  while (now < stop) {
-    for (let k = 0; k < 256; k++) sink += fn(events[(i + k) % events.length]);
-    i += 256;
-    done += 256;
-    now = process.hrtime.bigint();
-  }
-  if (sink === -1) console.log(sink);
-  return (done * 1e9) / Number(now - start);
-}
-
 async function throughputAsync(
   events: readonly unknown[],
   fn: (event: unknown) => Promise<number>,
@@ -346,11 +327,6 @@ async function throughputAsync(
     now = process.hrtime.bigint();
   }
   return (done * 1e9) / Number(now - start);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 const gc: () => void = (() => {
@@ -479,11 +455,6 @@ function buildCost(count: number): {
   };
 }
 
-/** A goal's verdict, in bold so that a reader finds it. */
-function verdict(met: boolean): string {
-  return met ? '**met**' : '**not met**';
-}
-
 /** Runs the whole benchmark and returns its BENCHMARKS.md section. */
 export async function runMatchingBenchmark(
   quick: boolean,
@@ -555,19 +526,19 @@ export async function runMatchingBenchmark(
   print('### Goals (exact / prefix / numeric)');
   print();
   print(
-    `- ≥ 1 000 000 events/s on parsed events at 10 000 rules: ${format(tenThousand.compiledObject)}, ${verdict(tenThousand.compiledObject >= 1_000_000)}.`,
+    `- ≥ 1 000 000 events/s on parsed events at 10 000 rules: ${format(tenThousand.compiledObject)}, ${goalVerdict(tenThousand.compiledObject >= 1_000_000)}.`,
   );
   print(
-    `- ≥ 250 000 events/s from JSON text at 10 000 rules: ${format(tenThousand.compiledJson)}, ${verdict(tenThousand.compiledJson >= 250_000)}.`,
+    `- ≥ 250 000 events/s from JSON text at 10 000 rules: ${format(tenThousand.compiledJson)}, ${goalVerdict(tenThousand.compiledJson >= 250_000)}.`,
   );
   print(
-    `- At 10 000 rules, at least half the 10-rule throughput (parsed events): ${(100 * flat).toFixed(0)}%, ${verdict(flat >= 0.5)}. Part of the difference is work the event asks for: at 10 rules almost no event matches, at 10 000 each matches ${tenThousand.matchesPerEvent.toFixed(1)} rules on average; the rest is memory: the automaton of 10 000 rules no longer fits in the CPU caches, and each state an event visits is a cache miss.`,
+    `- At 10 000 rules, at least half the 10-rule throughput (parsed events): ${(100 * flat).toFixed(0)}%, ${goalVerdict(flat >= 0.5)}. Part of the difference is work the event asks for: at 10 rules almost no event matches, at 10 000 each matches ${tenThousand.matchesPerEvent.toFixed(1)} rules on average; the rest is memory: the automaton of 10 000 rules no longer fits in the CPU caches, and each state an event visits is a cache miss.`,
   );
-  print(`- ≥ 10 000× json-rules-engine at 1 000 rules: ${format(times)}×, ${verdict(times >= 10_000)}.`);
+  print(`- ≥ 10 000× json-rules-engine at 1 000 rules: ${format(times)}×, ${goalVerdict(times >= 10_000)}.`);
   print(
-    `- Under 2 KiB per rule: ${cost.bytesPerRule.toFixed(0)} bytes, ${verdict(cost.bytesPerRule < 2048)}.`,
+    `- Under 2 KiB per rule: ${cost.bytesPerRule.toFixed(0)} bytes, ${goalVerdict(cost.bytesPerRule < 2048)}.`,
   );
-  print(`- 10 000 rules added in under 1 s: ${cost.addMs.toFixed(0)} ms, ${verdict(cost.addMs < 1000)}.`);
+  print(`- 10 000 rules added in under 1 s: ${cost.addMs.toFixed(0)} ms, ${goalVerdict(cost.addMs < 1000)}.`);
   print();
   Object.assign(summary, {
     'bytes per rule': Math.round(cost.bytesPerRule),

@@ -22,6 +22,11 @@ export function formatPercent(ratio: number): string {
   return Number.isFinite(ratio) ? `${Math.round(ratio * 100)} %` : '–';
 }
 
+/** Whether a goal was met, in bold so that a reader finds it. */
+export function goalVerdict(met: boolean): string {
+  return met ? '**met**' : '**not met**';
+}
+
 /** Bytes in GiB with one decimal. */
 export function formatGiB(bytes: number): string {
   return `${(bytes / 1024 / 1024 / 1024).toFixed(1)} GiB`;
