@@ -1,7 +1,8 @@
 import { Automaton } from './automaton/automaton.js';
 import { expandPattern } from './automaton/conjunctions.js';
-import { EventValues, FieldPaths, readObject } from './automaton/event-values.js';
+import { EventValues, FieldPaths, type PathState } from './automaton/event-values.js';
 import { readJson } from './automaton/json-scanner.js';
+import { compileObjectReader, type ObjectReader } from './automaton/object-reader.js';
 import type { Matcher } from './matcher.js';
 import type { Pattern } from './pattern.js';
 
@@ -50,6 +51,9 @@ export function createCompiledMatcher(): CompiledMatcher {
   const paths = new FieldPaths();
   const automaton = new Automaton(paths);
   const values = new EventValues();
+  // The reader of parsed events, compiled again when the set of field names in use changes.
+  let readerRoot: PathState | undefined;
+  let reader: ObjectReader | undefined;
 
   return {
     add(id, pattern) {
@@ -64,8 +68,13 @@ export function createCompiledMatcher(): CompiledMatcher {
     match(event) {
       if (automaton.size === 0) return [];
       const root = paths.root();
+      if (root !== readerRoot) {
+        reader = compileObjectReader(root);
+        readerRoot = root;
+      }
       values.begin(paths.capacity);
-      readObject(event, root, values);
+      if (event !== null && typeof event === 'object' && !Array.isArray(event)) reader!(event, values);
+      values.finish();
       return automaton.match(values);
     },
     matchJson(text) {

@@ -253,18 +253,28 @@ const isEnumerableOwn = Object.prototype.propertyIsEnumerable;
  * their own enumerable string keys, as `Object.entries` would). Anything but an object has no fields.
  */
 export function readObject(event: unknown, root: PathState, values: EventValues): void {
-  if (event !== null && typeof event === 'object' && !Array.isArray(event)) visit(event, root, null, values);
+  if (event !== null && typeof event === 'object' && !Array.isArray(event))
+    visitValue(event, root, null, values);
   values.finish();
 }
 
-function visit(value: unknown, state: PathState, context: ArrayContext | null, values: EventValues): void {
+/**
+ * Reads `value`, found at the dot-prefix `state`, and what it holds. The generic walk: the compiled
+ * matcher reads objects through generated code (object-reader.ts) and hands arrays to this.
+ */
+export function visitValue(
+  value: unknown,
+  state: PathState,
+  context: ArrayContext | null,
+  values: EventValues,
+): void {
   if (typeof value === 'object') {
     if (value === null) {
       if (state.pathId >= 0) values.record(state.pathId, null, context);
     } else if (Array.isArray(value)) {
       const array = new ArrayRecord();
       for (let i = 0; i < value.length; i++) {
-        visit(value[i], state, new ArrayContext(array, i, context, values.nextUid++), values);
+        visitValue(value[i], state, new ArrayContext(array, i, context, values.nextUid++), values);
       }
     } else {
       const names = state.names;
@@ -278,7 +288,7 @@ function visit(value: unknown, state: PathState, context: ArrayContext | null, v
         const child = object[name];
         if (child === undefined) continue;
         if ((!plain || state.inherited[i]) && !isEnumerableOwn.call(object, name)) continue;
-        visit(child, state.children[i]!, context, values);
+        visitValue(child, state.children[i]!, context, values);
       }
     }
   } else if (state.pathId >= 0) {
