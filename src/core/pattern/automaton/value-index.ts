@@ -135,28 +135,47 @@ function write<T>(payloads: Payloads<T> | null | undefined, out: T[], at: number
   return at;
 }
 
+/** Bits of `ValueIndex.kinds`: which of its structures hold anything. */
+const Kind = {
+  strings: 1,
+  /** Suffixes, the folded structures, wildcards and CIDR blocks: the rarer lookups on a string. */
+  otherStrings: 2,
+  numbers: 4,
+  ranges: 8,
+  /** `true`, `false` and `null` values. */
+  literals: 16,
+  any: 32,
+  negations: 64,
+} as const;
+
+function filled(structure: { readonly size: number } | readonly unknown[] | null): boolean {
+  if (structure === null) return false;
+  return 'length' in structure ? structure.length > 0 : structure.size > 0;
+}
+
 /**
  * The index itself. A class rather than a factory so that the automaton's edge groups can extend it:
  * one object per field per state, one pointer less on every lookup.
  */
 export class ValueIndex<T> implements ValueIndexApi<T> {
-  size = 0;
+  // The fields a lookup reads first come first, so most lookups touch one cache line of this object.
+  /** Which structures are in use (the `Kind` bits), so a lookup tests one field for what is absent. */
+  kinds = 0;
   strings: Map<string, Payloads<T>> | null = null;
   numbers: Map<number, Payloads<T>> | null = null;
+  prefixes: StringTrie<T> | null = null;
+  ranges: NumericRanges<T> | null = null;
+  size = 0;
   trues: T[] | null = null;
   falses: T[] | null = null;
   nulls: T[] | null = null;
   /** `exists: true`: every value. */
   any: T[] | null = null;
-  prefixes: StringTrie<T> | null = null;
   suffixes: StringTrie<T> | null = null;
   foldedEquals: Map<string, Payloads<T>> | null = null;
   foldedPrefixes: StringTrie<T> | null = null;
   foldedSuffixes: StringTrie<T> | null = null;
-  /** Whether any of the three folded structures is in use, so unfolded lookups skip the fold. */
-  folded = false;
   wildcards: WildcardAutomaton<T> | null = null;
-  ranges: NumericRanges<T> | null = null;
   /** IPv4 blocks as ranges of 32-bit addresses. */
   cidrs4: NumericRanges<T> | null = null;
   /** IPv6 blocks as prefixes of the address bits. */
@@ -192,7 +211,6 @@ export class ValueIndex<T> implements ValueIndexApi<T> {
         if (matcher.ignoreCase) {
           this.foldedPrefixes ??= createStringTrie('forward');
           this.foldedPrefixes.add(fold(matcher.value), payload);
-          this.folded = true;
         } else {
           this.prefixes ??= createStringTrie('forward');
           this.prefixes.add(matcher.value, payload);
@@ -202,7 +220,6 @@ export class ValueIndex<T> implements ValueIndexApi<T> {
         if (matcher.ignoreCase) {
           this.foldedSuffixes ??= createStringTrie('backward');
           this.foldedSuffixes.add(fold(matcher.value), payload);
-          this.folded = true;
         } else {
           this.suffixes ??= createStringTrie('backward');
           this.suffixes.add(matcher.value, payload);
@@ -211,7 +228,6 @@ export class ValueIndex<T> implements ValueIndexApi<T> {
       case 'equals-ignore-case':
         this.foldedEquals ??= new Map();
         add(this.foldedEquals, fold(matcher.value), payload);
-        this.folded = true;
         break;
       case 'wildcard':
         this.wildcards ??= createWildcardAutomaton();
@@ -256,6 +272,7 @@ export class ValueIndex<T> implements ValueIndexApi<T> {
       }
     }
     this.size++;
+    this.#refreshKinds();
   }
 
   remove(matcher: ValueMatcher, payload: T): void {
@@ -318,41 +335,70 @@ export class ValueIndex<T> implements ValueIndexApi<T> {
         }
       }
     }
-    if (removed) this.size--;
+    if (removed) {
+      this.size--;
+      this.#refreshKinds();
+    }
+  }
+
+  #refreshKinds(): void {
+    let kinds = 0;
+    if (filled(this.strings)) kinds |= Kind.strings;
+    if (
+      filled(this.suffixes) ||
+      filled(this.foldedEquals) ||
+      filled(this.foldedPrefixes) ||
+      filled(this.foldedSuffixes) ||
+      filled(this.wildcards) ||
+      filled(this.cidrs4) ||
+      filled(this.cidrs6) ||
+      filled(this.prefixes)
+    ) {
+      kinds |= Kind.otherStrings;
+    }
+    if (filled(this.numbers)) kinds |= Kind.numbers;
+    if (filled(this.ranges)) kinds |= Kind.ranges;
+    if (filled(this.trues) || filled(this.falses) || filled(this.nulls)) kinds |= Kind.literals;
+    if (filled(this.any)) kinds |= Kind.any;
+    if (filled(this.negations)) kinds |= Kind.negations;
+    this.kinds = kinds;
   }
 
   collect(value: JsonScalar, out: T[], at: number): number {
+    const kinds = this.kinds;
     if (typeof value === 'string') {
-      if (this.strings !== null) at = write(this.strings.get(value), out, at);
-      if (this.prefixes !== null) at = this.prefixes.collect(value, out, at);
-      if (this.suffixes !== null) at = this.suffixes.collect(value, out, at);
-      if (this.folded) {
-        const folded = fold(value);
-        if (this.foldedEquals !== null) at = write(this.foldedEquals.get(folded), out, at);
-        if (this.foldedPrefixes !== null) at = this.foldedPrefixes.collect(folded, out, at);
-        if (this.foldedSuffixes !== null) at = this.foldedSuffixes.collect(folded, out, at);
-      }
-      if (this.wildcards !== null) at = this.wildcards.collect(value, out, at);
-      if (this.cidrs4 !== null) {
-        const address = ipv4Number(value);
-        if (address >= 0) at = this.cidrs4.collect(address, out, at);
-      }
-      if (this.cidrs6 !== null && value.includes(':')) {
-        const bytes = parseIpAddress(value);
-        if (bytes !== undefined) at = this.cidrs6.collect(addressBits(bytes), out, at);
-      }
+      if ((kinds & Kind.strings) !== 0) at = write(this.strings!.get(value), out, at);
+      if ((kinds & Kind.otherStrings) !== 0) at = this.#collectString(value, out, at);
     } else if (typeof value === 'number') {
-      if (this.numbers !== null) at = write(this.numbers.get(value), out, at);
-      if (this.ranges !== null) at = this.ranges.collect(value, out, at);
-    } else if (value === true) {
-      at = write(this.trues, out, at);
-    } else if (value === false) {
-      at = write(this.falses, out, at);
-    } else {
-      at = write(this.nulls, out, at);
+      if ((kinds & Kind.numbers) !== 0) at = write(this.numbers!.get(value), out, at);
+      if ((kinds & Kind.ranges) !== 0) at = this.ranges!.collect(value, out, at);
+    } else if ((kinds & Kind.literals) !== 0) {
+      at = write(value === true ? this.trues : value === false ? this.falses : this.nulls, out, at);
     }
-    at = write(this.any, out, at);
-    if (this.negations !== null && this.negations.length > 0) at = this.#complement(value, out, at);
+    if ((kinds & Kind.any) !== 0) at = write(this.any, out, at);
+    if ((kinds & Kind.negations) !== 0) at = this.#complement(value, out, at);
+    return at;
+  }
+
+  /** The lookups of a string beyond exact values. */
+  #collectString(value: string, out: T[], at: number): number {
+    if (this.prefixes !== null) at = this.prefixes.collect(value, out, at);
+    if (this.suffixes !== null) at = this.suffixes.collect(value, out, at);
+    if (this.foldedEquals !== null || this.foldedPrefixes !== null || this.foldedSuffixes !== null) {
+      const folded = fold(value);
+      if (this.foldedEquals !== null) at = write(this.foldedEquals.get(folded), out, at);
+      if (this.foldedPrefixes !== null) at = this.foldedPrefixes.collect(folded, out, at);
+      if (this.foldedSuffixes !== null) at = this.foldedSuffixes.collect(folded, out, at);
+    }
+    if (this.wildcards !== null) at = this.wildcards.collect(value, out, at);
+    if (this.cidrs4 !== null) {
+      const address = ipv4Number(value);
+      if (address >= 0) at = this.cidrs4.collect(address, out, at);
+    }
+    if (this.cidrs6 !== null && value.includes(':')) {
+      const bytes = parseIpAddress(value);
+      if (bytes !== undefined) at = this.cidrs6.collect(addressBits(bytes), out, at);
+    }
     return at;
   }
 
