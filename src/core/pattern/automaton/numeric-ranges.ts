@@ -19,26 +19,41 @@ export interface NumericRanges<T> {
   readonly size: number;
 }
 
+/** A range with its bounds as plain numbers (an absent bound is an infinite inclusive one): one object. */
 interface Range<T> {
-  readonly lower: NumericBound | undefined;
-  readonly upper: NumericBound | undefined;
+  readonly low: number;
+  readonly lowInclusive: boolean;
+  readonly high: number;
+  readonly highInclusive: boolean;
   readonly payload: T;
+}
+
+function rangeOf<T>(lower: NumericBound | undefined, upper: NumericBound | undefined, payload: T): Range<T> {
+  return {
+    low: lower?.value ?? Number.NEGATIVE_INFINITY,
+    lowInclusive: lower?.inclusive ?? true,
+    high: upper?.value ?? Number.POSITIVE_INFINITY,
+    highInclusive: upper?.inclusive ?? true,
+    payload,
+  };
 }
 
 /** Below this many ranges a linear scan beats building and walking the tree. */
 const scanBelow = 12;
 
-function sameBound(a: NumericBound | undefined, b: NumericBound | undefined): boolean {
+function sameRange<T>(a: Range<T>, b: Range<T>): boolean {
   return (
-    a === b || (a !== undefined && b !== undefined && a.value === b.value && a.inclusive === b.inclusive)
+    a.payload === b.payload &&
+    a.low === b.low &&
+    a.lowInclusive === b.lowInclusive &&
+    a.high === b.high &&
+    a.highInclusive === b.highInclusive
   );
 }
 
 function holds<T>(range: Range<T>, value: number): boolean {
-  const { lower, upper } = range;
-  if (lower !== undefined && (lower.inclusive ? value < lower.value : value <= lower.value)) return false;
-  if (upper !== undefined && (upper.inclusive ? value > upper.value : value >= upper.value)) return false;
-  return true;
+  if (range.lowInclusive ? value < range.low : value <= range.low) return false;
+  return range.highInclusive ? value <= range.high : value < range.high;
 }
 
 /** Index of the first bound that is >= value (bounds.length when none is). */
@@ -67,9 +82,9 @@ function segmentOf(bounds: Float64Array, value: number): number {
 
 function build<T>(ranges: readonly Range<T>[]): Tree<T> {
   const all: number[] = [];
-  for (const { lower, upper } of ranges) {
-    if (lower !== undefined) all.push(lower.value);
-    if (upper !== undefined) all.push(upper.value);
+  for (const { low, high } of ranges) {
+    if (low !== Number.NEGATIVE_INFINITY) all.push(low);
+    if (high !== Number.POSITIVE_INFINITY) all.push(high);
   }
   all.sort((a, b) => a - b);
   const distinct: number[] = [];
@@ -82,11 +97,13 @@ function build<T>(ranges: readonly Range<T>[]): Tree<T> {
   const lists: Array<T[] | undefined> = new Array(2 * base);
   for (const range of ranges) {
     const first =
-      range.lower === undefined ? 0 : segmentOf(bounds, range.lower.value) + (range.lower.inclusive ? 0 : 1);
+      range.low === Number.NEGATIVE_INFINITY
+        ? 0
+        : segmentOf(bounds, range.low) + (range.lowInclusive ? 0 : 1);
     const last =
-      range.upper === undefined
+      range.high === Number.POSITIVE_INFINITY
         ? segments - 1
-        : segmentOf(bounds, range.upper.value) - (range.upper.inclusive ? 0 : 1);
+        : segmentOf(bounds, range.high) - (range.highInclusive ? 0 : 1);
     let l = first + base;
     let r = last + base + 1;
     while (l < r) {
@@ -107,6 +124,50 @@ function build<T>(ranges: readonly Range<T>[]): Tree<T> {
   return { bounds, base, lists };
 }
 
+/** The set as a class: its methods sit on one prototype, and each set is one small object. */
+class SortedRanges<T> implements NumericRanges<T> {
+  readonly #ranges: Range<T>[] = [];
+  #tree: Tree<T> | undefined;
+
+  add(lower: NumericBound | undefined, upper: NumericBound | undefined, payload: T): void {
+    this.#ranges.push(rangeOf(lower, upper, payload));
+    this.#tree = undefined;
+  }
+
+  remove(lower: NumericBound | undefined, upper: NumericBound | undefined, payload: T): boolean {
+    const ranges = this.#ranges;
+    const wanted = rangeOf(lower, upper, payload);
+    const at = ranges.findIndex((r) => sameRange(r, wanted));
+    if (at < 0) return false;
+    ranges[at] = ranges[ranges.length - 1]!;
+    ranges.pop();
+    this.#tree = undefined;
+    return true;
+  }
+
+  collect(value: number, out: T[], at: number): number {
+    const ranges = this.#ranges;
+    if (ranges.length < scanBelow) {
+      for (let i = 0; i < ranges.length; i++) {
+        const range = ranges[i]!;
+        if (holds(range, value)) out[at++] = range.payload;
+      }
+      return at;
+    }
+    this.#tree ??= build(ranges);
+    const { bounds, base, lists } = this.#tree;
+    for (let node = segmentOf(bounds, value) + base; node >= 1; node >>= 1) {
+      const list = lists[node];
+      if (list !== undefined) for (let i = 0; i < list.length; i++) out[at++] = list[i]!;
+    }
+    return at;
+  }
+
+  get size(): number {
+    return this.#ranges.length;
+  }
+}
+
 /**
  * Creates an empty set of ranges.
  *
@@ -117,45 +178,5 @@ function build<T>(ranges: readonly Range<T>[]): Tree<T> {
  * ranges.collect(5, out, 0); // 1; out: ['A']
  */
 export function createNumericRanges<T>(): NumericRanges<T> {
-  const ranges: Range<T>[] = [];
-  let tree: Tree<T> | undefined;
-
-  return {
-    add(lower, upper, payload) {
-      ranges.push({ lower, upper, payload });
-      tree = undefined;
-    },
-
-    remove(lower, upper, payload) {
-      const at = ranges.findIndex(
-        (r) => r.payload === payload && sameBound(r.lower, lower) && sameBound(r.upper, upper),
-      );
-      if (at < 0) return false;
-      ranges[at] = ranges[ranges.length - 1]!;
-      ranges.pop();
-      tree = undefined;
-      return true;
-    },
-
-    collect(value, out, at) {
-      if (ranges.length < scanBelow) {
-        for (let i = 0; i < ranges.length; i++) {
-          const range = ranges[i]!;
-          if (holds(range, value)) out[at++] = range.payload;
-        }
-        return at;
-      }
-      tree ??= build(ranges);
-      const { bounds, base, lists } = tree;
-      for (let node = segmentOf(bounds, value) + base; node >= 1; node >>= 1) {
-        const list = lists[node];
-        if (list !== undefined) for (let i = 0; i < list.length; i++) out[at++] = list[i]!;
-      }
-      return at;
-    },
-
-    get size() {
-      return ranges.length;
-    },
-  };
+  return new SortedRanges<T>();
 }
