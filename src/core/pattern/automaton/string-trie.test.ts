@@ -35,13 +35,14 @@ describe('string trie', () => {
     expect(found(trie, 'smile \ud83d\ude00')).toEqual(['low surrogate']);
   });
 
-  it('string trie - agrees with startsWith/endsWith on random keys, texts and removals', () => {
-    const text = fc.string({ unit: fc.constantFrom('a', 'b', 'ab', 'ß', '\ud83d\ude00'), maxLength: 6 });
+  /** Random keys and texts over `units`, some keys removed: the trie finds what startsWith/endsWith find. */
+  const agreesWithStringMethods = (units: readonly string[], keyCount: number, numRuns: number): void => {
+    const text = fc.string({ unit: fc.constantFrom(...units), maxLength: 6 });
     fc.assert(
       fc.property(
         fc.constantFrom('forward' as const, 'backward' as const),
-        fc.array(text, { maxLength: 12 }),
-        fc.array(fc.nat(11)),
+        fc.array(text, { maxLength: keyCount }),
+        fc.array(fc.nat(keyCount - 1), { maxLength: keyCount }),
         fc.array(text, { minLength: 1, maxLength: 6 }),
         (direction, keys, removals, texts) => {
           const trie = createStringTrie<number>(direction);
@@ -59,7 +60,16 @@ describe('string trie', () => {
           }
         },
       ),
-      { numRuns: 1000 },
+      { numRuns },
     );
+  };
+
+  it('string trie - agrees with startsWith/endsWith on random keys, texts and removals', () => {
+    agreesWithStringMethods(['a', 'b', 'ab', 'ß', '\ud83d\ude00'], 12, 1000);
+  });
+
+  it('string trie - agrees with startsWith/endsWith where nodes have more children than are scanned', () => {
+    // 20 letters and up to 80 keys: nodes pass the scan limit and back again as keys are removed.
+    agreesWithStringMethods([...'abcdefghijklmnopqrst'], 80, 300);
   });
 });
