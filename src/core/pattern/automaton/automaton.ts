@@ -259,8 +259,14 @@ export class Automaton {
     this.#values = values;
     const out: number[] = [];
     this.#out = out;
-    this.#visit(this.#loose, null, null, false);
-    this.#visit(this.#strict, null, null, true);
+    if (values.hasArrays) {
+      this.#visit(this.#loose, null, null, false);
+      this.#visit(this.#strict, null, null, true);
+    } else {
+      // Without arrays there are no memberships to carry and no absence to defer: the common case.
+      this.#visitPlain(this.#loose);
+      this.#visitPlain(this.#strict);
+    }
     this.#seen = null;
     this.#values = undefined;
     sortAscending(out);
@@ -300,10 +306,10 @@ export class Automaton {
     }
     const groups = state.groups;
     if (groups === null) return;
-    if (state.groupMap !== null && values.present.length < groups.length) {
+    if (state.groupMap !== null && values.presentCount < groups.length) {
       // Many fields lead on from here: look up the event's fields instead of scanning them all.
       const present = values.present;
-      for (let i = 0; i < present.length; i++) {
+      for (let i = 0; i < values.presentCount; i++) {
         const group = state.groupMap.get(present[i]!);
         if (group !== undefined) this.#follow(group, membership, pending, strict);
       }
@@ -316,6 +322,70 @@ export class Automaton {
       return;
     }
     for (let i = 0; i < groups.length; i++) this.#follow(groups[i]!, membership, pending, strict);
+  }
+
+  /** {@link #visit} for an event without arrays: each state is visited at most once. */
+  #visitPlain(state: State): void {
+    const values = this.#values!;
+    const generation = values.generation;
+    if (state.stamp === generation) return;
+    state.stamp = generation;
+    const ends = state.ends;
+    if (ends !== null) {
+      for (let i = 0; i < ends.length; i++) {
+        const end = ends[i]!;
+        if (end.stamp !== generation) {
+          end.stamp = generation;
+          this.#out.push(end.id);
+        }
+      }
+    }
+    if (state.only !== null) {
+      this.#followPlain(state.only);
+      return;
+    }
+    const groups = state.groups;
+    if (groups === null) return;
+    if (state.groupMap !== null && values.presentCount < groups.length) {
+      const present = values.present;
+      for (let i = 0; i < values.presentCount; i++) {
+        const group = state.groupMap.get(present[i]!);
+        if (group !== undefined) this.#followPlain(group);
+      }
+      const absentGroups = state.absentGroups;
+      if (absentGroups !== null) {
+        for (const group of absentGroups) {
+          if (values.slot(group.pathId) === undefined) this.#followPlain(group);
+        }
+      }
+      return;
+    }
+    for (let i = 0; i < groups.length; i++) this.#followPlain(groups[i]!);
+  }
+
+  /** {@link #follow} for an event without arrays. */
+  #followPlain(group: EdgeGroup): void {
+    const values = this.#values!;
+    const slot = values.slot(group.pathId);
+    let live = 0;
+    if (slot !== undefined) {
+      const records = slot.records;
+      const buffer = this.#buffer;
+      for (let k = 0; k < slot.count; k++) {
+        const r = records[k]!;
+        if (values.isDead(r)) continue;
+        live++;
+        const start = this.#top;
+        const end = group.collect(values.values[r] as JsonScalar, buffer, start);
+        if (start === end) continue;
+        this.#top = end;
+        for (let i = start; i < end; i++) this.#visitPlain(buffer[i]!);
+        this.#top = start;
+      }
+    }
+    // Outside arrays a field is absent exactly when it has no live value.
+    const absent = group.absent;
+    if (live === 0 && absent !== null) for (let i = 0; i < absent.length; i++) this.#visitPlain(absent[i]!);
   }
 
   /** Follows the edges of one field: by each of its values, and by its absence. */
@@ -340,7 +410,7 @@ export class Automaton {
     let everyInArray = true;
     for (let k = 0; k < slot.count; k++) {
       const r = records[k]!;
-      if (values.dead[r]) continue;
+      if (values.isDead(r)) continue;
       live++;
       const context = contexts === null ? null : (contexts[r] ?? null);
       if (context === null) everyInArray = false;
@@ -375,7 +445,7 @@ export class Automaton {
       const slot = values.slot(pathId)!;
       for (let k = 0; k < slot.count; k++) {
         const r = slot.records[k]!;
-        if (values.dead[r]) continue;
+        if (values.isDead(r)) continue;
         const context = contexts[r] ?? null;
         if (context === null || consistent(context, membership)) return false;
       }

@@ -175,7 +175,7 @@ export interface FieldSlot {
 /**
  * The values read from one event, reused from event to event: record `r` holds a value, the array
  * element it sits in (null outside arrays) and that element reduced to arrays of several fields
- * (`loose`). Records of a JSON key that a later duplicate key overrode are `dead`.
+ * (`loose`). Records of a JSON key that a later duplicate key overrode are dead (see {@link isDead}).
  */
 export class EventValues {
   generation = 0;
@@ -183,10 +183,12 @@ export class EventValues {
   readonly values: JsonScalar[] = [];
   readonly contexts: Array<ArrayContext | null> = [];
   readonly loose: Array<ArrayContext | null> = [];
-  readonly dead: boolean[] = [];
+  /** Record `r` is dead when `deadAt[r]` is the generation: written only for overridden records. */
+  readonly deadAt: number[] = [];
   readonly slots: FieldSlot[] = [];
-  /** Fields with values in this event. */
+  /** Fields with values in this event: the first `presentCount` entries. */
   readonly present: number[] = [];
+  presentCount = 0;
   hasArrays = false;
   nextUid = 0;
 
@@ -194,7 +196,7 @@ export class EventValues {
   begin(capacity: number): void {
     this.generation++;
     this.count = 0;
-    this.present.length = 0;
+    this.presentCount = 0;
     this.hasArrays = false;
     this.nextUid = 0;
     while (this.slots.length < capacity) this.slots.push({ stamp: 0, records: [], count: 0 });
@@ -204,12 +206,11 @@ export class EventValues {
     const r = this.count++;
     this.values[r] = value;
     this.contexts[r] = context;
-    this.dead[r] = false;
     const slot = this.slots[pathId]!;
     if (slot.stamp !== this.generation) {
       slot.stamp = this.generation;
       slot.count = 0;
-      this.present.push(pathId);
+      this.present[this.presentCount++] = pathId;
     }
     slot.records[slot.count++] = r;
     if (context !== null) {
@@ -225,7 +226,12 @@ export class EventValues {
 
   /** Marks records `from` to `to` (exclusive) as overridden. */
   kill(from: number, to: number): void {
-    for (let r = from; r < to; r++) this.dead[r] = true;
+    for (let r = from; r < to; r++) this.deadAt[r] = this.generation;
+  }
+
+  /** Whether record `r` came from a JSON key that a later duplicate overrode. */
+  isDead(r: number): boolean {
+    return this.deadAt[r] === this.generation;
   }
 
   /** Ends the event: works out each record's loose context (read them only when `hasArrays`). */

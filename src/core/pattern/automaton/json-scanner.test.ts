@@ -16,7 +16,7 @@ function snapshot(paths: FieldPaths, names: readonly string[], values: EventValu
     const list: unknown[] = [];
     for (let k = 0; k < slot.count; k++) {
       const r = slot.records[k]!;
-      if (values.dead[r]) continue;
+      if (values.isDead(r)) continue;
       const arrays: number[] = [];
       for (let c = values.hasArrays ? values.contexts[r] : null; c != null; c = c.parent)
         arrays.push(c.index);
