@@ -16,12 +16,6 @@ import { ValueIndex } from './value-index.js';
  * membership.
  */
 
-/** A rule as the automaton knows it: its id and, per event, whether it was already reported. */
-class RuleEnd {
-  stamp = 0;
-  constructor(readonly id: number) {}
-}
-
 /** Outgoing edges of a state for one field: the index of their values, and absence. */
 class EdgeGroup extends ValueIndex<State> {
   /** Children reached by absence of the field. */
@@ -41,7 +35,8 @@ class State {
   stamp = 0;
   /** Conjunctions that pass through or end here. */
   refs = 0;
-  ends: RuleEnd[] | null = null;
+  /** Ids of the rules with a conjunction that ends here. */
+  ends: number[] | null = null;
   groups: EdgeGroup[] | null = null;
   /** The group when there is exactly one (most states): saves two hops through the array. */
   only: EdgeGroup | null = null;
@@ -61,7 +56,6 @@ class State {
 const mapGroupsAbove = 8;
 
 interface RuleRecord {
-  readonly end: RuleEnd;
   /** The last state of each conjunction. */
   readonly terminals: State[];
 }
@@ -113,6 +107,17 @@ function sortAscending(ids: number[]): void {
   }
 }
 
+/** Drops repeated ids from an ascending list, in place. */
+function withoutRepeats(ids: number[]): number[] {
+  let kept = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (kept === 0 || ids[kept - 1] !== id) ids[kept++] = id;
+  }
+  if (kept < ids.length) ids.length = kept;
+  return ids;
+}
+
 /** Compiles patterns into states and matches events against them. */
 export class Automaton {
   /** Conjunctions whose fields are all distinct: arrays of a single field are ignored. */
@@ -151,10 +156,9 @@ export class Automaton {
   add(id: number, pattern: Pattern): void {
     const conjunctions = expandPattern(pattern);
     this.remove(id);
-    const end = new RuleEnd(id);
     const terminals: State[] = [];
-    for (const conjunction of conjunctions) terminals.push(this.#addConjunction(conjunction, end));
-    this.#rules.set(id, { end, terminals });
+    for (const conjunction of conjunctions) terminals.push(this.#addConjunction(conjunction, id));
+    this.#rules.set(id, { terminals });
   }
 
   /** Removes the pattern under `id`, and the states no other pattern uses. */
@@ -164,7 +168,7 @@ export class Automaton {
     this.#rules.delete(id);
     for (const terminal of rule.terminals) {
       const ends = terminal.ends!;
-      ends.splice(ends.indexOf(rule.end), 1);
+      ends.splice(ends.indexOf(id), 1);
       if (ends.length === 0) terminal.ends = null;
       for (let state: State = terminal; state.parent !== null; state = state.parent) {
         if (--state.refs === 0) this.#detach(state);
@@ -172,14 +176,14 @@ export class Automaton {
     }
   }
 
-  #addConjunction(conjunction: Conjunction, end: RuleEnd): State {
+  #addConjunction(conjunction: Conjunction, id: number): State {
     let state = conjunction.strict ? this.#strict : this.#loose;
     for (const step of conjunction.steps) {
       state = this.#child(state, step);
       state.refs++;
     }
     state.ends ??= [];
-    state.ends.push(end);
+    state.ends.push(id);
     return state;
   }
 
@@ -270,7 +274,7 @@ export class Automaton {
     this.#seen = null;
     this.#values = undefined;
     sortAscending(out);
-    return out;
+    return withoutRepeats(out);
   }
 
   #visit(
@@ -292,13 +296,8 @@ export class Automaton {
     }
     const ends = state.ends;
     if (ends !== null && (pending === null || this.#absent(pending, membership, strict))) {
-      for (let i = 0; i < ends.length; i++) {
-        const end = ends[i]!;
-        if (end.stamp !== values.generation) {
-          end.stamp = values.generation;
-          this.#out.push(end.id);
-        }
-      }
+      // A rule can end here and elsewhere, and here more than once: `match` drops the repeats.
+      for (let i = 0; i < ends.length; i++) this.#out.push(ends[i]!);
     }
     if (state.only !== null) {
       this.#follow(state.only, membership, pending, strict);
@@ -331,15 +330,7 @@ export class Automaton {
     if (state.stamp === generation) return;
     state.stamp = generation;
     const ends = state.ends;
-    if (ends !== null) {
-      for (let i = 0; i < ends.length; i++) {
-        const end = ends[i]!;
-        if (end.stamp !== generation) {
-          end.stamp = generation;
-          this.#out.push(end.id);
-        }
-      }
-    }
+    if (ends !== null) for (let i = 0; i < ends.length; i++) this.#out.push(ends[i]!);
     if (state.only !== null) {
       this.#followPlain(state.only);
       return;
