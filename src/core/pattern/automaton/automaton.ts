@@ -263,14 +263,12 @@ export class Automaton {
     this.#values = values;
     const out: number[] = [];
     this.#out = out;
-    if (values.hasArrays) {
-      this.#visit(this.#loose, null, null, false);
-      this.#visit(this.#strict, null, null, true);
-    } else {
-      // Without arrays there are no memberships to carry and no absence to defer: the common case.
-      this.#visitPlain(this.#loose);
-      this.#visitPlain(this.#strict);
-    }
+    // Without arrays there are no memberships to carry and no absence to defer: the common case. Loose
+    // conjunctions ignore arrays of a single field, so for them only arrays of several fields count.
+    if (values.hasLooseArrays) this.#visit(this.#loose, null, null, false);
+    else this.#visitPlain(this.#loose);
+    if (values.hasArrays) this.#visit(this.#strict, null, null, true);
+    else this.#visitPlain(this.#strict);
     this.#seen = null;
     this.#values = undefined;
     sortAscending(out);

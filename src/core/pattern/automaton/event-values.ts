@@ -190,6 +190,11 @@ export class EventValues {
   readonly present: number[] = [];
   presentCount = 0;
   hasArrays = false;
+  /**
+   * Whether some record sits in an array of several fields (a non-null `loose` context); set by
+   * {@link finish}. Without one, conjunctions over distinct fields match as if there were no arrays.
+   */
+  hasLooseArrays = false;
   nextUid = 0;
 
   /** Starts a new event over fields with ids below `capacity`. */
@@ -198,6 +203,7 @@ export class EventValues {
     this.count = 0;
     this.presentCount = 0;
     this.hasArrays = false;
+    this.hasLooseArrays = false;
     this.nextUid = 0;
     while (this.slots.length < capacity) this.slots.push({ stamp: 0, records: [], count: 0 });
   }
@@ -242,6 +248,7 @@ export class EventValues {
       // Arrays of several fields enclose one another outward, so the first one found starts the chain.
       while (c !== null && !c.array.multi) c = c.parent;
       this.loose[r] = c;
+      if (c !== null) this.hasLooseArrays = true;
     }
   }
 
