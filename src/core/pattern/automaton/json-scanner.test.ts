@@ -57,6 +57,38 @@ describe('json scanner', () => {
     );
   });
 
+  it('json scanner - reads every number as JSON.parse does, to the last bit and the sign of zero', () => {
+    const digits = (min: number, max: number) =>
+      fc.string({ unit: fc.constantFrom(...'0123456789'), minLength: min, maxLength: max });
+    const number = fc
+      .tuple(
+        fc.boolean(),
+        fc.oneof(
+          fc.constant('0'),
+          fc.tuple(fc.constantFrom(...'123456789'), digits(0, 18)).map(([a, b]) => a + b),
+        ),
+        fc.option(digits(1, 18)),
+        fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), digits(1, 3))),
+      )
+      .map(
+        ([negative, whole, fraction, exponent]) =>
+          `${negative ? '-' : ''}${whole}${fraction === null ? '' : `.${fraction}`}${exponent === null ? '' : exponent.join('')}`,
+      );
+    const { paths, values } = reader();
+    const a = paths.acquire('a');
+    fc.assert(
+      fc.property(number, (text) => {
+        values.begin(paths.capacity);
+        readJson(`{"a": ${text}}`, paths.root(), values);
+        const expected = JSON.parse(text) as number;
+        const slot = values.slot(a);
+        if (!Number.isFinite(expected)) expect(slot).toBeUndefined();
+        else expect(Object.is(values.values[slot!.records[0]!], expected), text).toBe(true);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
   it('json scanner - decodes escapes in keys and values, keeps lone surrogates, keeps the last duplicate', () => {
     const { paths, values } = reader();
     const text =

@@ -143,42 +143,58 @@ function decode(t: string, start: number, end: number, hasEscapes: boolean): str
   return out + t.slice(from, end);
 }
 
-/** Set by {@link numberEnd}: whether the number is a plain integer of at most 15 digits. */
-let smallInteger = false;
+/**
+ * Set by {@link numberEnd}: how many digits follow the decimal point when the number has at most 15
+ * digits in all and no exponent (-1 otherwise). Such a number is read exactly without building a string.
+ */
+let fractionDigits = -1;
+
+/** Powers of ten that doubles hold exactly. */
+const powersOfTen = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 function numberEnd(t: string, i: number): number {
-  const start = i;
   if (t.charCodeAt(i) === 45) i++;
+  const digitsStart = i;
   const first = t.charCodeAt(i);
   if (first === 48) i++;
   else if (first >= 49 && first <= 57) {
     i++;
     while (isDigit(t.charCodeAt(i))) i++;
   } else fail(t, i, 'bad number');
-  smallInteger = i - start <= 15;
+  let digits = i - digitsStart;
+  fractionDigits = 0;
   if (t.charCodeAt(i) === 46) {
-    smallInteger = false;
     i++;
+    const fractionStart = i;
     if (!isDigit(t.charCodeAt(i))) fail(t, i, 'bad number');
     while (isDigit(t.charCodeAt(i))) i++;
+    fractionDigits = i - fractionStart;
+    digits += fractionDigits;
   }
   const e = t.charCodeAt(i);
   if (e === 101 || e === 69) {
-    smallInteger = false;
+    fractionDigits = -1;
     i++;
     const sign = t.charCodeAt(i);
     if (sign === 43 || sign === 45) i++;
     if (!isDigit(t.charCodeAt(i))) fail(t, i, 'bad number');
     while (isDigit(t.charCodeAt(i))) i++;
   }
+  if (digits > 15) fractionDigits = -1;
   return i;
 }
 
 function numberValue(t: string, start: number, end: number): number {
-  if (!smallInteger) return Number(t.slice(start, end));
+  if (fractionDigits < 0) return Number(t.slice(start, end));
   const negative = t.charCodeAt(start) === 45;
   let n = 0;
-  for (let i = negative ? start + 1 : start; i < end; i++) n = n * 10 + (t.charCodeAt(i) - 48);
+  for (let i = negative ? start + 1 : start; i < end; i++) {
+    const c = t.charCodeAt(i);
+    if (c !== 46) n = n * 10 + (c - 48);
+  }
+  // At most 15 digits: n and the power of ten are exact doubles, so the one division rounds correctly,
+  // as JSON.parse does (Clinger's fast path).
+  if (fractionDigits > 0) n /= powersOfTen[fractionDigits]!;
   // `-0` stays negative zero, as JSON.parse gives it.
   return negative ? -n : n;
 }
