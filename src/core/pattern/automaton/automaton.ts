@@ -301,24 +301,31 @@ export class Automaton {
       this.#follow(state.only, membership, pending, strict);
       return;
     }
-    const groups = state.groups;
-    if (groups === null) return;
-    if (state.groupMap !== null && values.presentCount < groups.length) {
-      // Many fields lead on from here: look up the event's fields instead of scanning them all.
-      const present = values.present;
-      for (let i = 0; i < values.presentCount; i++) {
-        const group = state.groupMap.get(present[i]!);
-        if (group !== undefined) this.#follow(group, membership, pending, strict);
-      }
-      const absentGroups = state.absentGroups;
-      if (absentGroups !== null) {
-        for (const group of absentGroups) {
-          if (values.slot(group.pathId) === undefined) this.#follow(group, membership, pending, strict);
-        }
-      }
-      return;
-    }
+    if (state.groups === null) return;
+    const groups = this.#groupsToFollow(state);
     for (let i = 0; i < groups.length; i++) this.#follow(groups[i]!, membership, pending, strict);
+  }
+
+  /**
+   * The groups of `state` (which has some) that the event may lead on through: all of them, or, where
+   * many fields lead on, only those of the event's fields and those with absence edges, looked up
+   * rather than scanned.
+   */
+  #groupsToFollow(state: State): readonly EdgeGroup[] {
+    const groups = state.groups!;
+    const values = this.#values!;
+    const byField = state.groupMap;
+    if (byField === null || values.presentCount >= groups.length) return groups;
+    const chosen: EdgeGroup[] = [];
+    for (let i = 0; i < values.presentCount; i++) {
+      const group = byField.get(values.present[i]!);
+      if (group !== undefined) chosen.push(group);
+    }
+    const absentGroups = state.absentGroups;
+    if (absentGroups !== null) {
+      for (const group of absentGroups) if (values.slot(group.pathId) === undefined) chosen.push(group);
+    }
+    return chosen;
   }
 
   /** {@link #visit} for an event without arrays: each state is visited at most once. */
@@ -333,22 +340,8 @@ export class Automaton {
       this.#followPlain(state.only);
       return;
     }
-    const groups = state.groups;
-    if (groups === null) return;
-    if (state.groupMap !== null && values.presentCount < groups.length) {
-      const present = values.present;
-      for (let i = 0; i < values.presentCount; i++) {
-        const group = state.groupMap.get(present[i]!);
-        if (group !== undefined) this.#followPlain(group);
-      }
-      const absentGroups = state.absentGroups;
-      if (absentGroups !== null) {
-        for (const group of absentGroups) {
-          if (values.slot(group.pathId) === undefined) this.#followPlain(group);
-        }
-      }
-      return;
-    }
+    if (state.groups === null) return;
+    const groups = this.#groupsToFollow(state);
     for (let i = 0; i < groups.length; i++) this.#followPlain(groups[i]!);
   }
 
