@@ -42,7 +42,16 @@ export async function runStart(
   const actions = createActionRegistry();
 
   const files = await readRulebookFiles(config.rulebooks);
-  const store = await createSqliteStore({ dir: resolve(config.dataDir), durability: config.durability });
+  // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
+  let storeFailure: ReflexError | undefined;
+  let onStoreFailure = (error: ReflexError) => {
+    storeFailure = error;
+  };
+  const store = await createSqliteStore({
+    dir: resolve(config.dataDir),
+    durability: config.durability,
+    onSyncFailure: (error) => onStoreFailure(error),
+  });
   const engine = await createEngine({
     store,
     actions,
@@ -149,13 +158,13 @@ export async function runStart(
 
   return new Promise<number>((resolveExit) => {
     let stopping = false;
-    const stop = async (signal: string) => {
+    const stop = async (signal: string, failed = false) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal, graceMs: config.graceMs }, 'stopping: no new events; finishing work in hand');
       process.off('SIGHUP', onHangup);
       await watcher?.close();
-      let code = 0;
+      let code = failed ? 1 : 0;
       try {
         // Closing the server first stops intake; requests in flight still get their commit and answer.
         await server.close();
@@ -172,6 +181,12 @@ export async function runStart(
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
+    // Exit non-zero so that a supervisor restarts the node, which then reads what the disk really holds.
+    onStoreFailure = (error) => {
+      logger.fatal({ error: toErrorInfo(error) }, error.message);
+      void stop('event log sync failed', true);
+    };
+    if (storeFailure !== undefined) onStoreFailure(storeFailure);
   });
 }
 

@@ -280,6 +280,12 @@ export const errorRegistry = {
     message:
       'No Reflex database at `{path}`. To fix: point `--data` at the data directory of a Reflex instance, or start Reflex there once.',
   },
+  REFLEX_ERR_STORE_SYNC_FAILED: {
+    code: 'REFLEX_ERR_STORE_SYNC_FAILED',
+    status: 503,
+    message:
+      'The event log at `{path}` could not be synced to disk ({reason}), so whether the last writes are stored is unknown; Reflex accepts no more events and stops. To fix: check the disk (free space, the kernel log), then start Reflex again; senders resend what was refused.',
+  },
   REFLEX_ERR_STORE_DUPLICATE_RUN: {
     code: 'REFLEX_ERR_STORE_DUPLICATE_RUN',
     status: 500,

@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../../src/store/index.js';
@@ -7,6 +7,7 @@ import {
   getJson,
   makeTempDir,
   pollUntil,
+  postEvents,
   type ReflexProcess,
   spawnReflex,
   startReflex,
@@ -250,4 +251,22 @@ describe('crash safety', () => {
     expect(ticks).toBe(total);
     expect(matching).toBe(total / 2);
   }, 60_000);
+
+  it('crash safety - a failed sync of the event log refuses the event with 503 and stops the node with exit code 1', async () => {
+    const dir = await makeTempDir('reflex-sync-failure-');
+    const rules = join(dir, 'rules.yaml');
+    const data = join(dir, 'data');
+    await writeFile(rules, rulebook);
+    const reflex = await startReflex(['start', rules, '--port', '0', '--data', data, '--log-level', 'warn']);
+    // The event log's WAL file vanishing is one way for its fsync to fail (the file is opened at the
+    // first sync, which no event has asked for yet); a disk error takes the same path.
+    await unlink(join(data, 'reflex.db-wal'));
+    const answer = await postEvents(reflex.url, tick('lost-1', 2));
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: { code: 'REFLEX_ERR_STORE_SYNC_FAILED' } });
+    expect(await reflex.waitForExit()).toEqual({ code: 1, signal: null });
+    expect(
+      reflex.logs().some((line) => line.level === 60 && /could not be synced/.test(String(line.msg))),
+    ).toBe(true);
+  }, 30_000);
 });

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ReflexError } from '../../src/core/errors.js';
 import type { CloudEvent } from '../../src/core/event.js';
 import {
   createSqliteStore,
@@ -197,6 +198,28 @@ describe('sqlite store', () => {
     const normal = await openStore({ dir, durability: 'normal' });
     void normal.appendEvents([ev('c')], 4);
     expect((await normal.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b', 'fact/f/1', 'c']);
+  });
+
+  it('sqlite store - a failed WAL sync refuses every later write, holds its events back for good and is reported once', async () => {
+    const failures: ReflexError[] = [];
+    const store = await openStore({ dir, onSyncFailure: (error) => failures.push(error) });
+    // The WAL file disappearing under the store is one way for its sync to fail (the file is opened at
+    // the first sync); a disk error from fdatasync takes the same path.
+    const wal = join(dir, 'reflex.db-wal');
+    expect(existsSync(wal)).toBe(true);
+    unlinkSync(wal);
+    const refused = { code: 'REFLEX_ERR_STORE_SYNC_FAILED', statusCode: 503 };
+    await expect(store.appendEvents([ev('a')], 1)).rejects.toMatchObject(refused);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]!.message).toContain('reflex.db-wal');
+    // The event was committed, but its sender was told it was not stored: it is never dispatched.
+    expect(await store.getEvent(1)).toBeDefined();
+    expect(await store.readEvents(0, 10)).toEqual([]);
+    // Later writes change nothing.
+    await expect(store.appendEvents([ev('b')], 2)).rejects.toMatchObject(refused);
+    await expect(store.changeFact('f', 1, 3)).rejects.toMatchObject(refused);
+    expect(await store.getEvent(2)).toBeUndefined();
+    expect(failures).toHaveLength(1);
   });
 
   it('sqlite store - checkpoints happen off the main thread: the WAL is copied into the database file', async () => {

@@ -50,6 +50,13 @@ export interface SqliteStoreOptions {
    * @default false
    */
   readonly?: boolean;
+  /**
+   * Called once when a sync of the write-ahead log fails (durability `full`). The store then refuses
+   * every later append and fact change with that error, and the events whose sync failed are never
+   * handed to the dispatcher. The process should stop: after a failed fsync the kernel may have dropped
+   * the unwritten pages, so what the log holds is known only after a restart (PostgreSQL stops too).
+   */
+  onSyncFailure?: (error: ReflexError) => void;
 }
 
 /** What an open SQLite store runs with, read back from the connection (for `reflex status` and tests). */
@@ -103,7 +110,9 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
     db.pragma('foreign_keys = ON');
     migrate(db, path);
     const walSync = options.durability === 'normal' ? undefined : new WalSync(`${path}-wal`);
-    return new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path), walSync);
+    return new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path), walSync, {
+      onSyncFailure: options.onSyncFailure,
+    });
   } catch (error) {
     db?.close();
     lock.release();
@@ -396,6 +405,9 @@ class SqliteStoreImpl implements SqliteStore {
    * has not been told is stored.
    */
   readonly #unsynced: number[] = [];
+  /** Set when a WAL sync failed: every later append and fact change is refused with it. */
+  #syncFailure: ReflexError | undefined;
+  readonly #onSyncFailure: ((error: ReflexError) => void) | undefined;
   readonly #commitDispatch;
   readonly #appendAudit;
   readonly #claim;
@@ -420,9 +432,11 @@ class SqliteStoreImpl implements SqliteStore {
     lock: DataDirLock | undefined,
     checkpointer?: Checkpointer,
     walSync?: WalSync,
+    hooks: { onSyncFailure?: ((error: ReflexError) => void) | undefined } = {},
   ) {
     this.#checkpointer = checkpointer;
     this.#walSync = walSync;
+    this.#onSyncFailure = hooks.onSyncFailure;
     this.#db = db;
     this.dir = dir;
     this.#path = path;
@@ -903,23 +917,41 @@ class SqliteStoreImpl implements SqliteStore {
    */
   async #durably<T>(commit: () => T): Promise<T> {
     if (this.#walSync === undefined) return commit();
+    if (this.#syncFailure !== undefined) throw this.#syncFailure;
     const before = this.#lastSeq.get()?.seq ?? 0;
     const result = commit();
     // Hold back only what this commit appended: its caller hands that on (and so wakes the dispatcher)
     // when this returns. A commit that appended nothing (all duplicates) wakes no one, so it must not
     // hold back events that others commit meanwhile.
-    if ((this.#lastSeq.get()?.seq ?? 0) === before) {
-      await this.#walSync.sync();
-      return result;
-    }
+    const appended = (this.#lastSeq.get()?.seq ?? 0) !== before;
     const first = before + 1;
-    this.#unsynced.push(first);
+    if (appended) this.#unsynced.push(first);
     try {
       await this.#walSync.sync();
-    } finally {
-      this.#unsynced.splice(this.#unsynced.indexOf(first), 1);
+    } catch (error) {
+      // What this commit wrote may or may not be on disk. Its events stay held back for good: nothing
+      // is done for an event whose sender was told it was not stored.
+      throw this.#failSync(error);
     }
+    // A sync that succeeds after another failed proves nothing: the kernel reports a write error once
+    // and may have dropped the pages it could not write.
+    if (this.#syncFailure !== undefined) throw this.#syncFailure;
+    if (appended) this.#unsynced.splice(this.#unsynced.indexOf(first), 1);
     return result;
+  }
+
+  /** Records the first failed sync (and tells the owner once); returns the error every writer now gets. */
+  #failSync(cause: unknown): ReflexError {
+    if (this.#syncFailure === undefined) {
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      this.#syncFailure = new ReflexError(
+        'REFLEX_ERR_STORE_SYNC_FAILED',
+        { path: `${this.#path}-wal`, reason },
+        { cause },
+      );
+      this.#onSyncFailure?.(this.#syncFailure);
+    }
+    return this.#syncFailure;
   }
 
   async getEvent(seq: number): Promise<LoggedEvent | undefined> {
