@@ -1390,6 +1390,18 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         nothing: null,
         n: 1,
       });
+      // The order of keys carries no meaning in JSON, at any depth; the order of array items does.
+      expect(await store.changeFact('limits', { hosts: ['a', 'b'], cpu: 0.8 }, t0 + 3)).toEqual({
+        changed: false,
+      });
+      await store.changeFact('nested', { a: { x: 1, y: [{ p: 1, q: 2 }] }, b: 2 }, t0 + 3);
+      expect(await store.changeFact('nested', { b: 2, a: { y: [{ q: 2, p: 1 }], x: 1 } }, t0 + 4)).toEqual({
+        changed: false,
+      });
+      expect(await store.changeFact('limits', { cpu: 0.8, hosts: ['b', 'a'] }, t0 + 5)).toMatchObject({
+        changed: true,
+      });
+      expect(await store.lastSeq()).toBe(7);
     });
 
     // --- audit ---

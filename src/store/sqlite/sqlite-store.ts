@@ -322,6 +322,29 @@ function factText(value: unknown): string | null {
   return value === undefined ? null : (JSON.stringify(value) ?? 'null');
 }
 
+/**
+ * JSON text of a value read from JSON, with every object's keys sorted: equal for equal JSON values,
+ * whatever order their keys were written in.
+ */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const object = value as Record<string, unknown>;
+    const entries = Object.keys(object)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson(object[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Whether two facts' JSON texts (null for absent) hold the same value. */
+function sameFact(before: string | null, after: string | null): boolean {
+  if (before === after) return true;
+  if (before === null || after === null) return false;
+  return canonicalJson(JSON.parse(before)) === canonicalJson(JSON.parse(after));
+}
+
 /** JSON text for a column; `undefined` (which JSON cannot hold) is stored as SQL NULL. */
 function jsonOrNull(value: unknown): string | null {
   return value === undefined ? null : JSON.stringify(value);
@@ -758,7 +781,7 @@ class SqliteStoreImpl implements SqliteStore {
         const row = this.#factRow.get(name);
         const before = row?.value ?? null;
         const after = factText(value);
-        if (before === after) return { changed: false };
+        if (sameFact(before, after)) return { changed: false };
         let changes = row?.changes ?? 0;
         const data = {
           name,
