@@ -2,7 +2,7 @@ import { toErrorInfo } from './errors.js';
 import type { CloudEvent, LoggedEvent } from './event.js';
 import type { ExpressionContext } from './expression.js';
 import { type FlowStates, flowEvent, flowTimer, type StageName, stormStages } from './flow/rule-flow.js';
-import type { Firing, Held } from './flow/stage.js';
+import type { Firing, Held, StageNote } from './flow/stage.js';
 import { type AuditEntry, AuditKind, type NewRun, type RunContext } from './ports/store.js';
 import type { Rule } from './rule.js';
 import type { RuleIndex } from './rule-index.js';
@@ -211,8 +211,15 @@ function routeTimer(
   }
 }
 
-function noteKind(kind: 'held' | 'suppressed'): AuditEntry['kind'] {
-  return kind === 'held' ? AuditKind.held : AuditKind.suppressed;
+function noteKind(kind: StageNote['kind']): AuditEntry['kind'] {
+  switch (kind) {
+    case 'held':
+      return AuditKind.held;
+    case 'suppressed':
+      return AuditKind.suppressed;
+    case 'ended':
+      return AuditKind.waitEnded;
+  }
 }
 
 function noteDetail(

@@ -49,6 +49,7 @@ export interface RuleExplanation {
     | 'chain-too-deep'
     | 'held'
     | 'suppressed'
+    | 'ended-wait'
     | 'ignored'
     | 'key-error'
     | 'not-dispatched';
@@ -275,6 +276,15 @@ function explainRule(
       ...out,
       verdict: 'held',
       reason: `The event is held by the rule's ${String(d.by ?? d.stage)} (key ${String(d.key) || '(none)'}), waiting: ${describeHeld(d)}.`,
+    };
+  }
+  const ended = find(AuditKind.waitEnded);
+  if (ended) {
+    const d = ended.detail ?? {};
+    return {
+      ...out,
+      verdict: 'ended-wait',
+      reason: `The event is the awaited \`${String(d.slot)}\` and came before the deadline (${String(d.deadline)}), so the wait for key ${String(d.key) || '(none)'} ended without firing.`,
     };
   }
   const keyError = find(AuditKind.keyError);

@@ -92,6 +92,34 @@ rules:
     expect((await settledRuns()).length).toBe(2);
   });
 
+  it('absence - explain says which wait an awaited event ended, and that a late one ended none', async () => {
+    harness = await createEngineHarness(`
+rules:
+  - name: deploy-stuck
+    when:
+      absence:
+        after: { name: started, pattern: { type: [deploy.started] } }
+        expect: { name: finished, pattern: { type: [deploy.finished] } }
+        within: 10m
+      by: event.data.service
+    then:
+      - log: "deploy of \${{ event.data.service }} never finished"
+`);
+    await harness.send({ type: 'deploy.started', data: { service: 'cart' } });
+    harness.clock.advance(3 * min);
+    const [finished] = await harness.send({ type: 'deploy.finished', data: { service: 'cart' } });
+    const [stray] = await harness.send({ type: 'deploy.finished', data: { service: 'shop' } });
+    harness.clock.advance(20 * min);
+    expect(await settledRuns()).toEqual([]);
+    const ended = (await harness.engine.queries.explain(String(finished))).rules[0]!;
+    expect(ended.verdict, ended.reason).toBe('ended-wait');
+    expect(ended.reason).toBe(
+      'The event is the awaited `finished` and came before the deadline (2026-11-27T10:10:00.000Z), so the wait for key "cart" ended without firing.',
+    );
+    // No deploy of shop was waiting: its finish changes nothing.
+    expect((await harness.engine.queries.explain(String(stray))).rules[0]!.verdict).toBe('ignored');
+  });
+
   it('count - five failures from one address within a minute fire once, with the five events as batch', async () => {
     harness = await createEngineHarness(`
 rules:

@@ -1,4 +1,4 @@
-import type { Firing, Held, StageResult, SubCheck, SubCondition } from './stage.js';
+import type { Firing, Held, StageNote, StageResult, SubCheck, SubCondition } from './stage.js';
 import { unchanged } from './stage.js';
 
 /**
@@ -173,31 +173,30 @@ export function stepAbsence(
 ): StageResult<AbsenceState> {
   const t = input.event.t;
   const firings: Firing[] = [];
+  const notes: StageNote[] = [];
   let current = state;
   if (current && t >= current.deadline) {
     firings.push(absenceFiring(spec, current));
     current = undefined;
   }
   if (current && input.subs.includes(1) && check(1, input.event, { [spec.subs[0]!.name]: current.after })) {
+    notes.push({
+      kind: 'ended',
+      detail: { slot: spec.subs[1]!.name, deadline: new Date(current.deadline).toISOString() },
+    });
     current = undefined;
   }
   if (input.subs.includes(0) && check(0, input.event, {})) {
     const next = { after: input.event, deadline: t + spec.windowMs };
-    return {
-      state: next,
-      firings,
-      timer: next.deadline,
-      notes: [
-        {
-          kind: 'held',
-          detail: { waitingFor: spec.subs[1]!.name, deadline: new Date(next.deadline).toISOString() },
-        },
-      ],
-    };
+    notes.push({
+      kind: 'held',
+      detail: { waitingFor: spec.subs[1]!.name, deadline: new Date(next.deadline).toISOString() },
+    });
+    return { state: next, firings, timer: next.deadline, notes };
   }
   if (current === state) return unchanged(state);
   // The wait ended: it fired (its deadline had passed) or B came in time.
-  return { state: undefined, firings, timer: null, notes: [] };
+  return { state: undefined, firings, timer: null, notes };
 }
 
 /** Time passes for an absence: at or after the deadline, it fires. */

@@ -213,10 +213,20 @@ describe('flow - absence', () => {
     const r = rule(spec, { subs: { started: [0], finished: [1] }, by: service });
     r.send('0:00', 'started', { service: 'a' });
     r.send('0:30', 'started', { service: 'b' });
-    r.send('1:00', 'finished', { service: 'b' }); // b is answered in time
+    const answered = r.send('1:00', 'finished', { service: 'b' }); // b is answered in time
+    // The answer says which wait it ended, for the audit trail and explain.
+    expect(answered.notes).toEqual([
+      {
+        stage: 'when',
+        key: 'b',
+        note: { kind: 'ended', detail: { slot: 'expect', deadline: new Date(at('2:30')).toISOString() } },
+      },
+    ]);
     r.wait('5:00');
     expect(r.fired).toEqual([{ at: '2:00', firing: { event: 'started#1', events: { after: 'started#1' } } }]);
     expect(r.timers.size).toBe(0);
+    // With no wait pending, an expected event ends nothing.
+    expect(r.send('6:00', 'finished', { service: 'a' }).notes).toEqual([]);
   });
 
   it('absence - heartbeats: each one cancels the previous wait and starts a new one', () => {

@@ -30,7 +30,9 @@ export type StageNote =
   /** Held in a partial match or a window, waiting for more. */
   | { kind: 'held'; detail: Record<string, unknown> }
   /** Dropped or delayed by storm control, until the given time. */
-  | { kind: 'suppressed'; until: number | null; detail: Record<string, unknown> };
+  | { kind: 'suppressed'; until: number | null; detail: Record<string, unknown> }
+  /** Ended a wait without firing: the awaited event of an `absence` came in time. */
+  | { kind: 'ended'; detail: Record<string, unknown> };
 
 /** A stage's answer to one input or to the passing of time. */
 export interface StageResult<S> {

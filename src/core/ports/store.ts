@@ -315,6 +315,8 @@ export const AuditKind = {
   held: 'rule.held',
   /** Storm control dropped or delayed the event or its firing (detail: by, key, until). */
   suppressed: 'rule.suppressed',
+  /** The event was the awaited one of an `absence` and came in time: that wait ended without firing. */
+  waitEnded: 'rule.wait-ended',
   /** A `by`/`key` expression failed on the event, so the rule skipped it. */
   keyError: 'rule.key-error',
   runSucceeded: 'run.succeeded',
