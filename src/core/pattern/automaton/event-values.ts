@@ -262,6 +262,13 @@ export class EventValues {
 const isEnumerableOwn = Object.prototype.propertyIsEnumerable;
 
 /**
+ * Past this many names at one dot-prefix, an object is read by its own keys, each looked up among the
+ * names, rather than by probing every name: an event holds a few keys where patterns may use thousands
+ * of names side by side (a field per customer, say).
+ */
+export const probeNamesUpTo = 16;
+
+/**
  * Reads the used fields of a parsed event (anything `JSON.parse` gives; other objects are read through
  * their own enumerable string keys, as `Object.entries` would). Anything but an object has no fields.
  */
@@ -296,6 +303,17 @@ export function visitValue(
       const proto: unknown = Object.getPrototypeOf(value);
       const plain = proto === Object.prototype || proto === null;
       const object = value as Record<string, unknown>;
+      if (names.length > probeNamesUpTo) {
+        // Own enumerable keys are the only ones read, plain object or not.
+        const keys = Object.keys(object);
+        for (let i = 0; i < keys.length; i++) {
+          const next = state.byName.get(keys[i]!);
+          if (next === undefined) continue;
+          const child = object[keys[i]!];
+          if (child !== undefined) visitValue(child, next, context, values);
+        }
+        return;
+      }
       for (let i = 0; i < names.length; i++) {
         const name = names[i]!;
         const child = object[name];

@@ -1,7 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { EventValues, FieldPaths, readObject } from './event-values.js';
+import { createCompiledMatcher } from '../compiled-matcher.js';
+import { parsePattern } from '../pattern.js';
+import { createReferenceMatcher } from '../reference-matcher.js';
+import { EventValues, FieldPaths, probeNamesUpTo, readObject } from './event-values.js';
 import { compileObjectReader } from './object-reader.js';
 
 /** The records of every field, in reading order: value, array position, whether overridden. */
@@ -51,6 +54,48 @@ describe('object reader', () => {
         records(paths, fieldNames, generic),
       );
     }
+  });
+
+  it('object reader - where patterns use many names side by side, events are read by their own keys, with the same matches', () => {
+    const compiled = createCompiledMatcher();
+    const reference = createReferenceMatcher();
+    // 40 fields under `data`, some also written as dotted keys, and `constructor` among them.
+    const names = [...Array.from({ length: 40 }, (_, i) => `f${i}`), 'constructor', 'x.y'];
+    expect(names.length).toBeGreaterThan(probeNamesUpTo);
+    names.forEach((name, i) => {
+      const pattern = parsePattern({ data: { [name]: [`v${i}`, { prefix: 'any-' }] } });
+      compiled.add(i, pattern);
+      reference.add(i, pattern);
+    });
+    const events: unknown[] = [
+      { data: { f3: 'v3', f7: 'no', f39: 'any-thing' } },
+      { data: { 'x.y': `v${names.indexOf('x.y')}`, x: { y: 'any-1' } } },
+      { 'data.f5': 'v5', data: { f6: 'v6' } },
+      { data: { constructor: `v${names.indexOf('constructor')}` } },
+      { data: {} },
+      { data: [{ f1: 'v1' }, { f2: 'nope' }] },
+      { data: new Map([['f1', 'v1']]) },
+      { data: Object.assign(Object.create({ f8: 'v8' }), { f9: 'v9' }) },
+      { data: Object.assign(Object.create(null), { f10: 'v10' }) },
+    ];
+    for (const event of events) {
+      expect(compiled.match(event), JSON.stringify(event)).toEqual(reference.match(event));
+    }
+    expect(compiled.match(events[0])).toEqual([3, 39]);
+  });
+
+  it('object reader - past a few hundred nested names no code is generated, and the matches stay the same', () => {
+    const compiled = createCompiledMatcher();
+    const reference = createReferenceMatcher();
+    // 600 objects with a field each: 601 prefixes with names, more than are worth a function each.
+    for (let i = 0; i < 600; i++) {
+      const pattern = parsePattern({ [`o${i}`]: { id: [i] } });
+      compiled.add(i, pattern);
+      reference.add(i, pattern);
+    }
+    const event = { o7: { id: 7 }, o8: { id: 9 }, o599: { id: 599 }, 'o5.id': 5 };
+    expect(compiled.match(event)).toEqual([5, 7, 599]);
+    expect(compiled.match(event)).toEqual(reference.match(event));
   });
 
   it('object reader - names are data in the generated code, never code', () => {

@@ -1,5 +1,11 @@
 import type { EventValues, PathState } from './event-values.js';
-import { visitValue } from './event-values.js';
+import { probeNamesUpTo, visitValue } from './event-values.js';
+
+/**
+ * Past this many dot-prefixes with names, no code is generated and the generic walk reads events: the
+ * source would grow with the patterns' field names, and compiling it would cost more than it saves.
+ */
+const maxGeneratedStates = 512;
 
 /** Reads the used fields of one parsed event (an object, not an array) into `values`. */
 export type ObjectReader = (event: object, values: EventValues) => void;
@@ -12,17 +18,34 @@ export type ObjectReader = (event: object, values: EventValues) => void;
  * with fewer rules: at 10 rules it was a third of the time to match a parsed event.
  *
  * Names are written into the source only as JSON string literals, so no rulebook text becomes code.
- * Arrays go to the generic walk ({@link visitValue}), which reads them the same way. Where code cannot
- * be generated (a runtime started with `--disallow-code-generation-from-strings`), the generic walk
- * reads the whole event instead: slower, and the same result.
+ * Arrays go to the generic walk ({@link visitValue}), which reads them the same way, and so do objects
+ * at a prefix with more names than are worth probing one by one (it reads those by their own keys).
+ * Where code cannot be generated (a runtime started with `--disallow-code-generation-from-strings`),
+ * or patterns use so many names that the code would be large, the generic walk reads the whole event
+ * instead: slower, and the same result.
  */
 export function compileObjectReader(root: PathState): ObjectReader {
+  const generic: ObjectReader = (event, values) => visitValue(event, root, null, values);
+  if (prefixesWithNames(root) > maxGeneratedStates) return generic;
   try {
     return generate(root);
   } catch (error) {
-    if (error instanceof EvalError) return (event, values) => visitValue(event, root, null, values);
+    if (error instanceof EvalError) return generic;
     throw error;
   }
+}
+
+/** How many dot-prefixes of the tree have names below them (each would get a function). */
+function prefixesWithNames(root: PathState): number {
+  const seen = new Set<PathState>();
+  const stack = [root];
+  while (stack.length > 0) {
+    const state = stack.pop()!;
+    if (seen.has(state) || state.names.length === 0) continue;
+    seen.add(state);
+    stack.push(...state.children);
+  }
+  return seen.size;
 }
 
 function generate(root: PathState): ObjectReader {
@@ -46,7 +69,9 @@ function generate(root: PathState): ObjectReader {
     const lines = [`function v${k}(x, c, values) {`, "  if (typeof x === 'object') {"];
     lines.push(`    if (x === null) { ${record('null')} return; }`);
     lines.push(`    if (isArray(x)) { visitValue(x, states[${k}], c, values); return; }`);
-    if (state.names.length > 0) {
+    if (state.names.length > probeNamesUpTo) {
+      lines.push(`    visitValue(x, states[${k}], c, values);`);
+    } else if (state.names.length > 0) {
       // Class instances (Map, Date, ...) may answer names through their prototype: check ownership.
       lines.push(
         '    const p = getPrototypeOf(x);',
