@@ -325,6 +325,9 @@ function childFor(t: string, start: number, end: number, state: PathState): Path
   if (escaped) return state.byName.get(decode(t, start, end, true));
   const candidates = state.byLength[end - start];
   if (candidates === undefined) return undefined;
+  // Many names of this length (patterns on thousands of sibling fields): one string and one lookup
+  // cost less than comparing with each.
+  if (candidates.length > 8) return state.byName.get(t.slice(start, end));
   for (let k = 0; k < candidates.length; k++) {
     const index = candidates[k]!;
     if (t.startsWith(state.names[index]!, start)) return state.children[index];

@@ -81,6 +81,11 @@ describe('object reader', () => {
     for (const event of events) {
       expect(compiled.match(event), JSON.stringify(event)).toEqual(reference.match(event));
     }
+    // The JSON scanner finds keys among many names of the same length by lookup: the same matches.
+    for (const event of events.slice(0, 6)) {
+      const text = JSON.stringify(event);
+      expect(compiled.matchJson(text), text).toEqual(reference.match(JSON.parse(text)));
+    }
     expect(compiled.match(events[0])).toEqual([3, 39]);
   });
 
