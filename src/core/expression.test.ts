@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReflexError } from './errors.js';
-import { compileExpression, type ExpressionContext, expressionLimits } from './expression.js';
+import { compileExpression, type ExpressionContext, expressionLimits, regexHazard } from './expression.js';
 
 const receivedAt = Date.parse('2026-11-27T10:00:00Z');
 
@@ -208,6 +208,51 @@ describe('expression', () => {
 
     expect(thrown(() => compileExpression('   ')).params.reason).toBe('the expression is empty');
     expect(thrown(() => compileExpression('"unterminated')).params.reason).toMatch(/Unterminated string/);
+  });
+
+  it('expression - a regular expression must be written in the expression, without nested repetition', () => {
+    expect(evaluate('event.data.host.matches("^(web|api)-[0-9]+$")', { host: 'web-12' })).toBe(true);
+    // From the event, a crafted pattern could stall the engine: refused when the rule is loaded.
+    const dynamic = thrown(() => compileExpression('event.data.host.matches(event.data.pattern)'));
+    expect(dynamic.code).toBe('REFLEX_ERR_CONDITION_INVALID');
+    expect(dynamic.params.reason).toMatch(/must be a string written in the expression/);
+    expect(dynamic.details).toEqual({ offset: 0 });
+    // The function form `matches(text, regex)` is not offered at all.
+    expect(thrown(() => compileExpression('matches(event.data.host, "a")')).params.reason).toMatch(
+      /no matching overload/,
+    );
+    // Catastrophic backtracking: `^(a+)+$` takes 4 s on 27 a's and a b, twice that per a more.
+    const nested = thrown(() => compileExpression('event.data.x.matches("^(a+)+$")'));
+    expect(nested.params.reason).toMatch(/could take exponential time .*nested repetition/);
+    expect(nested.details).toEqual({ offset: 21 });
+    expect(
+      thrown(() => compileExpression(`event.data.x.matches("${'a'.repeat(600)}")`)).params.reason,
+    ).toMatch(/longer than 512 characters/);
+  });
+
+  it('expression - regexHazard finds repetition nested in a repeated group, and only that', () => {
+    const hazardous = [
+      '(a+)+',
+      '(a*)*',
+      '((a+)b)+',
+      '(\\w+\\s?)*',
+      '(?:x*)+',
+      '(a{2,})*',
+      '(a+)+?',
+      '(a|b+){1,9}',
+    ];
+    const fine = [
+      '^web-[0-9]+$',
+      '(ab)+',
+      '(a+)?',
+      '(a{3})+',
+      '[(a+)]+',
+      '\\(a+\\)+',
+      'a+b+c*',
+      '(a|b)+(c+)',
+    ];
+    for (const source of hazardous) expect(regexHazard(source), source).toBeDefined();
+    for (const source of fine) expect(regexHazard(source), source).toBeUndefined();
   });
 
   it('expression - parse-time limits stop hostile expressions', () => {

@@ -155,16 +155,13 @@ function invalid(source: string, reason: string, offset?: number): ReflexError {
   );
 }
 
-/** Walks the AST without recursion and returns whether macros nest deeper than the limit. */
-function comprehensionsTooDeep(root: ASTNode): { node: ASTNode } | undefined {
+/** Calls the visitor on every node of the AST, without recursion, with how deep in macros it sits. */
+function walk(root: ASTNode, visit: (node: ASTNode, macroDepth: number) => void): void {
   const stack: Array<[ASTNode, number]> = [[root, 0]];
   while (stack.length > 0) {
     const [node, outer] = stack.pop()!;
-    let depth = outer;
-    if (node.op === 'rcall' && macros.has(node.args[0])) {
-      depth += 1;
-      if (depth > expressionLimits.maxComprehensionNesting) return { node };
-    }
+    const depth = outer + (node.op === 'rcall' && macros.has(node.args[0]) ? 1 : 0);
+    visit(node, depth);
     const push = (child: unknown): void => {
       if (child !== null && typeof child === 'object' && 'op' in child) stack.push([child as ASTNode, depth]);
     };
@@ -177,7 +174,103 @@ function comprehensionsTooDeep(root: ASTNode): { node: ASTNode } | undefined {
       }
     } else push(args);
   }
+}
+
+/**
+ * Why the regular expression `source` could take exponential time to fail on a crafted string, or
+ * undefined when it cannot: a repeated group that itself holds a repetition (`(a+)+`, `(\w*)*`,
+ * `(x{2,})+`), the shape behind catastrophic backtracking. A heuristic: it accepts no such nesting,
+ * and does not see every slow expression (`(a|aa)+` passes).
+ */
+export function regexHazard(source: string): string | undefined {
+  // Per open group: whether something inside it repeats.
+  const open: boolean[] = [];
+  // The group just closed, while the next token may quantify it: whether something inside it repeats.
+  let closed: boolean | undefined;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    let repeats = false;
+    if (c === '\\') {
+      i++;
+    } else if (c === '[') {
+      // A character class: its text holds no groups or quantifiers.
+      for (i++; i < source.length && source[i] !== ']'; i++) if (source[i] === '\\') i++;
+    } else if (c === '(') {
+      open.push(false);
+      closed = undefined;
+      continue;
+    } else if (c === ')') {
+      const inner = open.pop() ?? false;
+      if (inner && open.length > 0) open[open.length - 1] = true;
+      closed = inner;
+      continue;
+    } else if (c === '*' || c === '+') {
+      repeats = true;
+    } else if (c === '{') {
+      const bound = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(i));
+      if (bound) {
+        const [, low, comma, high] = bound;
+        // `{3}` matches one way only; `{2,}` and `{1,5}` can split a text in several.
+        repeats = comma !== undefined && (high === '' || Number(high) > Number(low));
+        i += bound[0].length - 1;
+      }
+    }
+    if (repeats) {
+      if (closed === true) return 'a repeated group holds a repetition itself';
+      if (open.length > 0) open[open.length - 1] = true;
+    }
+    // Only the token right after a group quantifies it (after a quantifier, `?` makes it lazy).
+    closed = undefined;
+  }
   return undefined;
+}
+
+/** The longest regular expression `matches` takes. */
+const maxRegexLength = 512;
+
+/**
+ * Refuses `matches` calls whose regular expression is not written in the rule, or could backtrack
+ * exponentially: JavaScript regular expressions backtrack, and the engine is one thread, so one event
+ * crafted against a slow expression would stall every rule.
+ */
+function checkRegexes(source: string, root: ASTNode): void {
+  walk(root, (node) => {
+    // `text.matches(regex)`; the function form `matches(text, regex)` is not offered.
+    if (node.op !== 'rcall' || node.args[0] !== 'matches') return;
+    const literal = (node.args[2] as unknown[])[0] as ASTNode | undefined;
+    if (literal?.op !== 'value' || typeof literal.args !== 'string') {
+      throw invalid(
+        source,
+        'the regular expression of `matches` must be a string written in the expression (one that comes from an event or a fact could be crafted to take exponential time)',
+        node.start,
+      );
+    }
+    const regex = literal.args;
+    if (regex.length > maxRegexLength) {
+      throw invalid(
+        source,
+        `the regular expression of \`matches\` is longer than ${maxRegexLength} characters`,
+        literal.start,
+      );
+    }
+    const hazard = regexHazard(regex);
+    if (hazard !== undefined) {
+      throw invalid(
+        source,
+        `the regular expression ${JSON.stringify(regex)} could take exponential time on some strings (${hazard}); write it without nested repetition, e.g. \`(ab)+\` rather than \`(a+b?)+\``,
+        literal.start,
+      );
+    }
+  });
+}
+
+/** Returns a node where macros nest deeper than the limit, if there is one. */
+function comprehensionsTooDeep(root: ASTNode): { node: ASTNode } | undefined {
+  let found: { node: ASTNode } | undefined;
+  walk(root, (node, depth) => {
+    if (found === undefined && depth > expressionLimits.maxComprehensionNesting) found = { node };
+  });
+  return found;
 }
 
 /**
@@ -394,6 +487,7 @@ export function compileExpression(source: string): TypedExpression {
     if (isCelError(error)) throw invalid(source, error.summary, offsetOf(error));
     throw invalid(source, error instanceof Error ? error.message : 'it does not type-check');
   }
+  checkRegexes(source, run.ast);
   const deep = comprehensionsTooDeep(run.ast);
   if (deep) {
     throw invalid(
