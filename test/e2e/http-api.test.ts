@@ -963,8 +963,8 @@ describe('http api - facts', () => {
     const changes = (await allEvents(server)).filter((e) => e.event.type === 'reflex.fact.changed');
     expect(changes.map((e) => e.event.data)).toEqual(
       expect.arrayContaining([
-        { name: 'maintenance', value: ['web-2'], previous: null },
-        { name: 'maintenance', value: null, previous: ['web-2'] },
+        { name: 'maintenance', value: ['web-2'], previous: null, added: true, removed: false },
+        { name: 'maintenance', value: null, previous: ['web-2'], added: false, removed: true },
       ]),
     );
     expect(changes).toHaveLength(2);

@@ -220,8 +220,8 @@ rules:
     expect(runs).toHaveLength(2);
     const events = await harness.store.listEvents({ limit: 10, type: 'reflex.fact.changed' });
     expect(events.map((e) => e.event.data).reverse()).toEqual([
-      { name: 'maintenance', value: ['web-2'], previous: null },
-      { name: 'maintenance', value: null, previous: ['web-2'] },
+      { name: 'maintenance', value: ['web-2'], previous: null, added: true, removed: false },
+      { name: 'maintenance', value: null, previous: ['web-2'], added: false, removed: true },
     ]);
   });
 

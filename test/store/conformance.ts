@@ -1307,13 +1307,14 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       at: number,
       value: unknown,
       previous: unknown,
+      { added = false, removed = false } = {},
     ): CloudEvent => ({
       specversion: '1.0',
       id: `fact/${name}/${n}`,
       source: 'reflex',
       type: 'reflex.fact.changed',
       time: new Date(at).toISOString(),
-      data: { name, value, previous },
+      data: { name, value, previous, added, removed },
     });
 
     it('facts - changeFact sets, overwrites and removes facts, logging each change as reflex.fact.changed', async () => {
@@ -1325,12 +1326,15 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await store.getEvent(1)).toEqual({
         seq: 1,
         receivedAt: t0,
-        event: factEvent('maintenance', 1, t0, true, null),
+        event: factEvent('maintenance', 1, t0, true, null, { added: true }),
       });
       await store.changeFact('limits', { cpu: 0.8, hosts: ['a', 'b'] }, t0);
       await store.changeFact('owner', 'sre', t0);
-      // Absent and null are different: null is a value.
+      // Absent and null are different: null is a value, and the event tells them apart.
       expect(await store.changeFact('nothing', null, t0)).toMatchObject({ changed: true, event: { seq: 4 } });
+      expect((await store.getEvent(4))?.event).toEqual(
+        factEvent('nothing', 1, t0, null, null, { added: true }),
+      );
       expect(await store.changeFact('maintenance', false, t0 + 1)).toMatchObject({
         changed: true,
         event: { seq: 5, id: 'fact/maintenance/2' },
@@ -1347,7 +1351,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         changed: true,
         event: { seq: 6, id: 'fact/owner/2' },
       });
-      expect((await store.getEvent(6))?.event).toEqual(factEvent('owner', 2, t0 + 2, null, 'sre'));
+      expect((await store.getEvent(6))?.event).toEqual(
+        factEvent('owner', 2, t0 + 2, null, 'sre', { removed: true }),
+      );
       // Removing what is not there changes nothing.
       expect(await store.changeFact('owner', undefined, t0 + 3)).toEqual({ changed: false });
       expect(await store.changeFact('never-set', undefined, t0 + 3)).toEqual({ changed: false });
@@ -1362,7 +1368,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         changed: true,
         event: { seq: 7, id: 'fact/owner/3', duplicate: false },
       });
-      expect((await store.getEvent(7))?.event).toEqual(factEvent('owner', 3, t0 + 4, 'ops', null));
+      expect((await store.getEvent(7))?.event).toEqual(
+        factEvent('owner', 3, t0 + 4, 'ops', null, { added: true }),
+      );
       expect(await store.getFacts()).toEqual({ ...facts, owner: 'ops' });
     });
 

@@ -403,6 +403,8 @@ describe('sqlite store', () => {
       name: 'mode',
       value: 'off',
       previous: 'on',
+      added: false,
+      removed: false,
     });
   });
 

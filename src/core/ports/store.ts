@@ -87,7 +87,8 @@ export interface Store {
   /**
    * Sets a fact (or removes it, with `undefined`) and, when that changes its value, appends a
    * `reflex.fact.changed` event (source `reflex`, id `fact/<name>/<n>` with n counting the fact's changes,
-   * data `{ name, value, previous }` with null for "absent") — in one transaction. Setting the value a
+   * data `{ name, value, previous, added, removed }`: null for "absent", and `added`/`removed` say when
+   * the fact was not set before or is not set after) — in one transaction. Setting the value a
    * fact already has changes nothing and appends nothing, so a retried step does not repeat the event;
    * values are compared as JSON, where the order of an object's keys carries no meaning.
    * `chain` (default 0) is the event's `reflexchain` depth: a change made by a run is one deeper than

@@ -787,6 +787,9 @@ class SqliteStoreImpl implements SqliteStore {
           name,
           value: after === null ? null : JSON.parse(after),
           previous: before === null ? null : JSON.parse(before),
+          // null is a value a fact can have: these say when it stands for "not set".
+          added: before === null,
+          removed: after === null,
         };
         let event: AppendResult;
         // The id must be new for the change to reach the log: an event someone else appended under the
