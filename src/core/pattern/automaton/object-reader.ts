@@ -26,7 +26,7 @@ export type ObjectReader = (event: object, values: EventValues) => void;
  */
 export function compileObjectReader(root: PathState): ObjectReader {
   const generic: ObjectReader = (event, values) => visitValue(event, root, null, values);
-  if (prefixesWithNames(root) > maxGeneratedStates) return generic;
+  if (morePrefixesWithNames(root, maxGeneratedStates)) return generic;
   try {
     return generate(root);
   } catch (error) {
@@ -35,17 +35,18 @@ export function compileObjectReader(root: PathState): ObjectReader {
   }
 }
 
-/** How many dot-prefixes of the tree have names below them (each would get a function). */
-function prefixesWithNames(root: PathState): number {
+/** Whether more than `limit` dot-prefixes of the tree have names below them (each would get a function). */
+function morePrefixesWithNames(root: PathState, limit: number): boolean {
   const seen = new Set<PathState>();
   const stack = [root];
   while (stack.length > 0) {
     const state = stack.pop()!;
     if (seen.has(state) || state.names.length === 0) continue;
     seen.add(state);
-    stack.push(...state.children);
+    if (seen.size > limit) return true;
+    for (const child of state.children) stack.push(child);
   }
-  return seen.size;
+  return false;
 }
 
 function generate(root: PathState): ObjectReader {
