@@ -137,9 +137,8 @@ export class FieldPaths {
       }
       return state;
     };
-    const link = (from: MutableState, built: string, to: MutableState): void => {
-      if (from.byName.has(built)) return;
-      const name = internalized(built);
+    const link = (from: MutableState, name: string, to: MutableState): void => {
+      if (from.byName.has(name)) return;
       const index = from.names.length;
       from.names.push(name);
       from.children.push(to);
@@ -158,6 +157,12 @@ export class FieldPaths {
       for (let i = 1; i <= segments.length; i++) {
         for (let j = 0; j < i; j++) link(prefixes[j]!, segments.slice(j, i).join('.'), prefixes[i]!);
       }
+    }
+    // Names that are probed one by one as property keys are interned; past that, an object is read by
+    // its own keys and names are only looked up in `byName`, where interning them would cost for nothing.
+    for (const state of [root, ...states.values()]) {
+      if (state.names.length > probeNamesUpTo) continue;
+      for (let i = 0; i < state.names.length; i++) state.names[i] = internalized(state.names[i]!);
     }
     return root;
   }
