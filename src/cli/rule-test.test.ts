@@ -379,6 +379,91 @@ cases:
     expect(out.stdout).toContain('✓ expects the failure');
   });
 
+  it('rule test - `outcomes` make attempts fail or answer, so retries and dead ends can be tested', async () => {
+    const rulebook = `
+rules:
+  - name: restart
+    when: { pattern: { type: [alert] } }
+    then:
+      - id: call
+        http: { url: "https://restart.example/api", json: { host: "\${{ event.data.host }}" } }
+        retry: { attempts: 3, backoff: 10s }
+      - id: report
+        log: "restarted \${{ event.data.host }}: job \${{ steps.call.output.body.id }}"
+`;
+    const test = `
+rulebook: ./rulebook.yaml
+cases:
+  - name: fails twice, then answers
+    events: [{ type: alert, data: { host: web-1 } }]
+    outcomes:
+      - { rule: restart, step: call, fail: connection refused, times: 2 }
+      - { rule: restart, step: call, output: { status: 200, headers: {}, body: { id: 7 } } }
+    until: 1m
+    expect:
+      runs: [{ rule: restart, attempts: { call: 3, report: 1 }, params: { report: "restarted web-1: job 7" } }]
+  - name: not retried when retry is false
+    events: [{ type: alert, data: { host: web-2 } }]
+    outcomes: [{ rule: restart, step: 0, fail: forbidden, retry: false }]
+    until: 1m
+    expect: { runs: [{ rule: restart, status: failed, actions: [http], attempts: { call: 1 } }] }
+  - name: gives up after its three attempts
+    events: [{ type: alert, data: { host: web-3 } }]
+    outcomes: [{ rule: restart, step: call, fail: timeout, times: 10 }]
+    until: 10m
+    expect: { runs: [{ rule: restart, status: failed, attempts: { call: 3 } }] }
+  - name: wrong count of attempts
+    events: [{ type: alert, data: { host: web-4 } }]
+    outcomes: [{ rule: restart, step: call, fail: busy }, { rule: restart, step: call, output: { body: { id: 8 } } }]
+    until: 1m
+    expect: { runs: [{ rule: restart, attempts: { call: 1 } }] }
+`;
+    const root = await project({ 'rulebook.yaml': rulebook, 'rulebook.test.yaml': test });
+    const out = await reflexTest([root], { json: true });
+    const results = jsonCases(out.lines);
+    expect(results.map((r) => [r.case, r.ok])).toEqual([
+      ['fails twice, then answers', true],
+      ['not retried when retry is false', true],
+      ['gives up after its three attempts', true],
+      ['wrong count of attempts', false],
+    ]);
+    expect(results[1]!.runs[0]!.steps[0]!.error).toMatchObject({
+      code: 'REFLEX_ERR_RULETEST_SIMULATED_FAILURE',
+      message: expect.stringContaining('forbidden'),
+    });
+    expect(results[3]!.failures).toEqual([
+      expect.objectContaining({ field: 'attempts.call', expected: 1, got: 2, step: 'call (http)' }),
+    ]);
+    expect(out.code).toBe(1);
+  });
+
+  it('rule test - an outcome must name a rule and a step that exist, and say either fail or output', async () => {
+    const rulebook = `
+rules:
+  - name: restart
+    when: { pattern: { type: [alert] } }
+    then: [{ id: call, http: { url: "https://restart.example/api" } }]
+`;
+    const test = `
+rulebook: ./rulebook.yaml
+cases:
+  - name: invalid
+    outcomes:
+      - { rule: restart, step: nope, fail: x }
+      - { rule: restart, step: call, fail: x, output: 1 }
+      - { rule: restart, step: call, output: 1, retry: false }
+      - { rule: restrat, step: call, fail: x }
+    expect: { runs: [] }
+`;
+    const root = await project({ 'rulebook.yaml': rulebook, 'rulebook.test.yaml': test });
+    const out = await reflexTest([root]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toContain('rulebook.test.yaml:6:32: the rule `restart` has no step `nope`');
+    expect(out.stderr).toContain('rulebook.test.yaml:7:9: an outcome needs exactly one of `fail`');
+    expect(out.stderr).toContain('rulebook.test.yaml:8:56: `retry` only goes with `fail`');
+    expect(out.stderr).toContain('rulebook.test.yaml:9:17: the rulebook has no rule named `restrat`');
+  });
+
   it('rule test - --json prints one object per case, then a summary', async () => {
     const root = await project({ 'rulebook.yaml': bruteForce, 'rulebook.test.yaml': bruteForceTest });
     const out = await reflexTest([root], { json: true });

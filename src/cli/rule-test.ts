@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtinActions, createActionRegistry } from '../actions/registry.js';
 import { formatDuration } from '../core/duration.js';
-import { type ErrorInfo, ReflexError, toErrorInfo } from '../core/errors.js';
+import { type ErrorInfo, NonRetriableError, ReflexError, toErrorInfo } from '../core/errors.js';
 import type { CloudEvent } from '../core/event.js';
 import type { Action } from '../core/ports/action.js';
 import { createTestClock, type TestClock } from '../core/ports/clock.js';
@@ -19,11 +19,14 @@ import {
 } from '../rulebook/loader.js';
 import {
   type CaseExpectation,
+  outcomeKey,
   parseRuleTest,
   type RuleTest,
   type RuleTestCase,
   RuleTestError,
   type RunExpectation,
+  type ScriptedOutcome,
+  scriptedOutcome,
   stepOf,
 } from '../rulebook/rule-test-schema.js';
 import { createSqliteStore, type SqliteStore } from '../store/index.js';
@@ -65,16 +68,19 @@ function cannedOutput(kind: string, parsed: unknown): unknown {
 
 /**
  * Wraps actions for a test: each checks its parameters exactly as the real one does, records them as
- * rendered, and then either runs for real (the kinds in `real`) or answers a canned success.
+ * rendered, and then does what the case scripted for that attempt (fail, or answer an output), or else
+ * runs for real (the kinds in `real`) or answers a canned success.
  *
  * @param calls where calls are recorded, in the order they happen
  * @param actions the actions to wrap; @default builtinActions
  * @param real the kinds that run for real; @default {@link realActionKinds}
+ * @param outcomes scripted attempts by {@link outcomeKey}; @default none
  */
 export function createRecordingActions(
   calls: RecordedCall[],
   actions: readonly Action[] = builtinActions,
   real: ReadonlySet<string> = realActionKinds,
+  outcomes: ReadonlyMap<string, readonly ScriptedOutcome[]> = new Map(),
 ): Action[] {
   return actions.map(
     (action): Action<{ rendered: unknown; parsed: unknown }> => ({
@@ -88,6 +94,21 @@ export function createRecordingActions(
           attempt: context.attempt,
           params: params.rendered,
         });
+        const scripted = scriptedOutcome(
+          outcomes.get(outcomeKey(context.rule, context.stepId)),
+          context.attempt,
+        );
+        if (scripted?.kind === 'output') return scripted.output;
+        if (scripted?.kind === 'fail') {
+          const failure = new ReflexError('REFLEX_ERR_RULETEST_SIMULATED_FAILURE', {
+            step: context.stepId,
+            reason: scripted.message,
+          });
+          if (!scripted.retry) {
+            throw new NonRetriableError(failure.message, { code: failure.code, cause: failure });
+          }
+          throw failure;
+        }
         return real.has(action.kind)
           ? action.run(params.parsed, context)
           : cannedOutput(action.kind, params.parsed);
@@ -275,7 +296,9 @@ export async function runRuleTestCase(
     engine = await createEngine({
       store,
       clock,
-      actions: createActionRegistry(createRecordingActions(calls)),
+      actions: createActionRegistry(
+        createRecordingActions(calls, builtinActions, realActionKinds, testCase.outcomes),
+      ),
       random: () => 0.5,
     });
     const drive = createDriver(engine, store, clock, options.timeoutMs ?? 30_000);
@@ -566,6 +589,23 @@ function compareRun(
         step: stepName,
         message: `${label}, step ${stepName}: ${d.field}`,
         ...d,
+      });
+    }
+  }
+  for (const [key, expected] of Object.entries(e.attempts ?? {})) {
+    const spec = rule ? stepOf(rule, key) : undefined;
+    const id = spec?.id ?? key;
+    const got = run.steps.find((s) => s.id === id)?.attempts ?? 0;
+    if (got !== expected) {
+      const stepName = `${id} (${spec?.kind ?? '?'})`;
+      failures.push({
+        ...base,
+        location: where(`attempts.${key}`),
+        step: stepName,
+        message: `${label}, step ${stepName}: attempts`,
+        field: `attempts.${id}`,
+        expected,
+        got,
       });
     }
   }

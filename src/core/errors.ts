@@ -190,6 +190,12 @@ export const errorRegistry = {
     message:
       'The rule tests have {count} problem(s); fix each at the file:line:column given, then run them again:\n{problems}',
   },
+  REFLEX_ERR_RULETEST_SIMULATED_FAILURE: {
+    code: 'REFLEX_ERR_RULETEST_SIMULATED_FAILURE',
+    status: 500,
+    message:
+      'Step `{step}` failed because the rule test said so: {reason}. To fix: nothing; this is the failure the case asks for in `outcomes`.',
+  },
   REFLEX_ERR_RULETEST_NOT_FOUND: {
     code: 'REFLEX_ERR_RULETEST_NOT_FOUND',
     status: 400,

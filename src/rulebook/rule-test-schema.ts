@@ -97,8 +97,49 @@ const RunExpectation = Type.Object(
       ),
     ),
     status: Type.Optional(RunStatusText),
+    attempts: Type.Optional(
+      Type.Record(
+        Type.String(),
+        Type.Integer({ minimum: 1 }),
+        description('By step id (or index): how many attempts the step took, retries included.'),
+      ),
+    ),
   },
   { additionalProperties: false, ...description('One run, in the order runs were created.') },
+);
+
+const Outcome = Type.Object(
+  {
+    rule: Type.String({ minLength: 1, ...description('The rule whose step this answers.') }),
+    step: Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 0 })], {
+      ...description('The step, by id or index.'),
+    }),
+    fail: Type.Optional(
+      Type.String({ minLength: 1, ...description('The attempt fails with this message.') }),
+    ),
+    retry: Type.Optional(
+      Type.Boolean(
+        description(
+          'With `fail`: whether the step may be tried again (as its `retry` allows). false: the run fails at once, as after an HTTP 4xx. @default true',
+        ),
+      ),
+    ),
+    output: Type.Optional(
+      Type.Unknown(description('The attempt succeeds with this output (what `steps.<id>.output` reads).')),
+    ),
+    times: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        ...description('How many attempts of the step, in every run, this answers. @default 1'),
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    ...description(
+      "How attempts of one step turn out, in place of the recorded action's success: `fail` or `output`.",
+    ),
+  },
 );
 
 const RuleRef = Type.Union([
@@ -131,6 +172,14 @@ const Case = Type.Object(
     events: Type.Optional(Type.Array(TestEvent, description('The events, sent in `at` order.'))),
     until: Type.Optional(
       Offset('Let time run to this point (from the start) after the last event. @default the last event'),
+    ),
+    outcomes: Type.Optional(
+      Type.Array(
+        Outcome,
+        description(
+          "How steps' attempts turn out, in order: for each rule and step, the first entry answers the first `times` attempts of every run, the next entry the following ones; attempts past them succeed as usual.",
+        ),
+      ),
     ),
     expect: Expect,
   },
@@ -188,6 +237,8 @@ export interface RunExpectation {
   params?: Record<string, unknown>;
   event?: Record<string, unknown>;
   status: 'succeeded' | 'failed' | 'pending';
+  /** By step id (or index, as written): attempts the step took. */
+  attempts?: Record<string, number>;
   /** Where the expectation is written. */
   location: TestLocation;
   /** Where each of its keys is written (`params.<step>` for each step's parameters). */
@@ -218,7 +269,35 @@ export interface RuleTestCase {
   events: Array<{ at: number; event: CloudEvent }>;
   /** Milliseconds from the start that time runs to after the last event. */
   until: number;
+  /** Scripted attempts, by rule and step id: see {@link scriptedOutcome}. */
+  outcomes: Map<string, ScriptedOutcome[]>;
   expect: CaseExpectation;
+}
+
+/** How some attempts of a step turn out in a test, instead of the recorded action's success. */
+export type ScriptedOutcome =
+  | { readonly kind: 'fail'; readonly message: string; readonly retry: boolean; readonly times: number }
+  | { readonly kind: 'output'; readonly output: unknown; readonly times: number };
+
+/** The key of a rule's step in {@link RuleTestCase.outcomes}. */
+export function outcomeKey(rule: string, stepId: string): string {
+  return `${rule}\u0000${stepId}`;
+}
+
+/**
+ * The scripted outcome of attempt `attempt` (1 for the first) of a step, or undefined when the attempt
+ * is not scripted: the outcomes cover the attempts of every run in order, each `times` of them.
+ */
+export function scriptedOutcome(
+  outcomes: readonly ScriptedOutcome[] | undefined,
+  attempt: number,
+): ScriptedOutcome | undefined {
+  let covered = 0;
+  for (const outcome of outcomes ?? []) {
+    covered += outcome.times;
+    if (attempt <= covered) return outcome;
+  }
+  return undefined;
 }
 
 /** A compiled rule test file. */
@@ -333,6 +412,17 @@ function compileTest(
     }
     return found;
   };
+  /** Reports a step that the rule does not have; `path` is the map whose key names it, or the value. */
+  const checkStep = (path: Path, target: Rule | undefined, ruleName: string, key: string, asKey = true) => {
+    if (!target || stepOf(target, key) !== undefined) return;
+    fail(
+      path,
+      `the rule \`${ruleName}\` has no step \`${key}\`. To fix: name a step by its id or index (${target.then
+        .map((step, n) => (step.id === String(n) ? step.id : `${step.id} or ${n}`))
+        .join(', ')}).`,
+      asKey ? { key } : {},
+    );
+  };
   const checkFacts = (path: Path, facts: Record<string, unknown> | undefined) => {
     for (const name of Object.keys(facts ?? {})) {
       if (!isFactName(name))
@@ -400,6 +490,34 @@ function compileTest(
       } else if (value !== undefined) until = value;
     }
 
+    const outcomes = new Map<string, ScriptedOutcome[]>();
+    (written.outcomes ?? []).forEach((o, k) => {
+      const outcomePath = [...path, 'outcomes', k] as const;
+      const target = rule([...outcomePath, 'rule'], o.rule);
+      const stepKey = String(o.step);
+      checkStep([...outcomePath, 'step'], target, o.rule, stepKey, false);
+      const step = target ? stepOf(target, stepKey) : undefined;
+      const times = o.times ?? 1;
+      const hasOutput = 'output' in o;
+      if ((o.fail === undefined) === !hasOutput) {
+        fail(
+          outcomePath,
+          'an outcome needs exactly one of `fail` (the attempt fails with this message) and `output` (it succeeds with this output).',
+        );
+        return;
+      }
+      if (o.retry !== undefined && o.fail === undefined) {
+        fail([...outcomePath, 'retry'], '`retry` only goes with `fail`. To fix: remove it, or give `fail`.');
+      }
+      if (!step) return;
+      const scripted: ScriptedOutcome =
+        o.fail !== undefined
+          ? { kind: 'fail', message: o.fail, retry: o.retry ?? true, times }
+          : { kind: 'output', output: o.output, times };
+      const key = outcomeKey(o.rule, step.id);
+      outcomes.set(key, [...(outcomes.get(key) ?? []), scripted]);
+    });
+
     const expectPath = [...path, 'expect'] as const;
     const exp = written.expect;
     checkFacts([...expectPath, 'facts'], exp.facts);
@@ -436,6 +554,9 @@ function compileTest(
         for (const key of Object.keys(r.params ?? {})) {
           run.fields[`params.${key}`] = where([...runPath, 'params', key]);
         }
+        for (const key of Object.keys(r.attempts ?? {})) {
+          run.fields[`attempts.${key}`] = where([...runPath, 'attempts', key]);
+        }
         if (r.at !== undefined) {
           const at = duration([...runPath, 'at'], r.at);
           if (at !== undefined) run.at = at;
@@ -456,17 +577,11 @@ function compileTest(
         }
         if (r.params !== undefined) {
           run.params = r.params;
-          for (const key of Object.keys(r.params)) {
-            if (target && stepOf(target, key) === undefined) {
-              fail(
-                [...runPath, 'params'],
-                `the rule \`${r.rule}\` has no step \`${key}\`. To fix: name a step by its id or index (${target.then
-                  .map((step, n) => (step.id === String(n) ? step.id : `${step.id} or ${n}`))
-                  .join(', ')}).`,
-                { key },
-              );
-            }
-          }
+          for (const key of Object.keys(r.params)) checkStep([...runPath, 'params'], target, r.rule, key);
+        }
+        if (r.attempts !== undefined) {
+          run.attempts = r.attempts;
+          for (const key of Object.keys(r.attempts)) checkStep([...runPath, 'attempts'], target, r.rule, key);
         }
         if (r.event !== undefined) run.event = r.event;
         return run;
@@ -478,6 +593,7 @@ function compileTest(
       facts: { ...(document.facts ?? {}), ...(written.facts ?? {}) },
       events,
       until,
+      outcomes,
       expect: expectation,
     };
   });
