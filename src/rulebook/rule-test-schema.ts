@@ -241,7 +241,7 @@ export interface RunExpectation {
   attempts?: Record<string, number>;
   /** Where the expectation is written. */
   location: TestLocation;
-  /** Where each of its keys is written (`params.<step>` for each step's parameters). */
+  /** Where each of its keys is written (`params.<step>` and `attempts.<step>` per step). */
   fields: Record<string, TestLocation>;
 }
 
