@@ -345,6 +345,13 @@ function sameFact(before: string | null, after: string | null): boolean {
   return canonicalJson(JSON.parse(before)) === canonicalJson(JSON.parse(after));
 }
 
+/** The smallest seq among the events a commit newly appended (duplicates were there before), if any. */
+function firstAppended(results: readonly AppendResult[]): number | undefined {
+  let first: number | undefined;
+  for (const r of results) if (!r.duplicate && (first === undefined || r.seq < first)) first = r.seq;
+  return first;
+}
+
 /** JSON text for a column; `undefined` (which JSON cannot hold) is stored as SQL NULL. */
 function jsonOrNull(value: unknown): string | null {
   return value === undefined ? null : JSON.stringify(value);
@@ -925,7 +932,10 @@ class SqliteStoreImpl implements SqliteStore {
 
   async appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
     if (events.length === 0) return [];
-    return this.#durably(() => this.#appendBatch.immediate(events, receivedAt));
+    return this.#durably(
+      () => this.#appendBatch.immediate(events, receivedAt),
+      (results) => results,
+    );
   }
 
   async readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]> {
@@ -939,18 +949,18 @@ class SqliteStoreImpl implements SqliteStore {
 
   /**
    * Commits with `commit` and returns once that is on disk (at once with durability normal, which
-   * never waits for the disk). Until then the dispatcher does not read the events it appended.
+   * never waits for the disk). Until then the dispatcher does not read the events it appended, which
+   * `logged` lists from the commit's result.
    */
-  async #durably<T>(commit: () => T): Promise<T> {
+  async #durably<T>(commit: () => T, logged: (result: T) => readonly AppendResult[]): Promise<T> {
     if (this.#walSync === undefined) return commit();
     if (this.#syncFailure !== undefined) throw this.#syncFailure;
-    const before = this.#lastSeq.get()?.seq ?? 0;
     const result = commit();
     // Hold back only what this commit appended: its caller hands that on (and so wakes the dispatcher)
     // when this returns. A commit that appended nothing (all duplicates) wakes no one, so it must not
     // hold back events that others commit meanwhile.
-    const appended = (this.#lastSeq.get()?.seq ?? 0) !== before;
-    const first = before + 1;
+    const first = firstAppended(logged(result));
+    const appended = first !== undefined;
     if (appended) this.#unsynced.push(first);
     try {
       await this.#walSync.sync();
@@ -1159,7 +1169,10 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async changeFact(name: string, value: unknown, at: number, chain = 0): Promise<FactChange> {
-    return this.#durably(() => this.#changeFact.immediate(name, value, at, chain));
+    return this.#durably(
+      () => this.#changeFact.immediate(name, value, at, chain),
+      (change) => (change.event === undefined ? [] : [change.event]),
+    );
   }
 
   // --- flow state and timers ---
