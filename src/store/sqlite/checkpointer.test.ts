@@ -1,25 +1,18 @@
 import { statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDirPerTest } from '../../../test/helpers/temp-dir.js';
 import { startCheckpointer } from './checkpointer.js';
 
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 describe('checkpointer', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'reflex-checkpointer-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDirPerTest('reflex-checkpointer-');
 
   /** Commits over and over for `ms`, and returns the largest the WAL file was seen. */
   async function writeSteadily(restartFrames: number, ms: number): Promise<number> {
-    const path = join(dir, `db-${restartFrames}`);
+    const path = join(dir(), `db-${restartFrames}`);
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');

@@ -1,21 +1,14 @@
 import { writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDirPerTest } from '../../../test/helpers/temp-dir.js';
 import { WalSync } from './wal-sync.js';
 
 describe('WalSync', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'reflex-wal-sync-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDirPerTest('reflex-wal-sync-');
 
   it('wal sync - a call during a running sync waits for the next one, which every such call shares', async () => {
-    const path = join(dir, 'reflex.db-wal');
+    const path = join(dir(), 'reflex.db-wal');
     writeFileSync(path, 'frames');
     const wal = new WalSync(path);
     const first = wal.sync();
@@ -33,7 +26,7 @@ describe('WalSync', () => {
   });
 
   it('wal sync - a failed sync rejects its callers, and the next call tries again', async () => {
-    const path = join(dir, 'reflex.db-wal');
+    const path = join(dir(), 'reflex.db-wal');
     const wal = new WalSync(path);
     await expect(wal.sync()).rejects.toMatchObject({ code: 'ENOENT' });
     writeFileSync(path, 'frames');
@@ -42,7 +35,7 @@ describe('WalSync', () => {
   });
 
   it('wal sync - close waits for the syncs in flight', async () => {
-    const path = join(dir, 'reflex.db-wal');
+    const path = join(dir(), 'reflex.db-wal');
     writeFileSync(path, 'frames');
     const wal = new WalSync(path);
     let synced = 0;
