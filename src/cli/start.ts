@@ -43,14 +43,14 @@ export async function runStart(
 
   const files = await readRulebookFiles(config.rulebooks);
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
-  let storeFailure: ReflexError | undefined;
-  let onStoreFailure = (error: ReflexError) => {
-    storeFailure = error;
-  };
+  let syncFailed: (error: ReflexError) => void = () => {};
+  const storeFailure = new Promise<ReflexError>((resolve) => {
+    syncFailed = resolve;
+  });
   const store = await createSqliteStore({
     dir: resolve(config.dataDir),
     durability: config.durability,
-    onSyncFailure: (error) => onStoreFailure(error),
+    onSyncFailure: (error) => syncFailed(error),
   });
   const engine = await createEngine({
     store,
@@ -182,11 +182,10 @@ export async function runStart(
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
     // Exit non-zero so that a supervisor restarts the node, which then reads what the disk really holds.
-    onStoreFailure = (error) => {
+    void storeFailure.then((error) => {
       logger.fatal({ error: toErrorInfo(error) }, error.message);
       void stop('event log sync failed', true);
-    };
-    if (storeFailure !== undefined) onStoreFailure(storeFailure);
+    });
   });
 }
 
