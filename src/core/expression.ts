@@ -67,6 +67,8 @@ export const expressionLimits = Object.freeze({
   maxComprehensionNesting: 3,
   /** Nesting of a result turned into JSON. */
   maxResultDepth: 128,
+  /** Characters in the regular expression of one `matches` call. */
+  maxRegexLength: 512,
 });
 
 /**
@@ -225,9 +227,6 @@ export function regexHazard(source: string): string | undefined {
   return undefined;
 }
 
-/** The longest regular expression `matches` takes. */
-const maxRegexLength = 512;
-
 /**
  * Refuses `matches` calls whose regular expression is not written in the rule, or could backtrack
  * exponentially: JavaScript regular expressions backtrack, and the engine is one thread, so one event
@@ -246,10 +245,10 @@ function checkRegexes(source: string, root: ASTNode): void {
       );
     }
     const regex = literal.args;
-    if (regex.length > maxRegexLength) {
+    if (regex.length > expressionLimits.maxRegexLength) {
       throw invalid(
         source,
-        `the regular expression of \`matches\` is longer than ${maxRegexLength} characters`,
+        `the regular expression of \`matches\` is longer than ${expressionLimits.maxRegexLength} characters`,
         literal.start,
       );
     }
