@@ -9,6 +9,7 @@ import type { Action } from '../core/ports/action.js';
 import { createTestClock, type TestClock } from '../core/ports/clock.js';
 import type { Run, RunStatus } from '../core/ports/store.js';
 import type { Rule, Rulebook } from '../core/rule.js';
+import type { Secrets } from '../core/secrets.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import {
   compileRulebook,
@@ -65,6 +66,12 @@ function cannedOutput(kind: string, parsed: unknown): unknown {
       return null;
   }
 }
+
+/**
+ * Rule tests run offline and must not need real secrets: `${{ secrets.NAME }}` renders as
+ * `<secret:NAME>`, which `params` expectations can name.
+ */
+export const placeholderSecrets: Secrets = { get: (name) => `<secret:${name}>` };
 
 /**
  * Wraps actions for a test: each checks its parameters exactly as the real one does, records them as
@@ -300,6 +307,7 @@ export async function runRuleTestCase(
         createRecordingActions(calls, builtinActions, realActionKinds, testCase.outcomes),
       ),
       random: () => 0.5,
+      secrets: placeholderSecrets,
     });
     const drive = createDriver(engine, store, clock, options.timeoutMs ?? 30_000);
     // Facts first, under an empty rulebook: they are there before the case, not news its rules react to.
