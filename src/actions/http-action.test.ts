@@ -136,6 +136,16 @@ describe('http action - requests', () => {
     expect(Buffer.byteLength(output.body as string)).toBe(65_536);
   });
 
+  it('http - headers of an answer are bounded too: past 16 KiB the answer is refused, not stored', async () => {
+    handle = (_req, res) => {
+      for (let i = 0; i < 100; i++) res.setHeader(`x-filler-${i}`, 'y'.repeat(1000));
+      res.end('ok');
+    };
+    const error = await failure({ url: base });
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_HTTP_UNREACHABLE');
+    expect(JSON.stringify(toErrorInfo(error)).length).toBeLessThan(2000);
+  });
+
   it('http - honours a smaller maxBodyBytes option', async () => {
     handle = (_req, res) => res.end('0123456789');
     const small = createHttpAction({ maxBodyBytes: 4 });

@@ -352,6 +352,36 @@ cases:
     expect(out.code).toBe(0);
   });
 
+  it('rule test - secrets render as <secret:NAME>, so cases need no real secret and can name them', async () => {
+    const rulebook = `
+rules:
+  - name: notify
+    when: { pattern: { type: [x] } }
+    then:
+      - id: call
+        http:
+          url: "https://api.example.com/hooks/\${{ secrets.HOOK_PATH }}"
+          headers: { Authorization: "Bearer \${{ secrets.API_TOKEN }}" }
+`;
+    const test = `
+rulebook: ./rulebook.yaml
+cases:
+  - name: sends the token
+    events: [{ type: x }]
+    expect:
+      runs:
+        - rule: notify
+          params:
+            call:
+              url: "https://api.example.com/hooks/<secret:HOOK_PATH>"
+              headers: { Authorization: "Bearer <secret:API_TOKEN>" }
+`;
+    const root = await project({ 'rulebook.yaml': rulebook, 'rulebook.test.yaml': test });
+    const out = await reflexTest([root]);
+    expect(out.stdout).toContain('✓ sends the token');
+    expect(out.code).toBe(0);
+  });
+
   it('rule test - a run whose step fails shows its error; `status: failed` expects it', async () => {
     const rulebook = `
 rules:
