@@ -341,9 +341,9 @@ function shownUrl(url: string): string {
 /** Why the deny list refuses the URL's host as written (a metadata name, a literal address), if it does. */
 function deniedHost(deny: HttpDenyList, url: string): string | undefined {
   const { hostname } = new URL(url);
-  return hostname.startsWith('[') || /^[\d.]+$/.test(hostname)
-    ? deniedAddress(deny, hostname)
-    : deniedName(deny, hostname);
+  if (!hostname.startsWith('[') && !/^[\d.]+$/.test(hostname)) return deniedName(deny, hostname);
+  const entry = deniedAddress(deny, hostname);
+  return entry === undefined ? undefined : `${hostname} is in ${entry}`;
 }
 
 function blocked(params: HttpParams, reason: string, cause?: unknown): ReflexError {

@@ -98,8 +98,8 @@ function embeddedIpv4(bytes: readonly number[]): number[] | undefined {
 }
 
 /**
- * Why the list refuses an address (IPv4 or IPv6 text), or undefined when it does not: the entry it
- * falls in, e.g. `169.254.169.254 is in 169.254.0.0/16`.
+ * The entry of the list an address (IPv4 or IPv6 text) falls in, e.g. `169.254.0.0/16` for
+ * `169.254.169.254`, or undefined when the list does not refuse it.
  */
 export function deniedAddress(list: HttpDenyList, address: string): string | undefined {
   const bytes = parseIpAddress(address.replace(/^\[(.*)\]$/, '$1').replace(/%.*$/, ''));
@@ -109,7 +109,7 @@ export function deniedAddress(list: HttpDenyList, address: string): string | und
   if (ipv4) candidates.push(ipv4);
   for (const candidate of candidates) {
     const cidr = list.cidrs.find((c) => inCidr(c, candidate));
-    if (cidr) return `${address} is in ${cidr.source}`;
+    if (cidr) return cidr.source;
   }
   return undefined;
 }
@@ -155,9 +155,10 @@ export function guardedLookup(list: HttpDenyList, lookup: LookupFunction = dnsLo
       }
       const addresses = typeof address === 'string' ? [address] : address.map((a) => a.address);
       for (const each of addresses) {
-        const reason = deniedAddress(list, each);
-        if (reason !== undefined) {
-          callback(new DeniedAddressError(`${hostname} resolves to ${reason}`), options.all ? [] : '', 0);
+        const entry = deniedAddress(list, each);
+        if (entry !== undefined) {
+          const reason = `${hostname} resolves to ${each}, which is in ${entry}`;
+          callback(new DeniedAddressError(reason), options.all ? [] : '', 0);
           return;
         }
       }
