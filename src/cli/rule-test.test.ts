@@ -352,7 +352,7 @@ cases:
     expect(out.code).toBe(0);
   });
 
-  it('rule test - secrets render as <secret:NAME>, so cases need no real secret and can name them', async () => {
+  it("rule test - secrets take the file's stand-ins, else render as <secret:NAME>, so cases need no real secret", async () => {
     const rulebook = `
 rules:
   - name: notify
@@ -376,9 +376,33 @@ cases:
               url: "https://api.example.com/hooks/<secret:HOOK_PATH>"
               headers: { Authorization: "Bearer <secret:API_TOKEN>" }
 `;
-    const root = await project({ 'rulebook.yaml': rulebook, 'rulebook.test.yaml': test });
+    // A secret that is a whole URL needs a stand-in that is one: the file's \`secrets\` give it.
+    const whole = `
+rules:
+  - name: slack
+    when: { pattern: { type: [x] } }
+    then:
+      - id: post
+        http: { url: "\${{ secrets.SLACK_WEBHOOK }}", json: { text: hi } }
+`;
+    const wholeTest = `
+rulebook: ./whole.yaml
+secrets: { SLACK_WEBHOOK: "https://hooks.slack.example/T0/B0/x" }
+cases:
+  - name: posts to the webhook
+    events: [{ type: x }]
+    expect:
+      runs: [{ rule: slack, params: { post: { url: "https://hooks.slack.example/T0/B0/x" } } }]
+`;
+    const root = await project({
+      'rulebook.yaml': rulebook,
+      'rulebook.test.yaml': test,
+      'whole.yaml': whole,
+      'whole.test.yaml': wholeTest,
+    });
     const out = await reflexTest([root]);
     expect(out.stdout).toContain('✓ sends the token');
+    expect(out.stdout).toContain('✓ posts to the webhook');
     expect(out.code).toBe(0);
   });
 

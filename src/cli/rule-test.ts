@@ -68,10 +68,12 @@ function cannedOutput(kind: string, parsed: unknown): unknown {
 }
 
 /**
- * Rule tests run offline and must not need real secrets: `${{ secrets.NAME }}` renders as
- * `<secret:NAME>`, which `params` expectations can name.
+ * Rule tests run offline and must not need real secrets: `${{ secrets.NAME }}` takes the stand-in the
+ * file's `secrets` gives, else renders as `<secret:NAME>`, which `params` expectations can name.
  */
-export const placeholderSecrets: Secrets = { get: (name) => `<secret:${name}>` };
+export function standInSecrets(given: Readonly<Record<string, string>>): Secrets {
+  return { get: (name) => (Object.hasOwn(given, name) ? given[name] : `<secret:${name}>`) };
+}
 
 /**
  * Wraps actions for a test: each checks its parameters exactly as the real one does, records them as
@@ -307,7 +309,7 @@ export async function runRuleTestCase(
         createRecordingActions(calls, builtinActions, realActionKinds, testCase.outcomes),
       ),
       random: () => 0.5,
-      secrets: placeholderSecrets,
+      secrets: standInSecrets(testCase.secrets),
     });
     const drive = createDriver(engine, store, clock, options.timeoutMs ?? 30_000);
     // Facts first, under an empty rulebook: they are there before the case, not news its rules react to.
