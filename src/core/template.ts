@@ -239,7 +239,8 @@ function compileUrl(template: string, parts: Part[], path: Path, found: Found): 
       'REFLEX_ERR_TEMPLATE_URL_HOST',
       {
         template: redactUrlCredentials(template),
-        reason: 'a `${{ }}` in the scheme or the host reads data from outside the rulebook',
+        reason:
+          'no `/` ends the host before this `${{ }}`, so its value would be part of the scheme or the host',
       },
       { details: { path, offset: offsetOfPart(template, parts, host.piece) } },
     );
