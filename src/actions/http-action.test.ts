@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isRetriable, NonRetriableError, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
 import { createHttpAction, httpAction, parseRetryAfter } from './http-action.js';
+import { defaultHttpDeny, deniedAddress, deniedName, parseHttpDeny } from './http-deny.js';
 import { createRecordingContext } from './test-context.js';
 
 interface Seen {
@@ -133,6 +134,16 @@ describe('http action - requests', () => {
     expect(output.truncated).toBe(true);
     expect(typeof output.body).toBe('string');
     expect(Buffer.byteLength(output.body as string)).toBe(65_536);
+  });
+
+  it('http - headers of an answer are bounded too: past 16 KiB the answer is refused, not stored', async () => {
+    handle = (_req, res) => {
+      for (let i = 0; i < 100; i++) res.setHeader(`x-filler-${i}`, 'y'.repeat(1000));
+      res.end('ok');
+    };
+    const error = await failure({ url: base });
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_HTTP_UNREACHABLE');
+    expect(JSON.stringify(toErrorInfo(error)).length).toBeLessThan(2000);
   });
 
   it('http - honours a smaller maxBodyBytes option', async () => {
@@ -365,5 +376,136 @@ describe('http action - parameters', () => {
       body: '[1]',
       expect: { statuses: [], classes: [2], text: '2xx' },
     });
+  });
+});
+
+describe('http action - where requests may go', () => {
+  it('http - `query` adds encoded parameters to the URL, keeping what it already has', () => {
+    expect(
+      httpAction.parse({
+        url: 'https://example.com/a?x=%2B1',
+        query: { q: 'a&b=c d', n: 2, on: true, tag: ['x', 'y'], skip: null },
+      }).url,
+    ).toBe('https://example.com/a?x=%2B1&q=a%26b%3Dc%20d&n=2&on=true&tag=x&tag=y');
+    expect(httpAction.parse({ url: 'https://example.com', query: { 'a b': '#' } }).url).toBe(
+      'https://example.com/?a%20b=%23',
+    );
+    expect(() => httpAction.parse({ url: base, query: 'a=1' })).toThrow(/`query` is a string/);
+    expect(() => httpAction.parse({ url: base, query: { a: { b: 1 } } })).toThrow(/`query.a` is an object/);
+  });
+
+  it('http - with `hosts`, a URL whose host is not listed is refused, not retried, and nothing is sent', async () => {
+    const error = await failure({ url: `${base}/x`, hosts: ['api.example.com', '127.0.0.1:1'] });
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED');
+    expect((error as ReflexError).message).toContain('(api.example.com, 127.0.0.1:1)');
+    expect(isRetriable(error)).toBe(false);
+    expect(seen).toEqual([]);
+    await call({ url: `${base}/ok`, hosts: [new URL(base).host] });
+    expect(seen.map((s) => s.url)).toEqual(['/ok']);
+    expect(() => httpAction.parse({ url: base, hosts: [] })).toThrow(/`hosts` is an empty list/);
+    expect(() => httpAction.parse({ url: base, hosts: ['a/b'] })).toThrow(/`hosts\[0\]`/);
+  });
+
+  it('http - a refused address is REFLEX_ERR_ACTION_HTTP_BLOCKED, not retried, and says which rule refused it', async () => {
+    const error = await failure({ url: 'http://169.254.169.254/latest/meta-data/iam/' });
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_HTTP_BLOCKED');
+    expect((error as ReflexError).message).toContain('169.254.169.254 is in 169.254.0.0/16');
+    expect(isRetriable(error)).toBe(false);
+  });
+
+  it('http - an operator list can refuse loopback too, and `none` refuses nothing', async () => {
+    const strict = createHttpAction({ deny: parseHttpDeny('default,127.0.0.0/8') });
+    const error = await strict
+      .run(strict.parse({ url: `${base}/x` }), createRecordingContext())
+      .catch((e) => e);
+    expect((error as ReflexError).code).toBe('REFLEX_ERR_ACTION_HTTP_BLOCKED');
+    const open = createHttpAction({ deny: parseHttpDeny('none') });
+    const answer = await open
+      .run(
+        open.parse({ url: 'http://169.254.169.254:1/' }),
+        createRecordingContext({ signal: AbortSignal.timeout(300) }),
+      )
+      .catch((e) => e);
+    expect((answer as ReflexError).code).not.toBe('REFLEX_ERR_ACTION_HTTP_BLOCKED');
+    expect(seen).toEqual([]);
+  });
+
+  it('http - credentials in the URL stay out of error messages, the request still carries them', async () => {
+    handle = (_req, res) => {
+      res.writeHead(500);
+      res.end('no');
+    };
+    const url = `http://bob:pw-9@${new URL(base).host}/x?token=tk-9&page=1`;
+    const error = await failure({ url });
+    expect(toErrorInfo(error).message).toContain(
+      `GET http://${new URL(base).host}/x?token=***&page=1 answered`,
+    );
+    expect(JSON.stringify(toErrorInfo(error))).not.toMatch(/pw-9|tk-9/);
+    expect(seen[0]!.url).toBe('/x?token=tk-9&page=1');
+    expect(seen[0]!.headers.authorization).toBe(`Basic ${Buffer.from('bob:pw-9').toString('base64')}`);
+    const unreachable = await failure({ url: 'http://bob:pw-9@127.0.0.1:1/?sig=s-9' });
+    expect(JSON.stringify(toErrorInfo(unreachable))).not.toMatch(/pw-9|s-9/);
+    const invalid = (() => {
+      try {
+        httpAction.parse({ url: 'http://bob:pw-9@[zz/?key=k-9' });
+      } catch (e) {
+        return e as ReflexError;
+      }
+    })();
+    expect(invalid?.message).not.toMatch(/pw-9|k-9/);
+    // Userinfo that is not valid percent-encoding is sent as written.
+    expect(httpAction.parse({ url: 'http://b%zz:p@h/' }).headers.authorization).toBe(
+      `Basic ${Buffer.from('b%zz:p').toString('base64')}`,
+    );
+  });
+});
+
+describe('http action - deny lists', () => {
+  it('http deny - the default refuses link-local, metadata and unspecified addresses, in every spelling', () => {
+    const list = parseHttpDeny('default');
+    for (const address of [
+      '169.254.169.254',
+      '169.254.170.2',
+      'fe80::1',
+      '[fe80::abcd]',
+      'fd00:ec2::254',
+      'fd20:ce::254',
+      '100.100.100.200',
+      '168.63.129.16',
+      '0.0.0.0',
+      '::',
+      '::ffff:169.254.169.254',
+      '::ffff:a9fe:a9fe',
+      '64:ff9b::a9fe:a9fe',
+      '::169.254.169.254',
+    ]) {
+      expect(deniedAddress(list, address), address).toBeDefined();
+    }
+    for (const address of [
+      '127.0.0.1',
+      '::1',
+      '10.0.0.1',
+      '192.168.1.1',
+      '8.8.8.8',
+      '2001:db8::1',
+      'fd00::1',
+    ]) {
+      expect(deniedAddress(list, address), address).toBeUndefined();
+    }
+    expect(deniedName(list, 'Metadata.Google.Internal.')).toBeDefined();
+    expect(deniedName(list, 'metadata.google.internal.evil.io')).toBeUndefined();
+  });
+
+  it('http deny - an operator list widens or narrows the default; a bad entry is a coded error', () => {
+    const list = parseHttpDeny('default, 10.0.0.0/8 [fd12::1] internal.example');
+    expect(deniedAddress(list, '10.1.2.3')).toBe('10.0.0.0/8');
+    expect(deniedAddress(list, 'fd12::1')).toBe('fd12::1/128');
+    expect(deniedName(list, 'internal.example')).toBeDefined();
+    expect(deniedAddress(parseHttpDeny('none'), '169.254.169.254')).toBeUndefined();
+    expect(deniedAddress(parseHttpDeny('169.254.169.254'), '169.254.169.253')).toBeUndefined();
+    for (const bad of ['10.0.0.0/33', 'a_b.example', '*.x', 'http://x']) {
+      expect(() => parseHttpDeny(bad)).toThrow(/REFLEX_ERR_CONFIG_INVALID|--http-deny/);
+    }
+    expect(defaultHttpDeny).toContain('169.254.0.0/16');
   });
 });

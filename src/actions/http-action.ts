@@ -1,9 +1,28 @@
 import { createRequire } from 'node:module';
 import { Agent, type Dispatcher, request } from 'undici';
 import { NonRetriableError, ReflexError, RetryAfterError } from '../core/errors.js';
+import { allowedBy, type HostPattern, parseHostPattern } from '../core/host-allowlist.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
+import { redactUrlCredentials } from '../core/redact.js';
 import { abortedError } from './deadline.js';
-import { describeValue, invalidParams, optionalText, optionalTextMap, readObject } from './params.js';
+import {
+  DeniedAddressError,
+  defaultHttpDenyList,
+  deniedAddress,
+  deniedName,
+  guardedLookup,
+  type HttpDenyList,
+  type LookupFunction,
+} from './http-deny.js';
+import {
+  describeValue,
+  invalidParams,
+  isRecord,
+  optionalText,
+  optionalTextMap,
+  readObject,
+  scalarText,
+} from './params.js';
 
 const kind = 'http';
 
@@ -21,7 +40,10 @@ export interface StatusExpectation {
 
 /** The `http` action's parameters once checked: the request to send and the answers to accept. */
 export interface HttpParams {
+  /** With the `query` parameters added. */
   url: string;
+  /** The hosts the step may call (`hosts`); when given, the URL's host must be one of them. */
+  hosts?: HostPattern[];
   /** Upper-case. */
   method: string;
   /** Names lower-cased. Content-Type is filled in for `json` (and `body`) unless given. */
@@ -44,10 +66,22 @@ export interface HttpOutput {
 /** Options of {@link createHttpAction}. */
 export interface HttpActionOptions {
   /**
-   * Where requests go through: a shared connection pool.
-   * @default an undici `Agent` of this action
+   * Where requests go through: a shared connection pool. A dispatcher given here must check resolved
+   * addresses itself (see {@link guardedLookup}); names and literal addresses are checked before.
+   * @default an undici `Agent` of this action, whose connections check every resolved address against `deny`
    */
   dispatcher?: Dispatcher;
+  /**
+   * Addresses and names no request is sent to, checked on the URL's host and on every address it
+   * resolves to when a connection is made.
+   * @default the built-in list, {@link defaultHttpDeny} (link-local and cloud metadata addresses)
+   */
+  deny?: HttpDenyList;
+  /**
+   * Resolves host names (tests give a fake DNS).
+   * @default dns.lookup
+   */
+  lookup?: LookupFunction;
   /**
    * Largest response body kept in the output, in bytes; the rest is not read.
    * @default 65536 (64 KiB)
@@ -108,6 +142,64 @@ function parseExpect(value: unknown): StatusExpectation {
   return expectation;
 }
 
+/** Percent-decodes userinfo; text that is not valid percent-encoding is taken as written. */
+function decodeText(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Reads `hosts`: a list of host patterns written in the rulebook. */
+function parseHosts(value: unknown): HostPattern[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    invalidParams(
+      kind,
+      `\`hosts\` is ${Array.isArray(value) ? 'an empty list' : describeValue(value)}`,
+      'list the hosts the step may call, e.g. ["api.example.com", "*.svc.example.com"].',
+    );
+  }
+  return value.map((item, index) => {
+    const pattern = typeof item === 'string' ? parseHostPattern(item) : undefined;
+    if (typeof pattern !== 'object') {
+      invalidParams(
+        kind,
+        typeof pattern === 'string'
+          ? `\`hosts[${index}]\`: ${pattern}`
+          : `\`hosts[${index}]\` is ${describeValue(item)}`,
+        'write host names or addresses, `*.` and a name for every name below it, and an optional :port.',
+      );
+    }
+    return pattern;
+  });
+}
+
+/** Reads `query`: names to a value or a list of values, each percent-encoded and appended to the URL. */
+function queryText(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (!isRecord(value)) {
+    invalidParams(kind, `\`query\` is ${describeValue(value)}`, 'give `query` as a map of names to values.');
+  }
+  const pairs: string[] = [];
+  for (const [name, entry] of Object.entries(value)) {
+    for (const item of Array.isArray(entry) ? entry : [entry]) {
+      if (item === null) continue;
+      const text = scalarText(item);
+      if (text === undefined) {
+        invalidParams(
+          kind,
+          `\`query.${name}\` is ${describeValue(item)}`,
+          'give each query value as a string, a number, a boolean or a list of them.',
+        );
+      }
+      pairs.push(`${encodeURIComponent(name)}=${encodeURIComponent(text)}`);
+    }
+  }
+  return pairs.join('&');
+}
+
 function isExpected(status: number, expectation: StatusExpectation): boolean {
   return expectation.statuses.includes(status) || expectation.classes.includes(Math.floor(status / 100));
 }
@@ -117,7 +209,16 @@ function isExpected(status: number, expectation: StatusExpectation): boolean {
  * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
 export function parseHttpParams(params: unknown): HttpParams {
-  const raw = readObject(kind, params, ['url', 'method', 'headers', 'json', 'body', 'expect']);
+  const raw = readObject(kind, params, [
+    'url',
+    'method',
+    'headers',
+    'query',
+    'json',
+    'body',
+    'expect',
+    'hosts',
+  ]);
   const urlText = optionalText(kind, raw, 'url');
   if (urlText === undefined || urlText === '')
     invalidParams(kind, '`url` is missing', 'give the URL to call.');
@@ -127,13 +228,16 @@ export function parseHttpParams(params: unknown): HttpParams {
   } catch {
     invalidParams(
       kind,
-      `\`url\` ${JSON.stringify(urlText)} is not a URL`,
+      `\`url\` ${JSON.stringify(redactUrlCredentials(urlText))} is not a URL`,
       'write an absolute http:// or https:// URL.',
     );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     invalidParams(kind, `\`url\` uses ${url.protocol}`, 'use an http:// or https:// URL.');
   }
+  const query = queryText(raw['query']);
+  if (query) url.search = url.search === '' ? query : `${url.search.slice(1)}&${query}`;
+  const hosts = parseHosts(raw['hosts']);
   if (raw['json'] !== undefined && raw['body'] !== undefined) {
     invalidParams(
       kind,
@@ -193,8 +297,26 @@ export function parseHttpParams(params: unknown): HttpParams {
   }
   if (contentType !== undefined && headers['content-type'] === undefined)
     headers['content-type'] = contentType;
+  if (url.username !== '' || url.password !== '') {
+    // Sent the way curl sends them, and taken out of the URL, which messages and logs show.
+    const credentials = `${decodeText(url.username)}:${decodeText(url.password)}`;
+    headers['authorization'] ??= `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`;
+    url.username = '';
+    url.password = '';
+  }
   const parsed: HttpParams = { url: url.href, method, headers, expect: parseExpect(raw['expect']) };
   if (body !== undefined) parsed.body = body;
+  if (hosts !== undefined) {
+    if (allowedBy(hosts, url) === undefined) {
+      throw new ReflexError('REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED', {
+        method,
+        url: shownUrl(url.href),
+        host: url.host,
+        hosts: hosts.map((h) => h.source).join(', '),
+      });
+    }
+    parsed.hosts = hosts;
+  }
   return parsed;
 }
 
@@ -209,6 +331,35 @@ export function parseRetryAfter(value: string | undefined, now: number): number 
   const at = Date.parse(text);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
+}
+
+/** The URL as messages show it: without credentials, which would end up in logs and run records. */
+function shownUrl(url: string): string {
+  return redactUrlCredentials(url);
+}
+
+/** Why the deny list refuses the URL's host as written (a metadata name, a literal address), if it does. */
+function deniedHost(deny: HttpDenyList, url: string): string | undefined {
+  const { hostname } = new URL(url);
+  if (!hostname.startsWith('[') && !/^[\d.]+$/.test(hostname)) return deniedName(deny, hostname);
+  const entry = deniedAddress(deny, hostname);
+  return entry === undefined ? undefined : `${hostname} is in ${entry}`;
+}
+
+function blocked(params: HttpParams, reason: string, cause?: unknown): ReflexError {
+  return new ReflexError(
+    'REFLEX_ERR_ACTION_HTTP_BLOCKED',
+    { method: params.method, url: shownUrl(params.url), reason },
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/** The guard's refusal, where undici put it: the error itself or one of its causes. */
+function deniedCause(error: unknown): DeniedAddressError | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof DeniedAddressError) return e;
+  }
+  return undefined;
 }
 
 function flattenHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string> {
@@ -263,7 +414,7 @@ function statusError(
   if (retryAfterMs !== undefined) details['retryAfterMs'] = retryAfterMs;
   const error = new ReflexError(
     'REFLEX_ERR_ACTION_HTTP_STATUS',
-    { method: params.method, url: params.url, status, expected: params.expect.text },
+    { method: params.method, url: shownUrl(params.url), status, expected: params.expect.text },
     { details },
   );
   // The wrappers carry the same code, message and details, so the stored failure reads the same at the
@@ -295,8 +446,13 @@ function describeNetworkError(error: unknown): string {
  * Creates the `http` action: one request per attempt, with the step's idempotency key sent as
  * `Idempotency-Key` so the target can drop repeats.
  *
- * Parameters: `{ url, method?, headers?, json?, body?, expect? }`. `method` is POST when there is a
- * body, else GET. `expect` is a status, a class like `"2xx"` (the default), or a list of them.
+ * Parameters: `{ url, method?, headers?, query?, json?, body?, expect?, hosts? }`. `method` is POST when
+ * there is a body, else GET. `expect` is a status, a class like `"2xx"` (the default), or a list of them.
+ * `hosts` lists the hosts the URL may have (REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED otherwise).
+ *
+ * No request goes to an address or name of `options.deny` (REFLEX_ERR_ACTION_HTTP_BLOCKED, not retried):
+ * the URL's host is checked, and so is every address a name resolves to when a connection is made.
+ * URLs in messages have their credentials replaced by `***`.
  *
  * Failures: an unexpected status is REFLEX_ERR_ACTION_HTTP_STATUS (as a NonRetriableError for 4xx other
  * than 408/425/429; as a RetryAfterError for 429/503 with a Retry-After header); a network failure is
@@ -311,6 +467,7 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
   const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes;
   const userAgent = options.userAgent ?? `reflex/${version}`;
   const now = options.now ?? Date.now;
+  const deny = options.deny ?? defaultHttpDenyList;
   let dispatcher = options.dispatcher;
 
   return {
@@ -318,8 +475,10 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
     parse: parseHttpParams,
     async run(params: HttpParams, context: ActionContext): Promise<HttpOutput> {
       if (context.signal.aborted) throw abortedError(kind, context);
+      const refused = deniedHost(deny, params.url);
+      if (refused !== undefined) throw blocked(params, refused);
       // Made on first use, so importing the built-in actions opens nothing.
-      dispatcher ??= new Agent();
+      dispatcher ??= new Agent({ connect: { lookup: guardedLookup(deny, options.lookup) } });
       const headers: Record<string, string> = { ...params.headers };
       headers['idempotency-key'] ??= context.idempotencyKey;
       headers['user-agent'] ??= userAgent;
@@ -334,9 +493,11 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
         });
       } catch (error) {
         if (context.signal.aborted) throw abortedError(kind, context);
+        const denied = deniedCause(error);
+        if (denied) throw blocked(params, denied.message, error);
         throw new ReflexError(
           'REFLEX_ERR_ACTION_HTTP_UNREACHABLE',
-          { method: params.method, url: params.url, reason: describeNetworkError(error) },
+          { method: params.method, url: shownUrl(params.url), reason: describeNetworkError(error) },
           { cause: error },
         );
       }
@@ -349,7 +510,7 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
           'REFLEX_ERR_ACTION_HTTP_UNREACHABLE',
           {
             method: params.method,
-            url: params.url,
+            url: shownUrl(params.url),
             reason: `the response broke off: ${describeNetworkError(error)}`,
           },
           { cause: error },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { parseHttpDeny } from '../actions/http-deny.js';
 import { createActionRegistry } from '../actions/registry.js';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
@@ -16,7 +17,7 @@ import { createSqliteStore } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
 import { formatEvents, formatExplanation, formatRun, formatRuns } from './format.js';
 import { runRuleTests } from './rule-test.js';
-import { runStart } from './start.js';
+import { runStart, secretsOf } from './start.js';
 
 /** Exit codes: 0 success; 1 a runtime failure (or `match` found no match); 2 invalid input or usage. */
 export const ExitCode = { ok: 0, failure: 1, invalid: 2 } as const;
@@ -202,6 +203,24 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .env('REFLEX_LOG_LEVEL')
         .default('info'),
     )
+    .addOption(
+      new Option(
+        '--http-deny <list>',
+        'addresses and names http steps never call: CIDR blocks, addresses, host names; `default` is the built-in list (link-local, cloud metadata), `none` nothing',
+      )
+        .env('REFLEX_HTTP_DENY')
+        .default('default')
+        .argParser((value: string) => {
+          parseHttpDeny(value);
+          return value;
+        }),
+    )
+    .addOption(
+      new Option(
+        '--secrets <path>',
+        'where ${{ secrets.NAME }} is read from first: a file of NAME=value lines, or a folder of one file per secret (then the environment)',
+      ).env('REFLEX_SECRETS'),
+    )
     .action(async (rulebooks: string[], o) => {
       exitCode = await runStart(
         {
@@ -218,6 +237,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           maxChainDepth: Number(o.maxChainDepth),
           logLevel: o.logLevel,
           apiToken: env.REFLEX_API_TOKEN,
+          httpDeny: o.httpDeny,
+          secrets: o.secrets,
         },
         { stdout: io.stdout },
       );
@@ -233,6 +254,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       io.stdout(
         `ok: ${files.length} file(s), ${rulebook.rules.length} rule(s), ${rulebook.webhooks.size} webhook(s)`,
       );
+      const secrets = secretsOf(rulebook);
+      if (secrets.length > 0) io.stdout(`secrets the steps read: ${secrets.join(', ')}`);
     });
 
   program

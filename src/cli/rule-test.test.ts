@@ -352,6 +352,60 @@ cases:
     expect(out.code).toBe(0);
   });
 
+  it("rule test - secrets take the file's stand-ins, else render as <secret:NAME>, so cases need no real secret", async () => {
+    const rulebook = `
+rules:
+  - name: notify
+    when: { pattern: { type: [x] } }
+    then:
+      - id: call
+        http:
+          url: "https://api.example.com/hooks/\${{ secrets.HOOK_PATH }}"
+          headers: { Authorization: "Bearer \${{ secrets.API_TOKEN }}" }
+`;
+    const test = `
+rulebook: ./rulebook.yaml
+cases:
+  - name: sends the token
+    events: [{ type: x }]
+    expect:
+      runs:
+        - rule: notify
+          params:
+            call:
+              url: "https://api.example.com/hooks/<secret:HOOK_PATH>"
+              headers: { Authorization: "Bearer <secret:API_TOKEN>" }
+`;
+    // A secret that is a whole URL needs a stand-in that is one: the file's \`secrets\` give it.
+    const whole = `
+rules:
+  - name: slack
+    when: { pattern: { type: [x] } }
+    then:
+      - id: post
+        http: { url: "\${{ secrets.SLACK_WEBHOOK }}", json: { text: hi } }
+`;
+    const wholeTest = `
+rulebook: ./whole.yaml
+secrets: { SLACK_WEBHOOK: "https://hooks.slack.example/T0/B0/x" }
+cases:
+  - name: posts to the webhook
+    events: [{ type: x }]
+    expect:
+      runs: [{ rule: slack, params: { post: { url: "https://hooks.slack.example/T0/B0/x" } } }]
+`;
+    const root = await project({
+      'rulebook.yaml': rulebook,
+      'rulebook.test.yaml': test,
+      'whole.yaml': whole,
+      'whole.test.yaml': wholeTest,
+    });
+    const out = await reflexTest([root]);
+    expect(out.stdout).toContain('✓ sends the token');
+    expect(out.stdout).toContain('✓ posts to the webhook');
+    expect(out.code).toBe(0);
+  });
+
   it('rule test - a run whose step fails shows its error; `status: failed` expects it', async () => {
     const rulebook = `
 rules:

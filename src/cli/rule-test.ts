@@ -9,6 +9,7 @@ import type { Action } from '../core/ports/action.js';
 import { createTestClock, type TestClock } from '../core/ports/clock.js';
 import type { Run, RunStatus } from '../core/ports/store.js';
 import type { Rule, Rulebook } from '../core/rule.js';
+import type { Secrets } from '../core/secrets.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import {
   compileRulebook,
@@ -64,6 +65,14 @@ function cannedOutput(kind: string, parsed: unknown): unknown {
     default:
       return null;
   }
+}
+
+/**
+ * Rule tests run offline and must not need real secrets: `${{ secrets.NAME }}` takes the stand-in the
+ * file's `secrets` gives, else renders as `<secret:NAME>`, which `params` expectations can name.
+ */
+export function standInSecrets(given: Readonly<Record<string, string>>): Secrets {
+  return { get: (name) => (Object.hasOwn(given, name) ? given[name] : `<secret:${name}>`) };
 }
 
 /**
@@ -300,6 +309,7 @@ export async function runRuleTestCase(
         createRecordingActions(calls, builtinActions, realActionKinds, testCase.outcomes),
       ),
       random: () => 0.5,
+      secrets: standInSecrets(testCase.secrets),
     });
     const drive = createDriver(engine, store, clock, options.timeoutMs ?? 30_000);
     // Facts first, under an empty rulebook: they are there before the case, not news its rules react to.

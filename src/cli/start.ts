@@ -1,14 +1,20 @@
 import { resolve } from 'node:path';
 import { watch } from 'chokidar';
 import pino from 'pino';
-import { createActionRegistry } from '../actions/registry.js';
+import { createHttpAction } from '../actions/http-action.js';
+import { parseHttpDeny } from '../actions/http-deny.js';
+import { builtinActions, createActionRegistry } from '../actions/registry.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
 import type { Logger } from '../core/ports/logger.js';
+import type { Rulebook } from '../core/rule.js';
+import { createSecretStore, type Secrets } from '../core/secrets.js';
 import { createEngine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
 import { RulebookError, readRulebookFiles } from '../rulebook/loader.js';
 import { createServer } from '../server/server.js';
 import { createSqliteStore } from '../store/index.js';
+import { exposedEnvironment } from './environment.js';
+import { readSecretsFile } from './secrets-file.js';
 
 /** `reflex start` options once checked: durations in ms, defaults filled. */
 export interface StartConfig {
@@ -25,6 +31,10 @@ export interface StartConfig {
   maxChainDepth: number;
   logLevel: string;
   apiToken: string | undefined;
+  /** `--http-deny`: where `http` steps may not send requests (`default` stands for the built-in list). */
+  httpDeny: string;
+  /** `--secrets`: a file of NAME=value lines, or a folder of one file per secret. */
+  secrets: string | undefined;
 }
 
 /**
@@ -39,7 +49,19 @@ export async function runStart(
     { level: config.logLevel, base: { pid: process.pid } },
     pino.destination(2),
   ) as unknown as Logger & pino.Logger;
-  const actions = createActionRegistry();
+  const http = createHttpAction({ deny: parseHttpDeny(config.httpDeny) });
+  const actions = createActionRegistry([http, ...builtinActions.filter((a) => a.kind !== 'http')]);
+  const secretsFile = config.secrets === undefined ? undefined : await readSecretsFile(config.secrets);
+  const secrets = createSecretStore({
+    ...(secretsFile ? { file: secretsFile.values } : {}),
+    env: process.env,
+  });
+  if (secretsFile?.readableByOthers) {
+    logger.warn(
+      { secrets: config.secrets },
+      'the secrets file can be read by other users; make it readable by its owner only (chmod 600)',
+    );
+  }
 
   const files = await readRulebookFiles(config.rulebooks);
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
@@ -59,6 +81,7 @@ export async function runStart(
     limits: { maxDepth: config.maxDepth },
     concurrency: config.concurrency,
     maxChainDepth: config.maxChainDepth,
+    secrets,
   });
   try {
     const version = await engine.loadRulebook(files);
@@ -66,6 +89,7 @@ export async function runStart(
       { version: version.id, rules: version.rulebook.rules.length, files: files.map((f) => f.path) },
       'rulebook loaded',
     );
+    warnMissingSecrets(version.rulebook, secrets, logger);
   } catch (error) {
     await engine.close();
     throw error;
@@ -97,6 +121,7 @@ export async function runStart(
   const reload = (why: string) => {
     reloading = reloading.then(async () => {
       try {
+        if (config.secrets !== undefined) secrets.replace((await readSecretsFile(config.secrets)).values);
         const next = await readRulebookFiles(config.rulebooks);
         const before = engine.rulebook?.id;
         const version = await engine.loadRulebook(next);
@@ -106,6 +131,7 @@ export async function runStart(
             'rulebook reloaded',
           );
         }
+        warnMissingSecrets(version.rulebook, secrets, logger);
       } catch (error) {
         // The rules in force stay in force; the message carries file:line:column for each problem.
         const message = error instanceof RulebookError ? error.message : (error as Error).message;
@@ -134,6 +160,15 @@ export async function runStart(
     // Announce readiness only once edits are seen, and pick up any edit made while the watcher started.
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
     reload('watch started');
+  }
+
+  const exposed = await exposedEnvironment();
+  if (exposed !== undefined && exposed.length > 0) {
+    // Names only: the values are what must not spread.
+    logger.warn(
+      { variables: exposed },
+      "Reflex's own environment holds variables that commands run by exec steps can read from /proc/<pid>/environ; start Reflex with bin/reflex, which hands the environment over a pipe (docs/security.md)",
+    );
   }
 
   const bound = server.server.address();
@@ -187,6 +222,28 @@ export async function runStart(
       void stop('event log sync failed', true);
     });
   });
+}
+
+/**
+ * The secrets the rulebook's steps read (`${{ secrets.NAME }}`), by name, in order of first use.
+ * @example secretsOf(rulebook) // ['API_TOKEN', 'DEPLOY_KEY']
+ */
+export function secretsOf(rulebook: Rulebook): string[] {
+  const names = new Set<string>();
+  for (const rule of rulebook.rules)
+    for (const step of rule.then) for (const secret of step.params.secrets) names.add(secret.name);
+  return [...names];
+}
+
+/** Says, at load, which secrets steps will miss: each such step would fail with REFLEX_ERR_SECRET_MISSING. */
+function warnMissingSecrets(rulebook: Rulebook, secrets: Secrets, logger: Logger): void {
+  const missing = secretsOf(rulebook).filter((name) => secrets.get(name) === undefined);
+  if (missing.length > 0) {
+    logger.warn(
+      { secrets: missing },
+      'secrets that steps read are set neither in the secrets file nor in the environment; those steps will fail',
+    );
+  }
 }
 
 function isLoopback(host: string): boolean {

@@ -168,6 +168,24 @@ export const errorRegistry = {
     message:
       'The template `{template}` failed: {reason}. To fix: check the fields it reads exist in the event.',
   },
+  REFLEX_ERR_TEMPLATE_URL_HOST: {
+    code: 'REFLEX_ERR_TEMPLATE_URL_HOST',
+    status: 400,
+    message:
+      'The URL template `{template}` would let data from outside the rulebook choose where the request goes: {reason}. To fix: write the scheme and host in the rulebook and end the host with `/` before the first `${{ }}` (or take them from `vars` or `secrets`), or list the hosts the step may call in `hosts`.',
+  },
+  REFLEX_ERR_TEMPLATE_SECRET_NOT_ALLOWED: {
+    code: 'REFLEX_ERR_TEMPLATE_SECRET_NOT_ALLOWED',
+    status: 400,
+    message:
+      'The `{action}` action cannot read the secret `{name}`: what it is given is stored ({where}), and the secret would be stored with it. To fix: use secrets in `http` and `exec` steps only, which send them out without storing them.',
+  },
+  REFLEX_ERR_SECRET_MISSING: {
+    code: 'REFLEX_ERR_SECRET_MISSING',
+    status: 500,
+    message:
+      'The step reads the secret `{name}`, which is neither in the secrets file nor in the environment of Reflex. To fix: add `{name}` to the file given with `--secrets` (REFLEX_SECRETS; it is read again on SIGHUP), or set the environment variable `{name}` and restart Reflex.',
+  },
 
   // --- rulebooks ---
   REFLEX_ERR_RULEBOOK_INVALID: {
@@ -239,6 +257,18 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_ACTION_HTTP_UNREACHABLE',
     status: 502,
     message: '{method} {url} failed: {reason}. To fix: check that the target is up and the URL is right.',
+  },
+  REFLEX_ERR_ACTION_HTTP_BLOCKED: {
+    code: 'REFLEX_ERR_ACTION_HTTP_BLOCKED',
+    status: 403,
+    message:
+      '{method} {url} was not sent: {reason}. To fix: call another address; if Reflex is meant to reach this one, start it with a `--http-deny` (REFLEX_HTTP_DENY) list that leaves it out.',
+  },
+  REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED: {
+    code: 'REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED',
+    status: 403,
+    message:
+      "{method} {url} was not sent: the host `{host}` is not in the step's `hosts` ({hosts}). To fix: add the host to `hosts` if the step may call it; otherwise the event asked for a host it must not reach.",
   },
   REFLEX_ERR_ACTION_EXEC_FAILED: {
     code: 'REFLEX_ERR_ACTION_EXEC_FAILED',
@@ -443,7 +473,12 @@ export function isRetriable(error: unknown): boolean {
       error.code !== 'REFLEX_ERR_ACTION_INVALID_PARAMS' &&
       error.code !== 'REFLEX_ERR_TEMPLATE_FAILED' &&
       error.code !== 'REFLEX_ERR_ACTION_UNKNOWN' &&
-      error.code !== 'REFLEX_ERR_ACTION_EXEC_NOT_FOUND'
+      error.code !== 'REFLEX_ERR_ACTION_EXEC_NOT_FOUND' &&
+      // The same parameters, secrets and addresses give the same refusal on every attempt.
+      error.code !== 'REFLEX_ERR_TEMPLATE_URL_HOST' &&
+      error.code !== 'REFLEX_ERR_SECRET_MISSING' &&
+      error.code !== 'REFLEX_ERR_ACTION_HTTP_BLOCKED' &&
+      error.code !== 'REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED'
     );
   }
   return true;

@@ -195,3 +195,107 @@ describe('template', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });
+
+describe('template - URLs and secrets', () => {
+  const url = (template: string, options: { templatedHosts?: boolean } = {}) =>
+    compileTemplate({ url: template }, { urls: ['url'], ...options });
+  const render = (template: string, data: Record<string, unknown>, secrets?: Record<string, string>) =>
+    (url(template).render({ ...ctx, event: { data } }, secrets) as { url: string }).url;
+
+  it('template - a URL encodes each value for where it lands; text and vars are taken as written', () => {
+    expect(
+      render('https://api.example.com/u/${{ event.data.id }}?q=${{ event.data.q }}', {
+        id: 'a/../b',
+        q: 'x&y=1',
+      }),
+    ).toBe('https://api.example.com/u/a%2F..%2Fb?q=x%26y%3D1');
+    expect(render('${{ vars.base }}/hosts/${{ event.data.h }}', { h: 'web 1' })).toBe(
+      'https://ops.example.com/hosts/web%201',
+    );
+    expect(render('${{ vars["base"] }}/${{ event.data.n }}', { n: 7 })).toBe('https://ops.example.com/7');
+    // Only a plain read of vars is taken as written: anything that mixes in other data is not.
+    expect(() => url('${{ vars.base + event.data.path }}')).toThrow(/REFLEX_ERR_TEMPLATE_URL_HOST|would let/);
+  });
+
+  it('template - a URL whose host a value from outside would give is refused at compile time, where it is written', () => {
+    for (const [template, offset] of [
+      ['https://api.example.com${{ event.data.path }}', 23],
+      ['${{ event.data.url }}', 0],
+      ['https://${{ event.data.host }}.example.com/', 8],
+      ['$${{ x }}https://${{ event.data.h }}/', 17],
+    ] as const) {
+      const error = thrown(() => url(template));
+      expect(error.code).toBe('REFLEX_ERR_TEMPLATE_URL_HOST');
+      expect(error.details).toEqual({ path: ['url'], offset });
+    }
+    // With the step's hosts, the action checks the host once the URL is built.
+    expect(url('${{ event.data.url }}', { templatedHosts: true }).urls).toEqual([
+      { path: ['url'], host: { type: 'outside', piece: 0 } },
+    ]);
+  });
+
+  it('template - a vars prefix decides at render time where the host ends', () => {
+    const template = compileTemplate({ url: '${{ vars.base }}${{ event.data.path }}' }, { urls: ['url'] });
+    expect(template.urls).toEqual([{ path: ['url'], host: { type: 'trusted' } }]);
+    const error = thrown(() => template.render({ ...ctx, event: { data: { path: '@evil.io/' } } }));
+    expect(error.code).toBe('REFLEX_ERR_TEMPLATE_URL_HOST');
+    expect(error.details).toEqual({ path: ['url'] });
+    expect(
+      compileTemplate({ url: '${{ vars.base }}/${{ event.data.path }}' }, { urls: ['url'] }).render({
+        ...ctx,
+        event: { data: { path: '@evil.io/' } },
+      }),
+    ).toEqual({ url: 'https://ops.example.com/%40evil.io%2F' });
+  });
+
+  it('template - a URL renders as text even when it is one expression', () => {
+    const template = compileTemplate(
+      { url: '${{ event.data.url }}' },
+      { urls: ['url'], templatedHosts: true },
+    );
+    expect(template.render({ ...ctx, event: { data: { url: 'https://a.example/x?y=1' } } })).toEqual({
+      url: 'https://a.example/x?y=1',
+    });
+  });
+
+  it('template - credentials written in a URL template do not reach its error messages', () => {
+    const error = thrown(() => url('https://bob:hunter2@h.example${{ event.data.p }}'));
+    expect(error.message).not.toContain('hunter2');
+  });
+
+  it('template - ${{ secrets.NAME }} inserts a secret given at render time, anywhere a string is', () => {
+    const template = compileTemplate(
+      {
+        url: 'https://h.example/${{ secrets.PATH_KEY }}?key=${{ secrets.KEY }}',
+        headers: { authorization: 'Bearer ${{ secrets.KEY }}' },
+        json: { token: '${{ secrets.KEY }}', n: '${{ event.data.port }}' },
+      },
+      { urls: ['url'] },
+    );
+    expect(template.isStatic).toBe(false);
+    expect(template.secrets).toEqual([
+      { name: 'PATH_KEY', path: ['url'] },
+      { name: 'KEY', path: ['url'] },
+      { name: 'KEY', path: ['headers', 'authorization'] },
+      { name: 'KEY', path: ['json', 'token'] },
+    ]);
+    expect(template.render(ctx, { KEY: 'k+y/=', PATH_KEY: 'T1/B2' })).toEqual({
+      url: 'https://h.example/T1/B2?key=k%2By%2F%3D',
+      headers: { authorization: 'Bearer k+y/=' },
+      json: { token: 'k+y/=', n: 8080 },
+    });
+    const missing = thrown(() => template.render(ctx, { KEY: 'k' }));
+    expect(missing.code).toBe('REFLEX_ERR_SECRET_MISSING');
+    expect(missing.message).toContain('`PATH_KEY`');
+  });
+
+  it('template - a secret is read only on its own, never transformed by an expression', () => {
+    for (const source of ['${{ secrets.KEY + "x" }}', '${{ has(secrets.KEY) }}', '${{ secrets["KEY"] }}']) {
+      const error = thrown(() => compileTemplate(source));
+      expect(error.code).toBe('REFLEX_ERR_TEMPLATE_INVALID');
+      expect(error.message).toContain('`${{ secrets.NAME }}` on its own');
+    }
+    // A field named secrets in the data is just a field.
+    expect(compileTemplate('${{ event.data.labels }}').secrets).toEqual([]);
+  });
+});

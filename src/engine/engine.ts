@@ -8,6 +8,7 @@ import type { Clock } from '../core/ports/clock.js';
 import { type Logger, silentLogger } from '../core/ports/logger.js';
 import { AuditKind, type Store } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
+import { createSecretStore, type Secrets } from '../core/secrets.js';
 import type { RulebookFile } from '../rulebook/loader.js';
 import { createDispatcher, type Dispatcher } from './dispatcher.js';
 import { createExecutor, type Executor } from './executor.js';
@@ -44,6 +45,11 @@ export interface EngineOptions {
    * @default the compiled matcher (one automaton for all patterns)
    */
   createMatcher?: () => Matcher;
+  /**
+   * Where steps read `${{ secrets.NAME }}` from.
+   * @default the environment of the process
+   */
+  secrets?: Secrets;
 }
 
 /**
@@ -134,6 +140,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.random === undefined ? {} : { random: options.random }),
+    secrets: options.secrets ?? createSecretStore({ env: process.env }),
   });
 
   const engine: Engine = {

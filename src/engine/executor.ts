@@ -1,13 +1,15 @@
 import { chainDepth, chainExtension } from '../core/decide.js';
 import { formatDuration } from '../core/duration.js';
-import { isRetriable, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
+import { isRetriable, NonRetriableError, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
 import type { AppendResult, CloudEvent } from '../core/event.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
+import { createSecretMask, mapErrorText, redactUrlCredentials, type SecretMask } from '../core/redact.js';
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
+import { resolveSecrets, type Secrets } from '../core/secrets.js';
 import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
 import type { RulebookVersions } from './rulebook-versions.js';
@@ -39,6 +41,11 @@ export interface ExecutorOptions {
   leaseMs?: number;
   /** @default Math.random */
   random?: () => number;
+  /**
+   * Where `${{ secrets.NAME }}` is read from when a step runs.
+   * @default none: a step that reads a secret fails with REFLEX_ERR_SECRET_MISSING
+   */
+  secrets?: Secrets;
 }
 
 /**
@@ -273,6 +280,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
         }),
       };
     }
+    // Secret values never reach what is stored or logged: an answer or an error that echoes one is masked.
+    let mask: SecretMask = noMask;
     const timeout = new AbortController();
     const signal = AbortSignal.any([timeout.signal, shutdown.signal]);
     const timer = setTimeout(
@@ -296,17 +305,25 @@ export function createExecutor(options: ExecutorOptions): Executor {
     try {
       const steps: Record<string, { output: unknown }> = {};
       for (const [id, output] of Object.entries(outputs)) steps[id] = { output };
+      const secrets = resolveSecrets(
+        options.secrets ?? noSecrets,
+        spec.params.secrets.map((s) => s.name),
+      );
+      mask = createSecretMask(Object.values(secrets));
       const params = action.parse(
-        spec.params.render({
-          event: scope.event,
-          ...(scope.events ? { events: scope.events } : {}),
-          ...(scope.batch ? { batch: scope.batch } : {}),
-          facts: options.facts.snapshot(),
-          vars: rule.vars,
-          now: clock.now(),
-          steps,
-          run: { id: run.id, rule: rule.name },
-        }),
+        spec.params.render(
+          {
+            event: scope.event,
+            ...(scope.events ? { events: scope.events } : {}),
+            ...(scope.batch ? { batch: scope.batch } : {}),
+            facts: options.facts.snapshot(),
+            vars: rule.vars,
+            now: clock.now(),
+            steps,
+            run: { id: run.id, rule: rule.name },
+          },
+          secrets,
+        ),
       );
       const context = actionContext(run, rule, spec, trigger, scope, attempt, signal);
       // The deadline holds even for an action that ignores its signal.
@@ -316,9 +333,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
         else signal.addEventListener('abort', fail, { once: true });
       });
       const output = await Promise.race([action.run(params, context), aborted]);
-      return { ok: true, output: output ?? null };
+      return { ok: true, output: mask.json(output ?? null) };
     } catch (error) {
-      return { ok: false, error, aborted: shutdown.signal.aborted };
+      const hidden = mapErrorText(error, (text) => redactUrlCredentials(mask.text(text)), ownErrors);
+      return { ok: false, error: hidden, aborted: shutdown.signal.aborted };
     } finally {
       clearTimeout(timer);
       clearInterval(renew);
@@ -439,6 +457,11 @@ export function createExecutor(options: ExecutorOptions): Executor {
     },
   };
 }
+
+const noMask: SecretMask = createSecretMask([]);
+/** Error classes whose instances keep their class when masked: retry decisions read it. */
+const ownErrors = [ReflexError, NonRetriableError, RetryAfterError];
+const noSecrets: Secrets = { get: () => undefined };
 
 /**
  * How deep in rule outcomes a run stands: its trigger's depth, or deeper when it acts on an event a

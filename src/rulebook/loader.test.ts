@@ -262,3 +262,59 @@ describe('rulebook correlation checks', () => {
     expect(twoForms[0]!.message).toContain('a rule has one of them');
   });
 });
+
+describe('rulebook loader - http URLs and secrets', () => {
+  const step = (http: string) => `
+rules:
+  - name: call
+    when: { pattern: { type: [x] } }
+    then:
+      - http: ${http}
+`;
+
+  it('rulebook - a URL whose host event data would give is refused at the `${{`', () => {
+    const [problem, ...rest] = problemsOf(step('{ url: "https://api.example.com${{ event.data.path }}" }'));
+    expect(rest).toEqual([]);
+    expect(problem!.message).toContain('[REFLEX_ERR_TEMPLATE_URL_HOST]');
+    expect([problem!.line, problem!.column]).toEqual([6, 46]);
+  });
+
+  it('rulebook - `hosts` is written out, valid, and holds the host a URL writes out', () => {
+    expect(
+      problemsOf(step('{ url: "${{ event.data.u }}", hosts: ["${{ event.data.h }}"] }'))[0]!.message,
+    ).toContain('holds a template');
+    expect(problemsOf(step('{ url: "${{ event.data.u }}", hosts: ["a/b"] }'))[0]!.message).toContain(
+      '`rules[0].then[0].http.hosts[0]` is invalid',
+    );
+    const [fixed] = problemsOf(
+      step('{ url: "https://api.example.com/${{ event.data.p }}", hosts: ["*.svc.example"] }'),
+    );
+    expect(fixed!.message).toContain('[REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED]');
+    const [literal] = problemsOf(step('{ url: "https://api.example.com/x", hosts: ["other.example"] }'));
+    expect(literal!.message).toContain('[REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED]');
+    expect(() =>
+      compile(step('{ url: "https://api.example.com/${{ event.data.p }}", hosts: ["api.example.com"] }')),
+    ).not.toThrow();
+    expect(() =>
+      compile(step('{ url: "${{ event.data.callback }}", hosts: ["*.example.com"] }')),
+    ).not.toThrow();
+  });
+
+  it('rulebook - a step lists the secrets it reads; only http and exec may read them', () => {
+    const rulebook = compile(`
+rules:
+  - name: call
+    when: { pattern: { type: [x] } }
+    then:
+      - http: { url: "https://api.example.com/", headers: { Authorization: "Bearer \${{ secrets.API_TOKEN }}" } }
+      - exec: { command: [deploy, "\${{ secrets.DEPLOY_KEY }}"] }
+`);
+    expect(rulebook.rules[0]!.then.map((s) => s.params.secrets.map((x) => x.name))).toEqual([
+      ['API_TOKEN'],
+      ['DEPLOY_KEY'],
+    ]);
+    const [problem] = problemsOf(step('{ url: "https://h/" }\n      - log: "t=${{ secrets.API_TOKEN }}"'));
+    expect(problem!.message).toContain('[REFLEX_ERR_TEMPLATE_SECRET_NOT_ALLOWED]');
+    expect(problem!.line).toBe(7);
+  });
+});

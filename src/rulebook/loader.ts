@@ -4,6 +4,7 @@ import Schema, { type Validator } from 'typebox/schema';
 import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
+import { allowedBy, type HostPattern, parseHostPattern } from '../core/host-allowlist.js';
 import type { Action } from '../core/ports/action.js';
 import {
   type ActionStep,
@@ -16,9 +17,15 @@ import {
   type Webhook,
   type WebhookAuth,
 } from '../core/rule.js';
-import { compileTemplate } from '../core/template.js';
+import { compileTemplate, type Template } from '../core/template.js';
 import { compileFlow } from './flow-compiler.js';
-import { actionParamSchemas, type RulebookDocument, RulebookSchema, type StepDocument } from './schema.js';
+import {
+  actionParamSchemas,
+  actionTemplateOptions,
+  type RulebookDocument,
+  RulebookSchema,
+  type StepDocument,
+} from './schema.js';
 
 /** A rulebook file as read from disk (or given by a test). */
 export interface RulebookFile {
@@ -657,7 +664,7 @@ function compileStep(
       source.problem(path, `the action \`${kind}\` is not available in this Reflex.`, { key: kind }),
     );
   }
-  const params = locatedCompile(source, [...path, kind], () => compileTemplate(record[kind]));
+  const params = compileStepParams(source, [...path, kind], kind, record[kind]);
   if (params.isStatic) {
     // Parameters without templates can be checked now instead of failing the first run.
     locatedCompile(source, [...path, kind], () => action.parse(params.render(staticContext)));
@@ -671,6 +678,74 @@ function compileStep(
     retry: step.retry ? retryPolicy(source, [...path, 'retry'], step.retry, defaults.retry) : defaults.retry,
     location: { file: location.file, line: location.line, column: location.column },
   };
+}
+
+/** Where what each action that may not read secrets is given ends up. */
+const storedBy: Record<string, string> = {
+  emit: 'in the event log',
+  fact: 'as a fact, readable over the API',
+  log: "in Reflex's log",
+};
+
+/**
+ * Compiles a step's parameters with what its action needs: URLs in URL mode, their host checked
+ * against the step's `hosts` where it is written out, and secrets only where the action may read them.
+ */
+function compileStepParams(source: SourceFile, path: Path, kind: string, value: unknown): Template {
+  const options = actionTemplateOptions[kind as keyof typeof actionTemplateOptions];
+  const hostsKey = options.hostsParam;
+  const record = value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+  const hostsText = hostsKey === undefined ? undefined : (record[hostsKey] as string[] | undefined);
+  let hosts: HostPattern[] | undefined;
+  if (hostsKey !== undefined && hostsText !== undefined) {
+    hosts = hostsText.map((text, i) => {
+      const pattern = text.includes('${{') ? undefined : parseHostPattern(text);
+      if (typeof pattern !== 'object') {
+        throw new LocatedProblem(
+          source.problem(
+            [...path, hostsKey, i],
+            `${describePath([...path, hostsKey, i])} ${typeof pattern === 'string' ? `is invalid: ${pattern}` : 'holds a template, but the hosts a step may call are written in the rulebook'}. To fix: write a host name or address, \`*.\` and a name for every name below it, and an optional :port.`,
+          ),
+        );
+      }
+      return pattern;
+    });
+  }
+  const template = locatedCompile(source, path, () =>
+    compileTemplate(value, {
+      ...(options.urls === undefined ? {} : { urls: options.urls }),
+      templatedHosts: hosts !== undefined,
+    }),
+  );
+  const secret = template.secrets[0];
+  if (!options.secrets && secret !== undefined) {
+    const error = new ReflexError('REFLEX_ERR_TEMPLATE_SECRET_NOT_ALLOWED', {
+      action: kind,
+      name: secret.name,
+      where: storedBy[kind] ?? 'by Reflex',
+    });
+    throw new LocatedProblem(source.problem([...path, ...secret.path], `${error.message} [${error.code}]`));
+  }
+  for (const url of template.urls) {
+    if (hosts === undefined || url.host.type !== 'fixed') continue;
+    let parsed: URL;
+    try {
+      parsed = new URL(url.host.origin);
+    } catch {
+      // Not a URL even without its values: the action says so once it is rendered.
+      continue;
+    }
+    if (allowedBy(hosts, parsed) === undefined) {
+      const error = new ReflexError('REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED', {
+        method: 'the request to',
+        url: url.host.origin,
+        host: parsed.host,
+        hosts: hosts.map((h) => h.source).join(', '),
+      });
+      throw new LocatedProblem(source.problem([...path, ...url.path], `${error.message} [${error.code}]`));
+    }
+  }
+  return template;
 }
 
 /** Rendering a template without `${{ }}` reads no variable; this context only satisfies the type. */

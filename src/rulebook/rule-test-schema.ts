@@ -198,6 +198,15 @@ export const RuleTestSchema = Type.Object(
       Type.String(description('The instant the cases start at (RFC 3339). @default 2026-01-01T00:00:00Z')),
     ),
     facts: Type.Optional(FactMap('Facts set before every case.')),
+    secrets: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
+        Type.String(),
+        description(
+          'Stand-in values of `${{ secrets.NAME }}` for the cases (never real ones). A secret not given renders as `<secret:NAME>`.',
+        ),
+      ),
+    ),
     cases: Type.Array(Case, { minItems: 1 }),
   },
   {
@@ -266,6 +275,8 @@ export interface RuleTestCase {
   location: TestLocation;
   /** The facts before the case: the file's, then the case's over them. */
   facts: Record<string, unknown>;
+  /** Stand-in values of secrets, from the file's `secrets`. */
+  secrets: Record<string, string>;
   events: Array<{ at: number; event: CloudEvent }>;
   /** Milliseconds from the start that time runs to after the last event. */
   until: number;
@@ -591,6 +602,7 @@ function compileTest(
       name: written.name,
       location: where([...path, 'name']),
       facts: { ...(document.facts ?? {}), ...(written.facts ?? {}) },
+      secrets: { ...(document.secrets ?? {}) },
       events,
       until,
       outcomes,

@@ -126,14 +126,34 @@ const StringMap = Type.Record(Type.String(), Type.String());
 export const actionParamSchemas = {
   http: Type.Object(
     {
-      url: Type.String({ minLength: 1 }),
+      url: Type.String({
+        minLength: 1,
+        ...description(
+          'The URL. Values of `${{ }}` are encoded for the part of the URL they land in; the scheme and host must be written out, or listed in `hosts`.',
+        ),
+      }),
       method: Type.Optional(Type.String(description('@default POST with json/body, else GET'))),
       headers: Type.Optional(StringMap),
+      query: Type.Optional(
+        Type.Unknown(
+          description(
+            'Query parameters added to the URL: names to a value or a list of values, each encoded.',
+          ),
+        ),
+      ),
       json: Type.Optional(Type.Unknown(description('Sent as application/json.'))),
       body: Type.Optional(Type.String(description('Sent as is.'))),
       expect: Type.Optional(
         Type.Union([Type.Integer(), Type.String(), Type.Array(Type.Union([Type.Integer(), Type.String()]))], {
           ...description('Expected status: 200, [200, 204] or "2xx". @default "2xx"'),
+        }),
+      ),
+      hosts: Type.Optional(
+        Type.Array(Type.String({ minLength: 1 }), {
+          minItems: 1,
+          ...description(
+            'The hosts the URL may have, when data from outside the rulebook gives its host: `api.example.com`, `*.svc.example.com`, `10.0.0.5:8443`. Not templated.',
+          ),
         }),
       ),
     },
@@ -192,6 +212,23 @@ export const actionParamSchemas = {
     description("Write a line to Reflex's log."),
   ),
 } as const;
+
+/**
+ * How the loader compiles each action's templates: which parameters are URLs (their values are encoded
+ * for where they land, and their host is fixed by the rulebook or checked against `hostsParam`), and
+ * whether the action may read `${{ secrets.NAME }}`. Actions whose parameters end up stored (an emitted
+ * event, a fact, a log line) may not: the secret would be written down with them.
+ */
+export const actionTemplateOptions: Record<
+  keyof typeof actionParamSchemas,
+  { urls?: readonly string[]; hostsParam?: string; secrets: boolean }
+> = {
+  http: { urls: ['url'], hostsParam: 'hosts', secrets: true },
+  exec: { secrets: true },
+  emit: { secrets: false },
+  fact: { secrets: false },
+  log: { secrets: false },
+};
 
 /** The keys a step may carry besides its action. */
 export const stepOptionKeys = ['id', 'timeout', 'retry'] as const;

@@ -41,6 +41,8 @@ export interface ReflexProcessOptions {
   env?: Record<string, string>;
   /** @default the checkout's root */
   cwd?: string;
+  /** The program and first arguments to run instead of `./bin/reflex`. @default [reflexBin] */
+  launcher?: readonly string[];
 }
 
 /** A `reflex` child process, with its output captured as it arrives. */
@@ -114,7 +116,8 @@ const listening = /^reflex listening on (http:\/\/\S+)$/m;
  * const url = await reflex.ready();
  */
 export function spawnReflex(args: readonly string[], options: ReflexProcessOptions = {}): ReflexProcess {
-  const child = spawn(reflexBin, args, {
+  const [program, ...first] = options.launcher ?? [reflexBin];
+  const child = spawn(program!, [...first, ...args], {
     cwd: options.cwd ?? fileURLToPath(new URL('../..', import.meta.url)),
     env: childEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
