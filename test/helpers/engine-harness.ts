@@ -25,7 +25,7 @@ let counter = 0;
 
 export async function createEngineHarness(
   rulebook: string,
-  options: Partial<Omit<EngineOptions, 'store' | 'actions' | 'clock'>> & { start?: number } = {},
+  options: Partial<Omit<EngineOptions, 'store' | 'clock'>> & { start?: number } = {},
 ): Promise<EngineHarness> {
   const dir = await mkdtemp(join(tmpdir(), 'reflex-engine-'));
   const clock = createTestClock(options.start ?? Date.parse('2026-11-27T10:00:00Z'));
