@@ -125,6 +125,26 @@ describe('http action - requests', () => {
     expect(await call({ url: base })).toMatchObject({ body: 'not json' });
   });
 
+  it('http - keeps as text a JSON answer nested deeper than the output may be, and parses one just within', async () => {
+    const nested = (levels: number) => `${'{"a":'.repeat(levels - 1)}[]${'}'.repeat(levels - 1)}`;
+    let answer = '';
+    handle = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(answer);
+    };
+    // The body sits one level inside the output: with outputs of at most 4 levels, it may have 3.
+    const context = () => createRecordingContext({ outputLimits: { maxDepth: 4, maxBytes: 1_048_576 } });
+    answer = nested(3);
+    expect(await call({ url: base }, context())).toMatchObject({ body: { a: { a: [] } } });
+    answer = nested(4);
+    expect(await call({ url: base }, context())).toMatchObject({ body: nested(4) });
+    // Brackets inside strings are text, not nesting.
+    answer = '{"a":"[[[[[[[[{{{{{{\\"]]]]"}';
+    expect(await call({ url: base }, context())).toMatchObject({ body: { a: '[[[[[[[[{{{{{{"]]]]' } });
+    answer = `${'['.repeat(32_000)}${']'.repeat(32_000)}`;
+    expect(await call({ url: base })).toMatchObject({ body: answer });
+  });
+
   it('http - cuts a large answer at 64 KiB and says so', async () => {
     handle = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });

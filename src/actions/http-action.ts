@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { Agent, type Dispatcher, request } from 'undici';
 import { NonRetriableError, ReflexError, RetryAfterError } from '../core/errors.js';
 import { allowedBy, type HostPattern, parseHostPattern } from '../core/host-allowlist.js';
+import { jsonNestsWithin } from '../core/json-value.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
 import { redactUrlCredentials } from '../core/redact.js';
 import { abortedError } from './deadline.js';
@@ -57,7 +58,10 @@ export interface HttpOutput {
   status: number;
   /** Response headers with lower-case names; repeated headers are joined with `, `; `set-cookie` is left out. */
   headers: Record<string, string>;
-  /** Parsed JSON when the response says it is JSON (and it parses), else the text. */
+  /**
+   * Parsed JSON when the response says it is JSON, parses, and nests no deeper than the output may
+   * (one level less than `context.outputLimits.maxDepth`); else the text.
+   */
   body: unknown;
   /** Present and true when the body was longer than `maxBodyBytes` and was cut (it is then text, not JSON). */
   truncated?: true;
@@ -519,7 +523,15 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
       const responseHeaders = flattenHeaders(response.headers);
       const text = read.bytes.toString('utf8');
       let body: unknown = text;
-      if (!read.truncated && text !== '' && isJson(responseHeaders['content-type'])) {
+      // The body sits one level inside the output, which may nest `outputLimits.maxDepth` levels. Deeper
+      // JSON stays text: 64 KiB of `[[[[…` parses, then breaks whatever walks it (storing, templates,
+      // conditions), while the text itself is harmless and shows what the target sent.
+      if (
+        !read.truncated &&
+        text !== '' &&
+        isJson(responseHeaders['content-type']) &&
+        jsonNestsWithin(text, context.outputLimits.maxDepth - 1)
+      ) {
         try {
           body = JSON.parse(text);
         } catch {

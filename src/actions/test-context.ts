@@ -1,5 +1,5 @@
 import type { AppendResult } from '../core/event.js';
-import type { ActionContext } from '../core/ports/action.js';
+import { type ActionContext, defaultOutputLimits } from '../core/ports/action.js';
 
 /** One call an action made on a {@link RecordingContext}'s logger. */
 export interface LoggedLine {
@@ -44,6 +44,7 @@ export function createRecordingContext(overrides: Partial<ActionContext> = {}): 
     idempotencyKey: 'run-1:step-1',
     signal: new AbortController().signal,
     timeoutMs: 30_000,
+    outputLimits: defaultOutputLimits,
     logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
     async emit(event): Promise<AppendResult> {
       emitted.push(event);

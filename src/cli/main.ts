@@ -9,6 +9,7 @@ import type { CloudEvent } from '../core/event.js';
 import { parsePattern } from '../core/pattern/pattern.js';
 import { matchPattern } from '../core/pattern/reference-matcher.js';
 import { RunStatus } from '../core/ports/store.js';
+import { defaultExecutorSettings } from '../engine/executor.js';
 import { newSortableId } from '../engine/ids.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
@@ -190,6 +191,21 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     )
     .addOption(
       new Option(
+        '--lease <duration>',
+        'how long a claimed run stays reserved; runs of a node that died resume after it',
+      )
+        .env('REFLEX_LEASE')
+        .default(defaultExecutorSettings.leaseMs)
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--max-claims <n>', 'claims that die (kill -9, out of memory) before a run is failed')
+        .env('REFLEX_MAX_CLAIMS')
+        .default(defaultExecutorSettings.maxClaims)
+        .argParser(integer('max claims', 1)),
+    )
+    .addOption(
+      new Option(
         '--max-chain-depth <n>',
         'rules do not fire on events derived from longer chains of rule outcomes',
       )
@@ -234,6 +250,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           maxDepth: Number(o.maxDepth),
           graceMs: Number(o.grace),
           concurrency: Number(o.concurrency),
+          leaseMs: Number(o.lease),
+          maxClaims: Number(o.maxClaims),
           maxChainDepth: Number(o.maxChainDepth),
           logLevel: o.logLevel,
           apiToken: env.REFLEX_API_TOKEN,

@@ -28,6 +28,10 @@ export interface StartConfig {
   maxDepth: number;
   graceMs: number;
   concurrency: number;
+  /** How long a claimed run stays reserved (see ExecutorSettings.leaseMs). */
+  leaseMs: number;
+  /** Claims that die before a run is failed (see ExecutorSettings.maxClaims). */
+  maxClaims: number;
   maxChainDepth: number;
   logLevel: string;
   apiToken: string | undefined;
@@ -80,6 +84,8 @@ export async function runStart(
     logger,
     limits: { maxDepth: config.maxDepth },
     concurrency: config.concurrency,
+    leaseMs: config.leaseMs,
+    maxClaims: config.maxClaims,
     maxChainDepth: config.maxChainDepth,
     secrets,
   });

@@ -1,3 +1,5 @@
+import { shortText, toBoundedJson } from './json-value.js';
+
 /**
  * The registry of Reflex's coded errors.
  *
@@ -241,6 +243,18 @@ export const errorRegistry = {
     message:
       'The step was interrupted because Reflex is stopping. Nothing to fix: it runs again (with the same idempotency key) when Reflex restarts.',
   },
+  REFLEX_ERR_RUN_STEP_CRASHED: {
+    code: 'REFLEX_ERR_RUN_STEP_CRASHED',
+    status: 500,
+    message:
+      'Step `{step}` of run `{id}` failed inside Reflex, not in its action: {reason}. The attempt is recorded as failed and the step is retried under its `retry` policy. To fix: this is a bug in Reflex or in a plugin action; report it with this message.',
+  },
+  REFLEX_ERR_RUN_ABANDONED: {
+    code: 'REFLEX_ERR_RUN_ABANDONED',
+    status: 500,
+    message:
+      'Run `{id}` was claimed {claims} times for step `{step}`, and each time the process executing it stopped (killed, out of memory, a crash of Node.js or of a native module) before the attempt was recorded; it is failed rather than tried forever. To fix: find out why Reflex stops during this step (its log and the system log, e.g. out-of-memory kills, around the times of the claims), fix that, then do the work again with a new event; raise `--max-claims` only if the step is expected to outlive several restarts.',
+  },
   REFLEX_ERR_ACTION_TIMEOUT: {
     code: 'REFLEX_ERR_ACTION_TIMEOUT',
     status: 504,
@@ -284,6 +298,12 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_ACTION_INVALID_PARAMS',
     status: 400,
     message: 'The `{action}` action got invalid parameters: {reason}. To fix: {fix}',
+  },
+  REFLEX_ERR_ACTION_OUTPUT_INVALID: {
+    code: 'REFLEX_ERR_ACTION_OUTPUT_INVALID',
+    status: 502,
+    message:
+      'The `{action}` action {what} that Reflex cannot store: {reason}. To fix: make it plain JSON data (no cycles, BigInts, or getters that throw) nested at most {maxDepth} levels deep and at most {maxBytes} bytes long; for `exec`, lower `maxOutput`.',
   },
   REFLEX_ERR_ACTION_UNKNOWN: {
     code: 'REFLEX_ERR_ACTION_UNKNOWN',
@@ -448,21 +468,82 @@ export class RetryAfterError extends Error {
   }
 }
 
-/** Turns anything thrown into the one stored error shape, keeping the chain of causes. */
+/**
+ * Bounds of a stored failure. Errors come from plugins and from answers of remote systems, and each is
+ * written to the run, its attempt, the dead letter, the outcome event and the log: a message or details
+ * of any size would go everywhere.
+ */
+export const errorInfoLimits = Object.freeze({
+  /** Longest message kept (a rulebook's 50 problems fit); longer ones are cut and end in `…`. */
+  maxMessageChars: 65_536,
+  /** `details` as JSON: larger, deeper or unreadable details are replaced by `{ omitted: <why> }`. */
+  details: Object.freeze({ maxDepth: 16, maxBytes: 65_536 }),
+  /** Causes kept below the error itself. */
+  maxCauses: 5,
+  /** Longest `code` taken from an error; another value gives REFLEX_ERR_INTERNAL_UNEXPECTED. */
+  maxCodeChars: 128,
+});
+
+/**
+ * Turns anything thrown into the one stored error shape, keeping the chain of causes. Never throws and
+ * never gives more than {@link errorInfoLimits} allow, whatever was thrown: an object without a
+ * prototype, a proxy whose traps throw, an error whose getters throw, cyclic or BigInt details.
+ */
 export function toErrorInfo(error: unknown, depth = 0): ErrorInfo {
-  if (error instanceof Error) {
-    const coded = error as Error & { code?: unknown; details?: unknown };
-    const info: ErrorInfo = {
-      code: typeof coded.code === 'string' ? coded.code : 'REFLEX_ERR_INTERNAL_UNEXPECTED',
-      message: error.message,
-    };
-    if (coded.details !== undefined && coded.details !== null && typeof coded.details === 'object') {
-      info.details = coded.details as Record<string, unknown>;
-    }
-    if (error.cause !== undefined && depth < 5) info.cause = toErrorInfo(error.cause, depth + 1);
-    return info;
+  let isError = false;
+  try {
+    isError = error instanceof Error;
+  } catch {
+    // A proxy whose prototype cannot be read: described below like any other thrown value.
   }
-  return { code: 'REFLEX_ERR_INTERNAL_UNEXPECTED', message: String(error) };
+  if (!isError) {
+    return {
+      code: unexpectedCode,
+      message: boundedMessage(readSafely(() => shortText(error, Number.POSITIVE_INFINITY))),
+    };
+  }
+  const coded = error as Error & { code?: unknown; details?: unknown };
+  const code = readSafely(() => coded.code);
+  const info: ErrorInfo = {
+    code:
+      typeof code === 'string' && code !== '' && code.length <= errorInfoLimits.maxCodeChars
+        ? code
+        : unexpectedCode,
+    message: boundedMessage(readSafely(() => coded.message)),
+  };
+  const details = readSafely(() => coded.details);
+  if (details !== undefined && details !== null && typeof details === 'object') {
+    const bounded = toBoundedJson(details, errorInfoLimits.details);
+    info.details =
+      bounded.ok && isPlainRecord(bounded.value)
+        ? bounded.value
+        : { omitted: `the details were left out: ${bounded.ok ? 'they are not an object' : bounded.reason}` };
+  }
+  const cause = readSafely(() => coded.cause);
+  if (cause !== undefined && depth < errorInfoLimits.maxCauses) info.cause = toErrorInfo(cause, depth + 1);
+  return info;
+}
+
+const unexpectedCode = 'REFLEX_ERR_INTERNAL_UNEXPECTED';
+
+/** Reads a field of a thrown value; a getter or trap that throws reads as a note saying so. */
+function readSafely(read: () => unknown): unknown {
+  try {
+    return read();
+  } catch (error) {
+    return `(unreadable: ${shortText(error)})`;
+  }
+}
+
+function boundedMessage(message: unknown): string {
+  const text = typeof message === 'string' ? message : shortText(message, errorInfoLimits.maxMessageChars);
+  return text.length > errorInfoLimits.maxMessageChars
+    ? `${text.slice(0, errorInfoLimits.maxMessageChars)}…`
+    : text;
+}
+
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 /** Whether the executor may try an action again after this error. */
@@ -478,7 +559,10 @@ export function isRetriable(error: unknown): boolean {
       error.code !== 'REFLEX_ERR_TEMPLATE_URL_HOST' &&
       error.code !== 'REFLEX_ERR_SECRET_MISSING' &&
       error.code !== 'REFLEX_ERR_ACTION_HTTP_BLOCKED' &&
-      error.code !== 'REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED'
+      error.code !== 'REFLEX_ERR_ACTION_HTTP_HOST_NOT_ALLOWED' &&
+      // The action has done its work: another try gives an answer of the same shape again.
+      error.code !== 'REFLEX_ERR_ACTION_OUTPUT_INVALID' &&
+      error.code !== 'REFLEX_ERR_RUN_ABANDONED'
     );
   }
   return true;

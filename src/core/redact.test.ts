@@ -1,9 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { NonRetriableError, ReflexError, RetryAfterError, toErrorInfo } from './errors.js';
-import { createSecretMask, mapErrorText, mapStrings, redactUrlCredentials } from './redact.js';
+import { NonRetriableError, type ReflexError, RetryAfterError, toErrorInfo } from './errors.js';
+import { createSecretMask, mapStrings, redactUrlCredentials } from './redact.js';
 import { createSecretStore, parseSecretsFile, resolveSecrets } from './secrets.js';
-
-const own = [ReflexError, NonRetriableError, RetryAfterError];
 
 describe('redact', () => {
   it('redact - credentials in URLs: userinfo and parameters named like credentials', () => {
@@ -55,7 +53,7 @@ describe('redact', () => {
     expect(mapStrings(cyclic, (t) => t.toUpperCase())).toMatchObject({ A: 'X' });
   });
 
-  it('redact - an error keeps its class, code and retry time; its causes keep what is stored of them', () => {
+  it('redact - a stored failure has secrets and URL credentials masked in its message, details and causes', () => {
     const inner = Object.assign(new TypeError('fetch http://u:p@h/ failed'), { code: 'UND_ERR' });
     const error = new RetryAfterError('try later with s3cr3t', 500, {
       code: 'REFLEX_ERR_ACTION_HTTP_STATUS',
@@ -63,32 +61,11 @@ describe('redact', () => {
       details: { body: 'echo s3cr3t' },
     });
     const mask = createSecretMask(['s3cr3t']);
-    const copy = mapErrorText(error, (t) => redactUrlCredentials(mask.text(t)), own);
-    expect(copy).toBeInstanceOf(RetryAfterError);
-    expect(copy.retryAfterMs).toBe(500);
-    expect(toErrorInfo(copy)).toEqual({
+    expect(mapStrings(toErrorInfo(error), (t) => redactUrlCredentials(mask.text(t)))).toEqual({
       code: 'REFLEX_ERR_ACTION_HTTP_STATUS',
       message: 'try later with ***',
       details: { body: 'echo ***' },
       cause: { code: 'UND_ERR', message: 'fetch http://***@h/ failed' },
-    });
-    // A getter that throws on a copy (a library's private fields) cannot break the copy.
-    class Odd extends Error {
-      readonly #code = 'X';
-      get code() {
-        return this.#code;
-      }
-    }
-    expect(
-      toErrorInfo(
-        mapErrorText(
-          new ReflexError('REFLEX_ERR_INTERNAL_UNEXPECTED', { reason: 'r' }, { cause: new Odd('o') }),
-          (t) => t,
-          own,
-        ),
-      ),
-    ).toMatchObject({
-      cause: { code: 'X', message: 'o' },
     });
   });
 });

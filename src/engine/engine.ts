@@ -34,8 +34,15 @@ export interface EngineOptions {
   maxPendingEvents?: number;
   /** @default 128 — runs executed at once */
   concurrency?: number;
-  /** @default 30000 — see ExecutorOptions.leaseMs */
+  /** @default 30000 — see ExecutorSettings.leaseMs */
   leaseMs?: number;
+  /** @default 5 — see ExecutorSettings.maxClaims: claims that die before a run is failed */
+  maxClaims?: number;
+  /**
+   * @default 1048576 — see ExecutorSettings.maxOutputBytes. Outputs, emitted events and fact values an
+   * action hands over nest at most `limits.maxDepth` levels, like incoming events.
+   */
+  maxOutputBytes?: number;
   /** @default 8 — rules do not fire on events deeper in a chain of rule outcomes */
   maxChainDepth?: number;
   /** @default Math.random — retry jitter */
@@ -139,6 +146,9 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     onOutcomeLogged: () => dispatcher?.wake(),
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
+    ...(options.maxClaims === undefined ? {} : { maxClaims: options.maxClaims }),
+    ...(options.maxOutputBytes === undefined ? {} : { maxOutputBytes: options.maxOutputBytes }),
+    maxOutputDepth: limits.maxDepth,
     ...(options.random === undefined ? {} : { random: options.random }),
     secrets: options.secrets ?? createSecretStore({ env: process.env }),
   });

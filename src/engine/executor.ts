@@ -1,12 +1,14 @@
 import { chainDepth, chainExtension } from '../core/decide.js';
 import { formatDuration } from '../core/duration.js';
-import { isRetriable, NonRetriableError, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
-import type { AppendResult, CloudEvent } from '../core/event.js';
-import type { Action, ActionContext } from '../core/ports/action.js';
+import { type ErrorInfo, isRetriable, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
+import { type AppendResult, type CloudEvent, validateCloudEvent } from '../core/event.js';
+import { factNameRule, isFactName } from '../core/fact-name.js';
+import { type JsonLimits, type JsonProblem, shortText, toBoundedJson } from '../core/json-value.js';
+import { type Action, type ActionContext, defaultOutputLimits } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
-import { createSecretMask, mapErrorText, redactUrlCredentials, type SecretMask } from '../core/redact.js';
+import { createSecretMask, mapStrings, redactUrlCredentials, type SecretMask } from '../core/redact.js';
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
 import { resolveSecrets, type Secrets } from '../core/secrets.js';
@@ -14,7 +16,42 @@ import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
-export interface ExecutorOptions {
+/** The executor's tuning: each has a default, and is checked once by {@link compileExecutorOptions}. */
+export interface ExecutorSettings {
+  /**
+   * Runs executed at the same time.
+   * Actions mostly wait on the network, so many can run at once on one core.
+   * @default 128
+   */
+  concurrency?: number;
+  /**
+   * How long a claimed run stays reserved, in milliseconds (at least 1000); renewed every third of it
+   * while a step runs. A crashed executor's runs are claimed again once it expires.
+   * @default 30000 (30s)
+   */
+  leaseMs?: number;
+  /**
+   * How many claims of a run may end without recording an attempt of its current step — the process
+   * executing it died (kill -9, out of memory, a native crash) — before the next claim fails the run with
+   * REFLEX_ERR_RUN_ABANDONED, an attempt record, its `reflex.run.failed` event and a dead letter. A claim
+   * that records an attempt, or whose lease is given back on drain, does not count.
+   * @default 5
+   */
+  maxClaims?: number;
+  /**
+   * Deepest nesting of what an action hands over — its output, the `data` of an event it emits, a fact
+   * value it sets — counted like an event's `data`.
+   * @default 32 (the default event depth limit)
+   */
+  maxOutputDepth?: number;
+  /**
+   * Largest JSON text, in UTF-8 bytes, of what an action hands over (output, emitted event, fact value).
+   * @default 1048576 (1 MiB)
+   */
+  maxOutputBytes?: number;
+}
+
+export interface ExecutorOptions extends ExecutorSettings {
   store: Store;
   clock: Clock;
   logger: Logger;
@@ -27,18 +64,6 @@ export interface ExecutorOptions {
   owner: string;
   /** Called when a run's end put its outcome event into the log (the dispatcher should look). */
   onOutcomeLogged?: () => void;
-  /**
-   * Runs executed at the same time.
-   * Actions mostly wait on the network, so many can run at once on one core.
-   * @default 128
-   */
-  concurrency?: number;
-  /**
-   * How long a claimed run stays reserved; renewed while a step runs. A crashed executor's runs are
-   * claimed again once it expires.
-   * @default 30000 (30s)
-   */
-  leaseMs?: number;
   /** @default Math.random */
   random?: () => number;
   /**
@@ -48,11 +73,58 @@ export interface ExecutorOptions {
   secrets?: Secrets;
 }
 
+/** {@link ExecutorOptions} once checked, with every default filled in; frozen. */
+export type CompiledExecutorOptions = Readonly<
+  Omit<ExecutorOptions, keyof ExecutorSettings | 'random'> &
+    Required<ExecutorSettings> & { random: () => number }
+>;
+
+/** The defaults of {@link ExecutorSettings}, for the CLI's help and the docs. */
+export const defaultExecutorSettings: Readonly<Required<ExecutorSettings>> = Object.freeze({
+  concurrency: 128,
+  leaseMs: 30_000,
+  maxClaims: 5,
+  maxOutputDepth: defaultOutputLimits.maxDepth,
+  maxOutputBytes: defaultOutputLimits.maxBytes,
+});
+
+/**
+ * Checks the executor's options and fills in the defaults. Throws REFLEX_ERR_CONFIG_INVALID for a
+ * setting out of range.
+ */
+export function compileExecutorOptions(options: ExecutorOptions): CompiledExecutorOptions {
+  const setting = (name: keyof ExecutorSettings, min: number): number => {
+    const value = options[name] ?? defaultExecutorSettings[name];
+    if (!Number.isSafeInteger(value) || value < min) {
+      throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+        option: name,
+        reason: `${JSON.stringify(value)} is not a whole number of at least ${min}`,
+        fix: `give a whole number from ${min} up, or leave it out for ${defaultExecutorSettings[name]}.`,
+      });
+    }
+    return value;
+  };
+  return Object.freeze({
+    ...options,
+    concurrency: setting('concurrency', 1),
+    leaseMs: setting('leaseMs', 1000),
+    maxClaims: setting('maxClaims', 1),
+    maxOutputDepth: setting('maxOutputDepth', 1),
+    maxOutputBytes: setting('maxOutputBytes', 1024),
+    random: options.random ?? Math.random,
+  });
+}
+
 /**
  * Claims due runs and executes their steps, recording every attempt. A failed step is retried with
  * exponential backoff and jitter until its policy's attempts are spent; then the run fails, a dead
  * letter is written and `reflex.run.failed` goes into the log. Actions are at-least-once: every call
  * carries an idempotency key that stays the same across attempts.
+ *
+ * Nothing an action does can leave a run stuck: its output, errors, emitted events and fact values are
+ * bounded and copied as plain JSON before anything stores or logs them; anything that throws inside an
+ * attempt is recorded as a failed attempt; and a run whose executing process keeps dying is failed after
+ * `maxClaims` claims.
  */
 export interface Executor {
   start(): void;
@@ -67,11 +139,50 @@ export interface Executor {
   drain(graceMs: number): Promise<void>;
 }
 
-export function createExecutor(options: ExecutorOptions): Executor {
-  const { store, clock, logger } = options;
-  const concurrency = options.concurrency ?? 128;
-  const leaseMs = options.leaseMs ?? 30_000;
-  const random = options.random ?? Math.random;
+/** A failure made safe to store: its error shape and how the retry policy treats it. */
+interface Failure {
+  info: ErrorInfo;
+  retriable: boolean;
+  retryAfterMs?: number;
+}
+
+/** How an attempt ended: an output, or a failure. */
+type Ended = { ok: true; output: unknown } | { ok: false; failure: Failure };
+
+/** An attempt's end, or `aborted` when Reflex stopped during it (then nothing is recorded). */
+type StepResult = Ended | { aborted: true };
+
+/** An attempt and what follows from it, as `completeAttempt` records them. */
+interface Completion {
+  attempt: Attempt;
+  outcome: AttemptOutcome;
+}
+
+/** What a run needs to execute, loaded from the store. */
+interface Loaded {
+  rule: Rule;
+  trigger: CloudEvent;
+  scope: RunScope;
+}
+
+/** How far a run's execution has come, so that a crash is recorded against the right step and attempt. */
+interface Progress {
+  /** Whatever of the run's rule, trigger and scope could be loaded. */
+  loaded?: Partial<Loaded>;
+  step: number;
+  /** Attempts recorded on `step`. */
+  attempt: number;
+  outputs: Record<string, unknown>;
+  startedAt?: number;
+}
+
+export function createExecutor(rawOptions: ExecutorOptions): Executor {
+  const options = compileExecutorOptions(rawOptions);
+  const { store, clock, logger, concurrency, leaseMs, maxClaims, random } = options;
+  const outputLimits: JsonLimits = Object.freeze({
+    maxDepth: options.maxOutputDepth,
+    maxBytes: options.maxOutputBytes,
+  });
   const shutdown = new AbortController();
   const inFlight = new Map<string, Promise<void>>();
   let stopped = false;
@@ -96,7 +207,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
       scope.events = {};
       for (const [name, seq] of Object.entries(run.context.events)) {
         const found = await load(seq);
-        if (found) scope.events[name] = found;
+        if (found) setOwn(scope.events, name, found);
       }
     }
     if (run.context.batch) {
@@ -109,130 +220,227 @@ export function createExecutor(options: ExecutorOptions): Executor {
     return scope;
   };
 
-  const execute = async (run: Run): Promise<void> => {
-    let rule: Rule | undefined;
-    let trigger: CloudEvent | undefined;
-    let scope: RunScope | undefined;
+  /** The run's rule, trigger and scope, as far as they can be loaded (a failure is logged). */
+  const load = async (run: Run): Promise<Partial<Loaded>> => {
+    const loaded: Partial<Loaded> = {};
     try {
       const version = await options.versions.get(run.rulebookVersion);
-      rule = version.rulebook.rules.find((r) => r.name === run.rule);
-      trigger = (await store.getEvent(run.trigger.seq))?.event;
-      scope = await loadScope(run);
+      const rule = version.rulebook.rules.find((r) => r.name === run.rule);
+      if (rule) loaded.rule = rule;
+      const trigger = (await store.getEvent(run.trigger.seq))?.event;
+      if (trigger) loaded.trigger = trigger;
+      const scope = await loadScope(run);
+      if (scope) loaded.scope = scope;
     } catch (error) {
       logger.error({ error: toErrorInfo(error), runId: run.id }, 'cannot load what the run needs');
     }
-    if (!rule || !trigger || !scope) {
-      const error = new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id: run.id });
-      await finishFailed(run, rule, trigger, toErrorInfo(error));
-      return;
-    }
-    const outputs = { ...run.outputs };
-    let attempt = run.attempt;
-    for (let step = run.step; step < rule.then.length; step++) {
-      if (shutdown.signal.aborted) return;
-      const spec = rule.then[step]!;
-      attempt += 1;
-      const startedAt = clock.now();
-      const result = await attemptStep(run, rule, spec, trigger, scope, outputs, attempt);
-      if (result.aborted) return;
-      const record: Attempt = {
-        runId: run.id,
-        step,
-        stepId: spec.id,
-        action: spec.kind,
-        attempt,
-        startedAt,
-        finishedAt: clock.now(),
-        status: result.ok ? 'succeeded' : 'failed',
-        ...(result.ok ? { output: result.output } : { error: toErrorInfo(result.error) }),
-      };
-      let outcome: AttemptOutcome;
-      if (result.ok) {
-        outputs[spec.id] = result.output;
-        outcome =
-          step + 1 < rule.then.length
-            ? { type: 'next-step', output: result.output }
-            : {
-                type: 'succeeded',
-                output: result.output,
-                event: outcomeEvent(run, rule, depthOf(trigger, scope), clock.now(), 'succeeded', outputs),
-              };
-      } else if (isRetriable(result.error) && attempt < spec.retry.attempts) {
-        // A target's Retry-After is honoured up to the step's maxDelay: the rulebook bounds every wait.
-        const delay =
-          result.error instanceof RetryAfterError
-            ? Math.min(Math.max(result.error.retryAfterMs, 0), spec.retry.maxDelayMs)
-            : retryDelay(spec.retry, attempt, random);
-        outcome = { type: 'retry', at: clock.now() + delay };
-      } else {
-        const error = toErrorInfo(result.error);
-        outcome = {
-          type: 'failed',
-          error,
-          event: outcomeEvent(
-            run,
-            rule,
-            depthOf(trigger, scope),
-            clock.now(),
-            'failed',
-            outputs,
-            error,
-            step,
-          ),
-        };
-      }
-      const held = await store.completeAttempt({
-        owner: options.owner,
-        attempt: record,
-        outcome,
-        at: clock.now(),
-      });
-      if (!held) {
-        logger.warn({ runId: run.id }, 'lost the lease on a run; another executor owns it now');
-        return;
-      }
-      logAttempt(run, spec, record, outcome);
-      if (outcome.type === 'succeeded' || outcome.type === 'failed') options.onOutcomeLogged?.();
-      if (outcome.type === 'retry') {
-        clock.schedule(outcome.at, wake);
-        return;
-      }
-      if (outcome.type !== 'next-step') return;
-      attempt = 0;
+    return loaded;
+  };
+
+  const execute = async (run: Run): Promise<void> => {
+    const progress: Progress = { step: run.step, attempt: run.attempt, outputs: { ...run.outputs } };
+    try {
+      if (run.claims > maxClaims) await abandon(run, progress);
+      else await executeSteps(run, progress);
+    } catch (error) {
+      // Every step of the way is guarded; this is the last line, so that even a bug of Reflex's own
+      // ends in a recorded attempt rather than a run left `running` and claimed again forever.
+      await recordCrash(run, progress, error);
     }
   };
 
-  const logAttempt = (run: Run, spec: ActionStep, record: Attempt, outcome: AttemptOutcome) => {
-    const base = { runId: run.id, rule: run.rule, step: spec.id, action: spec.kind, attempt: record.attempt };
-    if (outcome.type === 'retry') {
-      logger.warn(
-        { ...base, error: record.error, retryAt: new Date(outcome.at).toISOString() },
-        'step failed; will retry',
+  const executeSteps = async (run: Run, progress: Progress): Promise<void> => {
+    progress.loaded = await load(run);
+    const loaded = complete(progress.loaded);
+    if (!loaded) {
+      const error = toErrorInfo(new ReflexError('REFLEX_ERR_RUN_NOT_FOUND', { id: run.id }));
+      await finishWithoutRule(run, progress, error);
+      return;
+    }
+    const { rule } = loaded;
+    for (let step = run.step; step < rule.then.length; step++) {
+      if (shutdown.signal.aborted) return;
+      const spec = rule.then[step]!;
+      progress.step = step;
+      progress.startedAt = clock.now();
+      const attempt = progress.attempt + 1;
+      const result = await attemptStep(run, rule, spec, loaded, progress.outputs, attempt);
+      if ('aborted' in result) return;
+      const completion = conclude(run, loaded, progress, result);
+      const recorded = await record(run, progress, completion);
+      if (recorded?.outcome.type !== 'next-step') return;
+      setOwn(progress.outputs, spec.id, recorded.outcome.output);
+      progress.attempt = 0;
+    }
+  };
+
+  /**
+   * The attempt of `progress.step` that ended with `result`, and what follows from it under the step's
+   * retry policy: the next step, a retry, or the end of the run with its outcome event.
+   */
+  const conclude = (run: Run, loaded: Loaded, progress: Progress, result: Ended): Completion => {
+    const { rule, trigger, scope } = loaded;
+    const step = progress.step;
+    const spec = rule.then[step]!;
+    const attempt = progress.attempt + 1;
+    const now = clock.now();
+    const base = {
+      runId: run.id,
+      step,
+      stepId: spec.id,
+      action: spec.kind,
+      attempt,
+      startedAt: progress.startedAt ?? now,
+      finishedAt: now,
+    };
+    if (result.ok) {
+      const record: Attempt = { ...base, status: 'succeeded', output: result.output };
+      if (step + 1 < rule.then.length) {
+        return { attempt: record, outcome: { type: 'next-step', output: result.output } };
+      }
+      const outputs = { ...progress.outputs };
+      setOwn(outputs, spec.id, result.output);
+      const event = outcomeEvent(run, rule, depthOf(trigger, scope), now, 'succeeded', outputs);
+      return { attempt: record, outcome: { type: 'succeeded', output: result.output, event } };
+    }
+    const { failure } = result;
+    const record: Attempt = { ...base, status: 'failed', error: failure.info };
+    if (failure.retriable && attempt < spec.retry.attempts) {
+      // A target's Retry-After is honoured up to the step's maxDelay: the rulebook bounds every wait.
+      const delay =
+        failure.retryAfterMs !== undefined
+          ? Math.min(Math.max(failure.retryAfterMs, 0), spec.retry.maxDelayMs)
+          : retryDelay(spec.retry, attempt, random);
+      return { attempt: record, outcome: { type: 'retry', at: now + delay } };
+    }
+    const event = outcomeEvent(
+      run,
+      rule,
+      depthOf(trigger, scope),
+      now,
+      'failed',
+      progress.outputs,
+      failure.info,
+      step,
+    );
+    return { attempt: record, outcome: { type: 'failed', error: failure.info, event } };
+  };
+
+  /**
+   * Records a completion and logs it; returns it, or undefined when the lease is lost or nothing could be
+   * recorded. When recording throws, the attempt is recorded again as failed with
+   * REFLEX_ERR_RUN_STEP_CRASHED (the retry policy applies); when that throws too, the run is left to its
+   * lease: the next claim counts, so a run that cannot be recorded ends after `maxClaims` claims.
+   */
+  const record = async (
+    run: Run,
+    progress: Progress,
+    completion: Completion,
+    crashed = false,
+  ): Promise<Completion | undefined> => {
+    let held: boolean;
+    try {
+      held = await store.completeAttempt({
+        owner: options.owner,
+        attempt: completion.attempt,
+        outcome: completion.outcome,
+        at: clock.now(),
+      });
+    } catch (error) {
+      logger.error(
+        { error: toErrorInfo(error), runId: run.id, step: completion.attempt.stepId },
+        crashed
+          ? 'could not record the attempt; the run is claimed again when its lease expires'
+          : 'could not record the attempt; recording it as failed',
       );
-    } else if (outcome.type === 'failed') {
-      logger.error({ ...base, error: record.error }, 'run failed');
-    } else if (outcome.type === 'succeeded') {
-      logger.info(base, 'run succeeded');
+      if (crashed) return undefined;
+      return record(run, progress, crashCompletion(run, progress, error), true);
+    }
+    if (!held) {
+      logger.warn({ runId: run.id }, 'lost the lease on a run; another executor owns it now');
+      return undefined;
+    }
+    try {
+      logAttempt(run, completion);
+    } catch {
+      // The attempt is recorded; a log line that cannot be written changes nothing about it.
+    }
+    const { outcome } = completion;
+    if (outcome.type === 'succeeded' || outcome.type === 'failed') options.onOutcomeLogged?.();
+    if (outcome.type === 'retry') clock.schedule(outcome.at, wake);
+    return completion;
+  };
+
+  /** The current attempt, failed with REFLEX_ERR_RUN_STEP_CRASHED for `error`, and what follows. */
+  const crashCompletion = (run: Run, progress: Progress, error: unknown): Completion => {
+    const stepId = progress.loaded?.rule?.then[progress.step]?.id ?? String(progress.step);
+    const crash = new ReflexError(
+      'REFLEX_ERR_RUN_STEP_CRASHED',
+      { step: stepId, id: run.id, reason: shortText(error, 1000) },
+      { cause: error },
+    );
+    const failure: Failure = { info: toErrorInfo(crash), retriable: true };
+    const loaded = complete(progress.loaded);
+    if (loaded) return conclude(run, loaded, progress, { ok: false, failure });
+    return failedWithoutRule(run, progress, failure.info);
+  };
+
+  /** Records a crash that escaped every other guard, against the step and attempt the run was at. */
+  const recordCrash = async (run: Run, progress: Progress, error: unknown): Promise<void> => {
+    try {
+      logger.error({ error: toErrorInfo(error), runId: run.id }, 'run execution crashed');
+      await record(run, progress, crashCompletion(run, progress, error), true);
+    } catch (again) {
+      logger.error(
+        { error: toErrorInfo(again), runId: run.id },
+        'could not record a crashed attempt; the run is claimed again when its lease expires',
+      );
+    }
+  };
+
+  /**
+   * Fails a run claimed more than `maxClaims` times without an attempt of its current step being
+   * recorded: the process executing it died each time. Its step is not run again.
+   */
+  const abandon = async (run: Run, progress: Progress): Promise<void> => {
+    progress.loaded = await load(run);
+    const loaded = complete(progress.loaded);
+    const stepId = progress.loaded.rule?.then[run.step]?.id ?? String(run.step);
+    const died = run.claims - 1;
+    const error = new ReflexError(
+      'REFLEX_ERR_RUN_ABANDONED',
+      { id: run.id, claims: died, step: stepId },
+      { details: { claims: died, maxClaims } },
+    );
+    const failure: Failure = { info: toErrorInfo(error), retriable: false };
+    progress.startedAt = clock.now();
+    if (loaded && run.step < loaded.rule.then.length) {
+      await record(run, progress, conclude(run, loaded, progress, { ok: false, failure }), true);
+    } else {
+      await record(run, progress, failedWithoutRule(run, progress, failure.info), true);
     }
   };
 
   /** Fails a run that cannot even be attempted (its rule or trigger event is gone). */
-  const finishFailed = async (
-    run: Run,
-    rule: Rule | undefined,
-    trigger: CloudEvent | undefined,
-    error: ReturnType<typeof toErrorInfo>,
-  ) => {
+  const finishWithoutRule = async (run: Run, progress: Progress, error: ErrorInfo): Promise<void> => {
+    progress.startedAt = clock.now();
+    await record(run, progress, failedWithoutRule(run, progress, error));
+  };
+
+  /** A failed attempt of the run's current step and the end of the run, without its rule to go by. */
+  const failedWithoutRule = (run: Run, progress: Progress, error: ErrorInfo): Completion => {
     const now = clock.now();
-    await store.completeAttempt({
-      owner: options.owner,
+    const rule = progress.loaded?.rule;
+    const spec = rule?.then[progress.step];
+    const trigger = progress.loaded?.trigger;
+    return {
       attempt: {
         runId: run.id,
-        step: run.step,
-        stepId: rule?.then[run.step]?.id ?? String(run.step),
-        action: rule?.then[run.step]?.kind ?? '-',
-        attempt: run.attempt + 1,
-        startedAt: now,
+        step: progress.step,
+        stepId: spec?.id ?? String(progress.step),
+        action: spec?.kind ?? '-',
+        attempt: progress.attempt + 1,
+        startedAt: progress.startedAt ?? now,
         finishedAt: now,
         status: 'failed',
         error,
@@ -246,26 +454,63 @@ export function createExecutor(options: ExecutorOptions): Executor {
           trigger ? chainDepth(trigger) : 0,
           now,
           'failed',
-          run.outputs,
+          progress.outputs,
           error,
-          run.step,
+          progress.step,
         ),
       },
-      at: now,
-    });
-    options.onOutcomeLogged?.();
+    };
   };
 
-  type StepResult =
-    | { ok: true; output: unknown; aborted?: false }
-    | { ok: false; error: unknown; aborted: boolean };
+  const logAttempt = (run: Run, { attempt: record, outcome }: Completion) => {
+    const base = {
+      runId: run.id,
+      rule: run.rule,
+      step: record.stepId,
+      action: record.action,
+      attempt: record.attempt,
+    };
+    if (outcome.type === 'retry') {
+      logger.warn(
+        { ...base, error: record.error, retryAt: new Date(outcome.at).toISOString() },
+        'step failed; will retry',
+      );
+    } else if (outcome.type === 'failed') {
+      logger.error({ ...base, error: record.error }, 'run failed');
+    } else if (outcome.type === 'succeeded') {
+      logger.info(base, 'run succeeded');
+    }
+  };
+
+  /** A thrown value made safe to store, with what the retry policy makes of it. Never throws. */
+  const failureOf = (error: unknown): Failure => {
+    const failure: Failure = { info: toErrorInfo(error), retriable: true };
+    try {
+      failure.retriable = isRetriable(error);
+      // NaN would make the retry time NaN, stored as no time at all: the run would never be due again.
+      const after = error instanceof RetryAfterError ? error.retryAfterMs : undefined;
+      if (typeof after === 'number' && !Number.isNaN(after)) failure.retryAfterMs = after;
+    } catch {
+      // A value whose type cannot even be checked (a proxy that throws): retried like any unknown failure.
+    }
+    return failure;
+  };
+
+  /** REFLEX_ERR_ACTION_OUTPUT_INVALID for what an action handed over (`what`) and why it was refused. */
+  const unstorable = (action: string, what: string, problem: JsonProblem) =>
+    new ReflexError('REFLEX_ERR_ACTION_OUTPUT_INVALID', {
+      action,
+      what,
+      reason: problem.reason,
+      maxDepth: outputLimits.maxDepth,
+      maxBytes: outputLimits.maxBytes,
+    });
 
   const attemptStep = async (
     run: Run,
     rule: Rule,
     spec: ActionStep,
-    trigger: CloudEvent,
-    scope: RunScope,
+    loaded: Loaded,
     outputs: Record<string, unknown>,
     attempt: number,
   ): Promise<StepResult> => {
@@ -273,11 +518,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
     if (!action) {
       return {
         ok: false,
-        aborted: false,
-        error: new ReflexError('REFLEX_ERR_ACTION_UNKNOWN', {
-          action: spec.kind,
-          known: 'the actions this Reflex has',
-        }),
+        failure: failureOf(
+          new ReflexError('REFLEX_ERR_ACTION_UNKNOWN', {
+            action: spec.kind,
+            known: 'the actions this Reflex has',
+          }),
+        ),
       };
     }
     // Secret values never reach what is stored or logged: an answer or an error that echoes one is masked.
@@ -294,17 +540,15 @@ export function createExecutor(options: ExecutorOptions): Executor {
         ),
       spec.timeoutMs,
     );
-    const renew = setInterval(
-      () => {
-        store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
-          logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
-        });
-      },
-      Math.max(1000, leaseMs / 3),
-    );
+    const renew = setInterval(() => {
+      store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
+        logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
+      });
+    }, leaseMs / 3);
     try {
+      const { scope } = loaded;
       const steps: Record<string, { output: unknown }> = {};
-      for (const [id, output] of Object.entries(outputs)) steps[id] = { output };
+      for (const [id, output] of Object.entries(outputs)) setOwn(steps, id, { output });
       const secrets = resolveSecrets(
         options.secrets ?? noSecrets,
         spec.params.secrets.map((s) => s.name),
@@ -325,7 +569,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
           secrets,
         ),
       );
-      const context = actionContext(run, rule, spec, trigger, scope, attempt, signal);
+      const context = actionContext(run, rule, spec, loaded, attempt, signal);
       // The deadline holds even for an action that ignores its signal.
       const aborted = new Promise<never>((_, reject) => {
         const fail = () => reject(signal.reason);
@@ -333,10 +577,25 @@ export function createExecutor(options: ExecutorOptions): Executor {
         else signal.addEventListener('abort', fail, { once: true });
       });
       const output = await Promise.race([action.run(params, context), aborted]);
-      return { ok: true, output: mask.json(output ?? null) };
+      // Outputs are stored, rendered into later steps and copied into the outcome event: only a bounded
+      // copy of plain JSON goes on, so no answer can make those throw, overflow the stack or balloon.
+      const bounded = toBoundedJson(output, outputLimits);
+      if (!bounded.ok) {
+        return { ok: false, failure: failureOf(unstorable(spec.kind, 'returned an output', bounded)) };
+      }
+      return { ok: true, output: mask.json(bounded.value) };
     } catch (error) {
-      const hidden = mapErrorText(error, (text) => redactUrlCredentials(mask.text(text)), ownErrors);
-      return { ok: false, error: hidden, aborted: shutdown.signal.aborted };
+      if (shutdown.signal.aborted) return { ok: false, aborted: true };
+      // The failure is made safe first (a hostile error may throw on every read), then its text is
+      // masked: an error that echoes a secret or a URL with credentials is stored without them.
+      const failure = failureOf(error);
+      return {
+        ok: false,
+        failure: {
+          ...failure,
+          info: mapStrings(failure.info, (text) => redactUrlCredentials(mask.text(text))),
+        },
+      };
     } finally {
       clearTimeout(timer);
       clearInterval(renew);
@@ -347,12 +606,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
     run: Run,
     rule: Rule,
     spec: ActionStep,
-    trigger: CloudEvent,
-    scope: RunScope,
+    loaded: Loaded,
     attempt: number,
     signal: AbortSignal,
   ): ActionContext => {
     const idempotencyKey = `${run.id}:${spec.id}`;
+    const depth = depthOf(loaded.trigger, loaded.scope);
     return {
       runId: run.id,
       rule: rule.name,
@@ -361,20 +620,44 @@ export function createExecutor(options: ExecutorOptions): Executor {
       idempotencyKey,
       signal,
       timeoutMs: spec.timeoutMs,
+      outputLimits,
       logger,
       async emit(partial) {
-        const event: CloudEvent = {
+        const event = {
           ...partial,
           specversion: '1.0',
           id: partial.id ?? idempotencyKey,
           source: partial.source ?? 'reflex',
           time: typeof partial.time === 'string' ? partial.time : new Date(clock.now()).toISOString(),
-          [chainExtension]: depthOf(trigger, scope) + 1,
+          [chainExtension]: depth + 1,
         };
-        const [result] = await options.emit([event]);
+        // Checked here, not in the group commit: an event that cannot be stored would fail the whole
+        // commit, and with it the events of every other sender in it.
+        const bounded = toBoundedJson(event, {
+          maxDepth: outputLimits.maxDepth + 1,
+          maxBytes: outputLimits.maxBytes,
+        });
+        if (!bounded.ok) throw unstorable(spec.kind, 'emitted an event', bounded);
+        const checked = validateCloudEvent(bounded.value, { maxDepth: outputLimits.maxDepth });
+        const [result] = await options.emit([checked]);
         return result!;
       },
-      setFact: (name, value) => options.facts.set(name, value, depthOf(trigger, scope) + 1),
+      async setFact(name, value) {
+        if (typeof name !== 'string' || !isFactName(name)) {
+          throw new ReflexError('REFLEX_ERR_ACTION_INVALID_PARAMS', {
+            action: spec.kind,
+            reason: `the fact name ${JSON.stringify(shortText(name))} is not valid`,
+            fix: factNameRule,
+          });
+        }
+        let stored: unknown;
+        if (value !== undefined) {
+          const bounded = toBoundedJson(value, outputLimits);
+          if (!bounded.ok) throw unstorable(spec.kind, `set fact \`${name}\` to a value`, bounded);
+          stored = bounded.value;
+        }
+        await options.facts.set(name, stored, depth + 1);
+      },
     };
   };
 
@@ -391,9 +674,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
         }
         for (const run of claimed) {
           const task = execute(run)
-            .catch((error) =>
-              logger.error({ error: toErrorInfo(error), runId: run.id }, 'run execution crashed'),
-            )
+            // execute records its own crashes; only a logger that throws could get here.
+            .catch(() => {})
             .finally(() => {
               inFlight.delete(run.id);
               wake();
@@ -459,9 +741,18 @@ export function createExecutor(options: ExecutorOptions): Executor {
 }
 
 const noMask: SecretMask = createSecretMask([]);
-/** Error classes whose instances keep their class when masked: retry decisions read it. */
-const ownErrors = [ReflexError, NonRetriableError, RetryAfterError];
 const noSecrets: Secrets = { get: () => undefined };
+
+/** The run's rule, trigger and scope when all of them were loaded. */
+function complete(loaded: Partial<Loaded> | undefined): Loaded | undefined {
+  const { rule, trigger, scope } = loaded ?? {};
+  return rule && trigger && scope ? { rule, trigger, scope } : undefined;
+}
+
+/** Sets a key even when it is `__proto__` (a step id may be), which assignment would make a prototype. */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
 
 /**
  * How deep in rule outcomes a run stands: its trigger's depth, or deeper when it acts on an event a

@@ -1,4 +1,6 @@
 import { unlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSqliteStore } from '../../src/store/index.js';
@@ -250,6 +252,97 @@ describe('crash safety', () => {
     const { ticks, matching } = checkLogAndRuns(events, runs, seeded);
     expect(ticks).toBe(total);
     expect(matching).toBe(total / 2);
+  }, 60_000);
+
+  it('crash safety - a run whose process is killed with SIGKILL in every attempt ends in a dead letter after --max-claims claims', async () => {
+    const dir = await makeTempDir('reflex-abandon-');
+    const rules = join(dir, 'rules.yaml');
+    const data = join(dir, 'data');
+    // The target answers nothing: each request is the sign that the step is running, and the test kills
+    // Reflex right then, as an out-of-memory kill or a native crash in the step would.
+    const requests: string[] = [];
+    let arrived: () => void = () => {};
+    const target = createServer((req) => {
+      requests.push(String(req.headers['idempotency-key']));
+      arrived();
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    const port = (target.address() as AddressInfo).port;
+    try {
+      await writeFile(
+        rules,
+        `name: dies
+rules:
+  - name: fatal-step
+    when:
+      pattern: { type: [deploy.requested] }
+    then:
+      - id: deploy
+        http: { url: "http://127.0.0.1:${port}/deploy" }
+        timeout: 1m
+        retry: { attempts: 5 }
+`,
+      );
+      // A short lease, so that each restart takes the run over quickly.
+      const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn'];
+      const options = { env: { REFLEX_LEASE: '1s', REFLEX_MAX_CLAIMS: '3' } };
+      let reflex = await startReflex(args, options);
+      const sent = await postEvents(reflex.url, {
+        specversion: '1.0',
+        id: 'deploy-1',
+        source,
+        type: 'deploy.requested',
+      });
+      expect(sent.status).toBe(202);
+      for (let claim = 1; claim <= 3; claim++) {
+        await new Promise<void>((resolve) => {
+          arrived = resolve;
+          if (requests.length >= claim) resolve();
+        });
+        expect(await reflex.kill()).toEqual({ code: null, signal: 'SIGKILL' });
+        reflex = await startReflex(args, options);
+      }
+      // The fourth claim does not run the step again: it fails the run.
+      const [run] = await pollUntil(
+        async () => {
+          const page = await getJson<{ items: RunItem[] }>(reflex.url, '/api/v1/runs?status=failed');
+          return page.items.length > 0 && page.items;
+        },
+        { timeoutMs: 20_000, what: 'the run to fail' },
+      );
+      const detail = await getJson<{
+        claims: number;
+        error: { code: string; details: unknown };
+        attempts: Array<{ attempt: number; status: string; error: { code: string } }>;
+      }>(reflex.url, `/api/v1/runs/${run!.id}`);
+      expect(detail).toMatchObject({
+        claims: 4,
+        error: { code: 'REFLEX_ERR_RUN_ABANDONED', details: { claims: 3, maxClaims: 3 } },
+        attempts: [{ attempt: 1, status: 'failed', error: { code: 'REFLEX_ERR_RUN_ABANDONED' } }],
+      });
+      expect(requests).toEqual([`${run!.id}:deploy`, `${run!.id}:deploy`, `${run!.id}:deploy`]);
+      const failed = await getJson<{ items: LoggedTick[] }>(
+        reflex.url,
+        '/api/v1/events?type=reflex.run.failed&after=0',
+      );
+      expect(failed.items.map((e) => e.event.id)).toEqual([`${run!.id}.failed`]);
+      expect(reflex.logs().some((line) => line.msg === 'run failed' && line.runId === run!.id)).toBe(true);
+
+      // Stopped cleanly, the dead letter is in the database.
+      reflex.signal('SIGTERM');
+      expect(await reflex.waitForExit()).toEqual({ code: 0, signal: null });
+      const reader = await createSqliteStore({ dir: data, readonly: true });
+      try {
+        expect(await reader.listDeadLetters(10)).toMatchObject([
+          { runId: run!.id, rule: 'fatal-step', step: 0, error: { code: 'REFLEX_ERR_RUN_ABANDONED' } },
+        ]);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      target.closeAllConnections();
+      await new Promise((resolve) => target.close(resolve));
+    }
   }, 60_000);
 
   it('crash safety - a failed sync of the event log refuses the event with 503 and stops the node with exit code 1', async () => {

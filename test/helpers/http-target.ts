@@ -10,8 +10,13 @@ export interface ReceivedRequest {
   at: number;
 }
 
-/** How the target answers a request: a status and body, or `hang` (never answers). */
-export type TargetResponse = { status: number; body?: unknown; headers?: Record<string, string> } | 'hang';
+/**
+ * How the target answers a request: a status and a body (sent as JSON, or `raw` text sent as it is), or
+ * `hang` (never answers).
+ */
+export type TargetResponse =
+  | { status: number; body?: unknown; raw?: string; headers?: Record<string, string> }
+  | 'hang';
 
 /** A real HTTP server on 127.0.0.1 that records requests and answers as a test tells it. */
 export interface HttpTarget {
@@ -62,7 +67,7 @@ export async function createHttpTarget(): Promise<HttpTarget> {
       const answer = queue.shift() ?? target.fallback;
       if (answer === 'hang') return;
       res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
-      res.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
+      res.end(answer.raw ?? (answer.body === undefined ? '' : JSON.stringify(answer.body)));
     });
   });
   server.on('connection', (socket) => {

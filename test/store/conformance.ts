@@ -381,6 +381,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         status: 'pending',
         step: 0,
         attempt: 0,
+        claims: 0,
         outputs: {},
         createdAt: t0 + 1,
         startedAt: null,
@@ -953,6 +954,91 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
           t0 + 200,
         ),
       ).toBe(true);
+    });
+
+    // --- claims: a run whose executing process keeps dying must end ---
+
+    const claimsOf = async (runId: string) => (await store.getRun(runId))?.claims;
+
+    it('claims - every claim counts, and a lease that runs out without an attempt keeps the count, across a reopen', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      expect(await claimsOf('run-1')).toBe(0);
+      const [first] = await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 1000, limit: 1 });
+      expect(first).toMatchObject({ id: 'run-1', claims: 1 });
+      // exec-a dies: its lease runs out, and each executor that takes the run over dies too.
+      const [second] = await store.claimRuns({ owner: 'exec-b', now: t0 + 1000, leaseMs: 1000, limit: 1 });
+      expect(second).toMatchObject({ id: 'run-1', claims: 2 });
+      expect(await store.claimRuns({ owner: 'exec-c', now: t0 + 1999, leaseMs: 1000, limit: 1 })).toEqual([]);
+      const [third] = await store.claimRuns({ owner: 'exec-c', now: t0 + 2000, leaseMs: 1000, limit: 1 });
+      expect(third).toMatchObject({ claims: 3, attempt: 0, step: 0 });
+      await reopen();
+      expect(await claimsOf('run-1')).toBe(3);
+      const [fourth] = await store.claimRuns({ owner: 'exec-d', now: t0 + 3000, leaseMs: 1000, limit: 1 });
+      expect(fourth).toMatchObject({ claims: 4 });
+    });
+
+    it('claims - a recorded attempt ends the count: 0 before a retry, 1 on the next step, kept at the end', async () => {
+      await createRuns([{ id: 'run-1' }, { id: 'run-2' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 1000, limit: 2 });
+      await store.claimRuns({ owner: 'exec-b', now: t0 + 1000, leaseMs: 1000, limit: 2 });
+      expect(await claimsOf('run-1')).toBe(2);
+
+      // A run that ends keeps its count: this one failed on its second claim.
+      const lost = attemptOf('run-2', 0, 1, t0 + 1100, { error: httpError });
+      const failedEvent = outcomeEvent('run-2', 'failed');
+      await complete('exec-b', lost, { type: 'failed', error: httpError, event: failedEvent }, t0 + 1100);
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'failed', claims: 2 });
+
+      // The claim in hand goes on with the next step: it is that step's first.
+      const done = attemptOf('run-1', 0, 1, t0 + 1100, { output: 'a' });
+      expect(await complete('exec-b', done, { type: 'next-step', output: 'a' }, t0 + 1100)).toBe(true);
+      expect(await store.getRun('run-1')).toMatchObject({ step: 1, claims: 1 });
+      const [again] = await store.claimRuns({ owner: 'exec-c', now: t0 + 2000, leaseMs: 1000, limit: 1 });
+      expect(again).toMatchObject({ id: 'run-1', step: 1, claims: 2 });
+
+      // A retry gives the lease back: the retry's own claim is its first.
+      const failed = attemptOf('run-1', 1, 1, t0 + 2100, { error: httpError });
+      expect(await complete('exec-c', failed, { type: 'retry', at: t0 + 3000 }, t0 + 2100)).toBe(true);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'pending', claims: 0 });
+      const [retry] = await store.claimRuns({ owner: 'exec-c', now: t0 + 3000, leaseMs: 1000, limit: 1 });
+      expect(retry).toMatchObject({ id: 'run-1', claims: 1, attempt: 1 });
+
+      const last = attemptOf('run-1', 1, 2, t0 + 3100, { output: 'b' });
+      const event = outcomeEvent('run-1', 'succeeded');
+      expect(await complete('exec-c', last, { type: 'succeeded', output: 'b', event }, t0 + 3100)).toBe(true);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'succeeded', claims: 1 });
+    });
+
+    it('claims - a lease given back on drain does not count against the run', async () => {
+      await createRuns([{ id: 'run-1' }, { id: 'run-2' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 2 });
+      await store.releaseLeases('exec-a', t0 + 10);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'pending', claims: 0 });
+      expect(await claimsOf('run-2')).toBe(0);
+
+      // Two claims of each that died, then a third of run-1 given back: two still count.
+      await store.claimRuns({ owner: 'exec-b', now: t0 + 10, leaseMs: 1000, limit: 2 });
+      await store.claimRuns({ owner: 'exec-c', now: t0 + 1010, leaseMs: 1000, limit: 2 });
+      const [third] = await store.claimRuns({ owner: 'exec-d', now: t0 + 2010, leaseMs: 1000, limit: 1 });
+      expect(third).toMatchObject({ id: 'run-1', claims: 3 });
+      await store.releaseLeases('exec-d', t0 + 2020);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'pending', claims: 2 });
+      // Only the owner's leases are given back and taken off the count.
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'running', claims: 2 });
+      await store.releaseLeases('exec-c', t0 + 2030);
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'pending', claims: 1 });
+
+      // Given back on the next step, whose count started at 1: back to 0.
+      const [run] = await store.claimRuns({ owner: 'exec-e', now: t0 + 2030, leaseMs: 60_000, limit: 1 });
+      expect(run).toMatchObject({ id: 'run-1', claims: 3 });
+      await complete(
+        'exec-e',
+        attemptOf('run-1', 0, 1, t0 + 2040, { output: 1 }),
+        { type: 'next-step', output: 1 },
+        t0 + 2040,
+      );
+      await store.releaseLeases('exec-e', t0 + 2050);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'pending', step: 1, claims: 0 });
     });
 
     // --- concurrency ---

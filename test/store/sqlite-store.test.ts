@@ -14,7 +14,7 @@ import {
   lockFileName,
   type SqliteStore,
 } from '../../src/store/index.js';
-import { migrations } from '../../src/store/sqlite/migrations.js';
+import { migrations, schemaVersion } from '../../src/store/sqlite/migrations.js';
 import { describeStoreConformance } from './conformance.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -109,7 +109,7 @@ describe('sqlite store', () => {
     expect(store.info()).toMatchObject({
       path: join(nested, databaseFileName),
       readonly: false,
-      schemaVersion: 2,
+      schemaVersion,
     });
   });
 
@@ -284,7 +284,7 @@ describe('sqlite store', () => {
     new Database(join(dir, databaseFileName)).close(); // an empty database, never migrated
     await expect(createSqliteStore({ dir, readonly: true })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_OLDER_SCHEMA',
-      params: { found: 0, known: 2 },
+      params: { found: 0, known: schemaVersion },
     });
   });
 
@@ -298,7 +298,7 @@ describe('sqlite store', () => {
 
     await expect(createSqliteStore({ dir })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_NEWER_SCHEMA',
-      params: { found: 99, known: 2 },
+      params: { found: 99, known: schemaVersion },
     });
     await expect(createSqliteStore({ dir, readonly: true })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_NEWER_SCHEMA',
@@ -348,7 +348,7 @@ describe('sqlite store', () => {
   it('sqlite store - upgrades a version 1 database: runs see their trigger, nothing referencing them is lost', async () => {
     writeVersion1();
     const store = await openStore({ dir });
-    expect(store.info().schemaVersion).toBe(2);
+    expect(store.info().schemaVersion).toBe(schemaVersion);
     expect(await store.getRun('run-a')).toMatchObject({
       status: 'succeeded',
       ordinal: 0,
@@ -406,6 +406,35 @@ describe('sqlite store', () => {
       added: false,
       removed: false,
     });
+  });
+
+  it('sqlite store - upgrades a version 2 database: runs, a running one included, start counting claims at 0', async () => {
+    const db = new Database(join(dir, databaseFileName));
+    db.pragma('foreign_keys = ON');
+    for (const migration of migrations.filter((m) => m.version <= 2)) db.exec(migration.sql);
+    db.pragma('user_version = 2');
+    db.prepare(
+      `INSERT INTO events (seq, source, id, type, received_at, event) VALUES (1, 'test/source', 'e1', 'test.happened', 1000, ?)`,
+    ).run(JSON.stringify(ev('e1')));
+    db.prepare(
+      "INSERT INTO rulebook_versions (id, hash, files, created_at) VALUES (1, 'h', '[]', 1000)",
+    ).run();
+    // Left running by a process that died, its lease already run out.
+    db.prepare(
+      `INSERT INTO runs (id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type,
+                         ordinal, context, status, step, attempt, outputs, created_at, started_at,
+                         lease_owner, lease_until)
+       VALUES ('run-a', 'rule-a', 1, 1, 'e1', 'test/source', 'test.happened', 0, '{"event":1}', 'running',
+               0, 0, '{}', 1000, 1100, 'gone', 1500)`,
+    ).run();
+    db.close();
+
+    const store = await openStore({ dir });
+    expect(store.info().schemaVersion).toBe(schemaVersion);
+    expect(await store.getRun('run-a')).toMatchObject({ status: 'running', claims: 0 });
+    expect(await store.claimRuns({ owner: 'x', now: 2000, leaseMs: 1000, limit: 10 })).toMatchObject([
+      { id: 'run-a', claims: 1 },
+    ]);
   });
 
   it('sqlite store - a fact change is logged under a fresh id when its next one is taken by another event', async () => {

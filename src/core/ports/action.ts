@@ -1,4 +1,5 @@
-import type { AppendResult } from '../event.js';
+import { type AppendResult, defaultEventLimits } from '../event.js';
+import type { JsonLimits } from '../json-value.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -33,6 +34,12 @@ export interface ActionContext {
   signal: AbortSignal;
   /** Milliseconds the step has in all. */
   timeoutMs: number;
+  /**
+   * How deep and how large (as JSON) the output may be; the executor fails the step with
+   * REFLEX_ERR_ACTION_OUTPUT_INVALID otherwise. An action that reads an answer from elsewhere uses it to
+   * keep that answer within bounds (the `http` action leaves too deep a JSON body as text).
+   */
+  outputLimits: JsonLimits;
   logger: Logger;
   /**
    * Appends a new event to the log. `id` defaults to one derived from the idempotency key, so a retried
@@ -54,3 +61,13 @@ export interface EmittedEvent {
   data?: unknown;
   [extension: string]: unknown;
 }
+
+/**
+ * What an action may hand to Reflex by default — its output, an event it emits, a fact value it sets:
+ * nested no deeper than an incoming event's `data` may be, and at most 1 MiB of JSON (the default body
+ * limit of an incoming request).
+ */
+export const defaultOutputLimits: Readonly<JsonLimits> = Object.freeze({
+  maxDepth: defaultEventLimits.maxDepth,
+  maxBytes: 1_048_576,
+});

@@ -58,7 +58,8 @@ export interface Store {
   // --- runs ---
   /**
    * Leases up to `limit` runs that are due (`pending` with `nextAttemptAt <= now`, or `running` with an
-   * expired lease), oldest first, marks them `running` for `owner` until `now + leaseMs`, and returns them.
+   * expired lease), oldest first, marks them `running` for `owner` until `now + leaseMs`, counts the claim
+   * in their `claims`, and returns them.
    * A run with a concurrency key is not claimed while `max` runs of that key are active (claimed at least
    * once and not finished, waits between retries included), nor before an older waiting run of its key:
    * runs of one key start in creation order.
@@ -66,12 +67,18 @@ export interface Store {
   claimRuns(claim: RunClaim): Promise<Run[]>;
   /** Pushes the lease of runs still held by `owner` out to `until`. */
   extendLeases(owner: string, runIds: readonly string[], until: number): Promise<void>;
-  /** Gives back every lease `owner` holds, so the runs can be claimed at once (used when draining). */
+  /**
+   * Gives back every lease `owner` holds, so the runs can be claimed at once (used when draining). The
+   * claim that gave each lease no longer counts in the run's `claims`: the run was handed back, its
+   * process did not die.
+   */
   releaseLeases(owner: string, now: number): Promise<void>;
   /**
    * Records an attempt and what follows from it, in one transaction: the next step, a retry, or the end of
    * the run (then its outcome event is appended to the log, and on failure a dead letter is written).
-   * Returns false, and changes nothing, when `owner` no longer holds the run's lease.
+   * A recorded attempt ends the count of `claims` for its step: a retry sets it to 0 (the next claim is
+   * the retry's first), the next step to 1 (the claim in hand goes on with it); the end of the run
+   * leaves it as it was. Returns false, and changes nothing, when `owner` no longer holds the run's lease.
    */
   completeAttempt(completion: AttemptCompletion): Promise<boolean>;
   /** The earliest `nextAttemptAt` of a pending run, or of a lease that will expire; undefined if none. */
@@ -215,6 +222,13 @@ export interface Run {
   step: number;
   /** Attempts already made on the current step. */
   attempt: number;
+  /**
+   * Claims of the run since the last attempt of its current step was recorded, the claim in hand
+   * included: each one beyond the first is an executor that took the run up and died before recording
+   * an attempt (see `claimRuns`, `completeAttempt`, `releaseLeases`). The executor fails a run that has
+   * too many, so a step that kills its process cannot loop forever.
+   */
+  claims: number;
   /** Outputs of finished steps, by step id. */
   outputs: Record<string, unknown>;
   createdAt: number;

@@ -225,6 +225,15 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE facts_v2 RENAME TO facts;
     `,
   },
+  {
+    version: 3,
+    description: 'runs count their claims, so a run whose process keeps dying ends',
+    sql: `
+      -- Claims since the last recorded attempt of the run's current step (see Store.claimRuns): the
+      -- executor fails a run with too many. Runs already running when this is applied start at 0.
+      ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */

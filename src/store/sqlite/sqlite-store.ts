@@ -163,6 +163,7 @@ interface RunRow {
   status: RunStatus;
   step: number;
   attempt: number;
+  claims: number;
   outputs: string;
   created_at: number;
   started_at: number | null;
@@ -253,6 +254,7 @@ function toRun(row: RunRow): Run {
     status: row.status,
     step: row.step,
     attempt: row.attempt,
+    claims: row.claims,
     outputs: JSON.parse(row.outputs) as Record<string, unknown>,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -584,14 +586,15 @@ class SqliteStoreImpl implements SqliteStore {
     );
     this.#leaseRun = db.prepare<[string, number, number, string], RunRow>(
       `UPDATE runs SET status = 'running', lease_owner = ?, lease_until = ?,
-                       started_at = coalesce(started_at, ?), next_attempt_at = NULL
+                       started_at = coalesce(started_at, ?), next_attempt_at = NULL, claims = claims + 1
        WHERE id = ? RETURNING *`,
     );
     this.#extendLease = db.prepare<[number, string, string]>(
       `UPDATE runs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'running'`,
     );
     this.#releaseLeases = db.prepare<[number, string]>(
-      `UPDATE runs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL
+      `UPDATE runs SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
+                       claims = max(claims - 1, 0)
        WHERE lease_owner = ? AND status = 'running'`,
     );
     this.#runForCompletion = db.prepare<
@@ -605,10 +608,10 @@ class SqliteStoreImpl implements SqliteStore {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#runNextStep = db.prepare<[string, string]>(
-      'UPDATE runs SET step = step + 1, attempt = 0, outputs = ?, error = NULL WHERE id = ?',
+      'UPDATE runs SET step = step + 1, attempt = 0, claims = 1, outputs = ?, error = NULL WHERE id = ?',
     );
     this.#runRetry = db.prepare<[number, string | null, string]>(
-      `UPDATE runs SET status = 'pending', attempt = attempt + 1, next_attempt_at = ?, error = ?,
+      `UPDATE runs SET status = 'pending', attempt = attempt + 1, claims = 0, next_attempt_at = ?, error = ?,
                        lease_owner = NULL, lease_until = NULL
        WHERE id = ?`,
     );
