@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NonRetriableError, type ReflexError, RetryAfterError, toErrorInfo } from './errors.js';
+import { type ReflexError, RetryAfterError, toErrorInfo } from './errors.js';
 import { createSecretMask, mapStrings, redactUrlCredentials } from './redact.js';
 import { createSecretStore, parseSecretsFile, resolveSecrets } from './secrets.js';
 
