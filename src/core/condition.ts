@@ -37,7 +37,11 @@ export function compileCondition(source: string): Condition {
   if (type !== 'bool' && type !== 'dyn') {
     throw new ReflexError(
       'REFLEX_ERR_CONDITION_INVALID',
-      { expression: source, reason: `it gives a value of type ${type}, not a boolean` },
+      {
+        expression: source,
+        reason: `it gives a value of type ${type}, not a boolean`,
+        fix: 'make the condition give true or false, e.g. `size(event.data.tags) > 0`',
+      },
       { details: { offset: 0 } },
     );
   }

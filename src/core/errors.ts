@@ -145,13 +145,18 @@ export const errorRegistry = {
   REFLEX_ERR_CONDITION_INVALID: {
     code: 'REFLEX_ERR_CONDITION_INVALID',
     status: 400,
-    message: 'The CEL expression `{expression}` is invalid: {reason}. To fix: see docs/rules.md#conditions.',
+    message: 'The CEL expression `{expression}` is invalid: {reason}. To fix: {fix}.',
   },
   REFLEX_ERR_CONDITION_FAILED: {
     code: 'REFLEX_ERR_CONDITION_FAILED',
     status: 500,
+    message: 'The CEL expression `{expression}` failed: {reason}. To fix: {fix}.',
+  },
+  REFLEX_ERR_CONDITION_BUDGET_EXCEEDED: {
+    code: 'REFLEX_ERR_CONDITION_BUDGET_EXCEEDED',
+    status: 500,
     message:
-      'The CEL expression `{expression}` failed: {reason}. To fix: guard missing fields with `has(...)`.',
+      'The CEL expression `{expression}` was stopped: {reason}. To fix: make it do less work per event: a macro nested in another over long lists costs the product of their sizes, and building long text or lists, or matching regular expressions over long text, costs their length (see docs/rules.md#limits).',
   },
   REFLEX_ERR_CONDITION_NOT_BOOLEAN: {
     code: 'REFLEX_ERR_CONDITION_NOT_BOOLEAN',
@@ -167,8 +172,7 @@ export const errorRegistry = {
   REFLEX_ERR_TEMPLATE_FAILED: {
     code: 'REFLEX_ERR_TEMPLATE_FAILED',
     status: 500,
-    message:
-      'The template `{template}` failed: {reason}. To fix: check the fields it reads exist in the event.',
+    message: 'The template `{template}` failed: {reason}. To fix: {fix}.',
   },
   REFLEX_ERR_TEMPLATE_URL_HOST: {
     code: 'REFLEX_ERR_TEMPLATE_URL_HOST',

@@ -1,9 +1,15 @@
 import type { ASTNode, ParseResult } from '@marcbachmann/cel-js';
 import { TypeError as CelTypeError, Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
-import { evaluate as celEvaluate, Duration, UnsignedInt } from '@marcbachmann/cel-js/evaluator';
+import { evaluate as celEvaluate } from '@marcbachmann/cel-js/evaluator';
+import { RE2JS } from 're2js';
 import { ReflexError } from './errors.js';
+import { CelMemo, DataError, toCel, toJson } from './expression-data.js';
+import { BudgetExceeded, budgetExceeded, instrument, spend, startBudget } from './expression-runtime.js';
 
-/** The variables an expression can read. */
+/**
+ * The variables an expression can read. Objects are read as immutable: what one expression converted
+ * to CEL's form (expression-data.ts), the next one reading the same object reuses.
+ */
 export interface ExpressionContext {
   /** The CloudEvent being decided on, as JSON (with `data`). */
   event: unknown;
@@ -29,7 +35,8 @@ export interface Expression {
   /**
    * Evaluates against `ctx` and returns a plain JSON value: integers as numbers (as strings past 2^53),
    * timestamps as ISO strings, durations like `"90s"`, bytes as base64.
-   * Throws REFLEX_ERR_CONDITION_FAILED when evaluation fails (a missing field, a type mismatch).
+   * Throws REFLEX_ERR_CONDITION_FAILED when evaluation fails (a missing field, a type mismatch), and
+   * REFLEX_ERR_CONDITION_BUDGET_EXCEEDED when it does more work than {@link expressionLimits}.maxCost.
    */
   evaluate(ctx: ExpressionContext): unknown;
 }
@@ -69,6 +76,12 @@ export const expressionLimits = Object.freeze({
   maxResultDepth: 128,
   /** Characters in the regular expression of one `matches` call. */
   maxRegexLength: 512,
+  /**
+   * Cost units one evaluation may spend (expression-runtime.ts says what costs what): about a million
+   * nodes of a macro's body, some tens of milliseconds. A macro over a list of 10 000 elements uses a
+   * few percent of it; a macro nested in another over such a list does not fit.
+   */
+  maxCost: 1_000_000,
 });
 
 /**
@@ -130,6 +143,11 @@ const environment = (() => {
     );
   }
   registerMixedNumbers(env);
+  // CEL's function form of `matches`. Both forms run the RE2 program compiled with the rule (see
+  // expression-runtime.ts); this handler only gives the signature a body.
+  env.registerFunction('matches(string, string): bool', (text: string, regex: string) =>
+    RE2JS.compile(regex).test(text),
+  );
   return env;
 })();
 
@@ -149,10 +167,15 @@ function offsetOf(error: CelError): number | undefined {
   return typeof start === 'number' ? start : undefined;
 }
 
-function invalid(source: string, reason: string, offset?: number): ReflexError {
+function invalid(
+  source: string,
+  reason: string,
+  offset?: number,
+  fix = 'see docs/rules.md#conditions',
+): ReflexError {
   return new ReflexError(
     'REFLEX_ERR_CONDITION_INVALID',
-    { expression: source, reason },
+    { expression: source, reason, fix },
     { details: offset === undefined ? {} : { offset } },
   );
 }
@@ -178,69 +201,34 @@ function walk(root: ASTNode, visit: (node: ASTNode, macroDepth: number) => void)
   }
 }
 
-/**
- * Why the regular expression `source` could take exponential time to fail on a crafted string, or
- * undefined when it cannot: a repeated group that itself holds a repetition (`(a+)+`, `(\w*)*`,
- * `(x{2,})+`), the shape behind catastrophic backtracking. A heuristic: it accepts no such nesting,
- * and does not see every slow expression (`(a|aa)+` passes).
- */
-export function regexHazard(source: string): string | undefined {
-  // Per open group: whether something inside it repeats.
-  const open: boolean[] = [];
-  // The group just closed, while the next token may quantify it: whether something inside it repeats.
-  let closed: boolean | undefined;
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i]!;
-    let repeats = false;
-    if (c === '\\') {
-      i++;
-    } else if (c === '[') {
-      // A character class: its text holds no groups or quantifiers.
-      for (i++; i < source.length && source[i] !== ']'; i++) if (source[i] === '\\') i++;
-    } else if (c === '(') {
-      open.push(false);
-      closed = undefined;
-      continue;
-    } else if (c === ')') {
-      const inner = open.pop() ?? false;
-      if (inner && open.length > 0) open[open.length - 1] = true;
-      closed = inner;
-      continue;
-    } else if (c === '*' || c === '+') {
-      repeats = true;
-    } else if (c === '{') {
-      const bound = /^\{(\d+)(,(\d*))?\}/.exec(source.slice(i));
-      if (bound) {
-        const [, low, comma, high] = bound;
-        // `{3}` matches one way only; `{2,}` and `{1,5}` can split a text in several.
-        repeats = comma !== undefined && (high === '' || Number(high) > Number(low));
-        i += bound[0].length - 1;
-      }
-    }
-    if (repeats) {
-      if (closed === true) return 'a repeated group holds a repetition itself';
-      if (open.length > 0) open[open.length - 1] = true;
-    }
-    // Only the token right after a group quantifies it (after a quantifier, `?` makes it lazy).
-    closed = undefined;
-  }
-  return undefined;
+/** What to add to RE2's own message, for the JavaScript habits RE2 does not share. */
+function re2Hint(regex: string): string {
+  if (/\\[1-9]/.test(regex)) return '; RE2 has no backreferences';
+  if (/\(\?<?[=!]/.test(regex)) return '; RE2 has no lookaround (`(?=`, `(?!`, `(?<=`, `(?<!`)';
+  if (/\\u/.test(regex)) return '; RE2 writes a code point as `\\x{263a}`, not `\\u263a`';
+  if (/[*+?}]\+/.test(regex)) return '; RE2 has no possessive quantifiers';
+  return '';
 }
 
 /**
- * Refuses `matches` calls whose regular expression is not written in the rule, or could backtrack
- * exponentially: JavaScript regular expressions backtrack, and the engine is one thread, so one event
- * crafted against a slow expression would stall every rule.
+ * Compiles the regular expression of every `matches` call (`text.matches(re)` and `matches(text, re)`)
+ * with RE2, whose time is linear in the text: a backtracking engine (JavaScript's) can take exponential
+ * time on a crafted text, and one slow condition would stall every rule. The expression must be written
+ * in the rule, so that it is checked here and compiled once.
  */
-function checkRegexes(source: string, root: ASTNode): void {
+function compileRegexes(source: string, root: ASTNode): Map<ASTNode, RE2JS> {
+  const compiled = new Map<ASTNode, RE2JS>();
   walk(root, (node) => {
-    // `text.matches(regex)`; the function form `matches(text, regex)` is not offered.
-    if (node.op !== 'rcall' || node.args[0] !== 'matches') return;
-    const literal = (node.args[2] as unknown[])[0] as ASTNode | undefined;
+    let literal: ASTNode | undefined;
+    if (node.op === 'rcall' && node.args[0] === 'matches' && node.args[2].length === 1) {
+      literal = node.args[2][0];
+    } else if (node.op === 'call' && node.args[0] === 'matches' && node.args[1].length === 2) {
+      literal = node.args[1][1];
+    } else return;
     if (literal?.op !== 'value' || typeof literal.args !== 'string') {
       throw invalid(
         source,
-        'the regular expression of `matches` must be a string written in the expression (one that comes from an event or a fact could be crafted to take exponential time)',
+        "the regular expression of `matches` must be a string written in the expression (one that comes from an event or a fact would be the sender's choice)",
         node.start,
       );
     }
@@ -252,14 +240,58 @@ function checkRegexes(source: string, root: ASTNode): void {
         literal.start,
       );
     }
-    const hazard = regexHazard(regex);
-    if (hazard !== undefined) {
+    try {
+      compiled.set(node, RE2JS.compile(regex));
+    } catch (error) {
+      const detail = (error instanceof Error ? error.message : String(error)).replace(
+        /^error parsing regexp: /,
+        '',
+      );
       throw invalid(
         source,
-        `the regular expression ${JSON.stringify(regex)} could take exponential time on some strings (${hazard}); write it without nested repetition, e.g. \`(ab)+\` rather than \`(a+b?)+\``,
+        `the regular expression ${JSON.stringify(regex)} is not one RE2, the engine of \`matches\`, can run (${detail})${re2Hint(regex)}`,
         literal.start,
+        'write it in RE2 syntax, see docs/rules.md#regular-expressions',
       );
     }
+  });
+  return compiled;
+}
+
+const numberText = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/;
+
+function isNumberText(node: ASTNode): boolean {
+  return node.op === 'value' && typeof node.args === 'string' && numberText.test(node.args);
+}
+
+/**
+ * Refuses `event.data.count > "5"`: an ordering comparison of a value read from the data with text that
+ * spells a number. The field holds a number (then the comparison fails every time the rule runs) or
+ * text (then "10" < "5"); either way the rule does not do what it says.
+ */
+function checkNumbersAsText(source: string, root: ASTNode): void {
+  walk(root, (node) => {
+    if (node.op !== '<' && node.op !== '<=' && node.op !== '>' && node.op !== '>=') return;
+    const [left, right] = node.args;
+    const literal = isNumberText(left) ? left : isNumberText(right) ? right : undefined;
+    if (!literal) return;
+    const other = literal === left ? right : left;
+    // Text against text (`"10" > "5"`, `string(x) > "5"`) is what it says; only a value from the data is in doubt.
+    const otherType = (other as { checkedType?: { kind?: string } }).checkedType;
+    if (otherType?.kind !== 'dyn') return;
+    const quoted = source.slice(literal.start, literal.end);
+    const number = (literal.args as string).trim();
+    const otherText = source.slice(other.start, other.end);
+    const [asNumber, asText] =
+      literal === left
+        ? [`${number} ${node.op} ${otherText}`, `${quoted} ${node.op} string(${otherText})`]
+        : [`${otherText} ${node.op} ${number}`, `string(${otherText}) ${node.op} ${quoted}`];
+    throw invalid(
+      source,
+      `\`${source.slice(node.start, node.end)}\` compares with the text ${quoted}, not a number (a number never compares with text, and text compares letter by letter: "10" < "5"); write \`${asNumber}\` to compare numbers, or \`${asText}\` if text order is really meant`,
+      literal.start,
+      'see docs/rules.md#values-of-different-types',
+    );
   });
 }
 
@@ -272,169 +304,237 @@ function comprehensionsTooDeep(root: ASTNode): { node: ASTNode } | undefined {
   return found;
 }
 
+/** CEL's names of types, in a user's words. */
+function typeWords(type: string): string {
+  const t = type.trim().replace(/^dyn<(.*)>$/, '$1');
+  if (t === 'double') return 'a number';
+  if (t === 'int') return 'an integer';
+  if (t === 'uint') return 'an unsigned integer';
+  if (t === 'string') return 'a string';
+  if (t === 'bool') return 'a boolean';
+  if (t === 'null' || t === 'null_type') return 'null';
+  if (t === 'bytes') return 'bytes';
+  if (t.startsWith('list')) return 'a list';
+  if (t.startsWith('map')) return 'a map';
+  if (t === 'google.protobuf.Timestamp') return 'a timestamp';
+  if (t === 'google.protobuf.Duration') return 'a duration';
+  if (t === 'dyn') return 'a value';
+  return `a ${t}`;
+}
+
+/** Splits `a, map<b, c>` at its top-level commas. */
+function typeList(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let current = '';
+  for (const c of text) {
+    if (c === '<') depth++;
+    else if (c === '>') depth--;
+    if (c === ',' && depth === 0) {
+      out.push(current.trim());
+      current = '';
+    } else current += c;
+  }
+  if (current.trim() !== '') out.push(current.trim());
+  return out;
+}
+
+const verbs: Record<string, string> = {
+  '+': 'adds',
+  '-': 'subtracts',
+  '*': 'multiplies',
+  '/': 'divides',
+  '%': 'takes the remainder of',
+};
+
+const genericFix = 'check the values the expression reads, and see docs/rules.md#conditions';
+
 /**
- * Says what went wrong in the user's words. A missing field is the common case, so it names the field
- * and the value it was read from (`no field \`x\` in \`event.data\``).
+ * Says what went wrong in the user's words, and how to fix it. A missing field is the common case, so
+ * it names the field and the value it was read from (`no field \`x\` in \`event.data\``); only that
+ * case is fixed with `has()`.
  */
-function runtimeReason(source: string, error: unknown): { reason: string; offset?: number } {
+function runtimeReason(source: string, error: unknown): { reason: string; fix: string; offset?: number } {
+  if (error instanceof DataError) {
+    return {
+      reason: error.message,
+      fix: 'make the expression give a JSON value (a number, text, a list or a map)',
+    };
+  }
   if (!isCelError(error)) {
-    return { reason: error instanceof Error ? error.message : String(error) };
+    return { reason: error instanceof Error ? error.message : String(error), fix: genericFix };
   }
   const offset = offsetOf(error);
   const node = error.node as ASTNode | undefined;
+  const text = (n: { start: number; end: number }) => source.slice(n.start, n.end);
   let reason = error.summary;
-  if (error.code === 'no_such_key' && node?.op === '.') {
-    const [left, field] = node.args;
-    reason = `no field \`${field}\` in \`${source.slice(left.start, left.end)}\``;
-  } else if (error.code === 'unknown_variable' && node?.op === 'id') {
-    reason = `\`${node.args}\` is not available here`;
+  let fix = genericFix;
+  switch (error.code) {
+    case 'no_such_key':
+      if (node?.op === '.') {
+        const [left, field] = node.args;
+        reason = `no field \`${field}\` in \`${text(left)}\``;
+        fix = `guard missing fields with \`has(${text(node)})\``;
+      } else if (node?.op === '[]') {
+        const [left, key] = node.args;
+        reason = `no key ${text(key)} in \`${text(left)}\``;
+        fix = `test for the key first: \`${text(key)} in ${text(left)}\``;
+      }
+      break;
+    case 'index_out_of_bounds':
+      fix = 'check the length of the list first, e.g. `size(list) > 3 && list[3] == ...`';
+      break;
+    case 'no_such_overload': {
+      const types = /^no such overload: (.*)$/.exec(error.summary)?.[1] ?? '';
+      if (node && Array.isArray(node.args) && node.args.length === 2 && typeof node.args[0] === 'object') {
+        const op = node.op;
+        const [left, right] = node.args as [ASTNode, ASTNode];
+        const [leftType = '', rightType = ''] = types.split(` ${op} `);
+        if (op === '<' || op === '<=' || op === '>' || op === '>=' || op === '==' || op === '!=') {
+          reason = `\`${text(node)}\` compares ${typeWords(leftType)} with ${typeWords(rightType)}`;
+          fix =
+            'compare values of the same type: write a number as `5`, not `"5"`, or convert one side with `int(...)`, `double(...)` or `string(...)`';
+        } else if (op === 'in') {
+          reason = `\`${text(node)}\` looks for ${typeWords(leftType)} in ${typeWords(rightType)}`;
+          fix = 'put a list or a map on the right of `in`';
+        } else if (verbs[op]) {
+          reason = `\`${text(node)}\` ${verbs[op]} ${typeWords(leftType)} and ${typeWords(rightType)}`;
+          const other = leftType.includes('string') ? right : rightType.includes('string') ? left : undefined;
+          fix =
+            op === '+' && other
+              ? `convert the other value to text: \`${text(node).replace(text(other), `string(${text(other)})`)}\``
+              : 'use values of one type: convert with `int(...)`, `double(...)` or `string(...)`';
+        }
+      } else if (node && (node.op === '!_' || node.op === '-_')) {
+        const operand = types.slice(1);
+        const not = node.op === '!_';
+        reason = `\`${text(node)}\` needs ${not ? 'true or false' : 'a number'}, got ${typeWords(operand)}`;
+        fix = not ? 'compare the value to make a boolean, e.g. `!(x > 0)`' : 'convert it with `double(...)`';
+      }
+      break;
+    }
+    case 'no_matching_overload': {
+      const call = /'(?:(.+)\.)?(\w+)\((.*)\)'$/.exec(error.summary);
+      if (call) {
+        const [, receiver, name, args] = call;
+        const given = typeList(args ?? '').map(typeWords);
+        const withArgs = given.length === 0 ? 'nothing' : given.join(', ');
+        reason = receiver
+          ? `\`${name}\` was called on ${typeWords(receiver)} with ${withArgs}, which it does not take`
+          : `\`${name}\` was called with ${withArgs}, which it does not take`;
+        fix =
+          'convert the values with `string(...)`, `int(...)` or `double(...)`; docs/rules.md#conditions lists what each function takes';
+      }
+      break;
+    }
+    case 'invalid_logical_operand': {
+      // The error points at the operand that is not a boolean.
+      const got = /got '(.*)'$/.exec(error.summary)?.[1] ?? 'dyn';
+      const operand = node
+        ? `\`${text(node)}\`, an operand of \`&&\` or \`||\`,`
+        : 'an operand of `&&` or `||`';
+      reason = `${operand} needs true or false, got ${typeWords(got)}`;
+      fix = 'compare the value to make a boolean, e.g. `x > 0` or `x != ""`';
+      break;
+    }
+    case 'invalid_condition_type': {
+      const got = /got '(.*)'$/.exec(error.summary)?.[1] ?? 'dyn';
+      reason = `the condition of \`? :\` needs true or false, got ${typeWords(got)}`;
+      fix = 'compare the value to make a boolean, e.g. `x > 0 ? a : b`';
+      break;
+    }
+    case 'division_by_zero':
+    case 'modulo_by_zero':
+      fix = 'guard the divisor, e.g. `b != 0 && a / b > 1`';
+      break;
+    case 'unknown_variable':
+      if (node?.op === 'id') {
+        reason = `\`${node.args}\` is not available here`;
+        fix = `read \`${node.args}\` only where it is set: events in correlations, batch in count and batch rules, steps and run in action parameters`;
+      }
+      break;
   }
-  return offset === undefined ? { reason } : { reason, offset };
+  return offset === undefined ? { reason, fix } : { reason, fix, offset };
+}
+
+function overBudget(source: string): ReflexError {
+  return new ReflexError('REFLEX_ERR_CONDITION_BUDGET_EXCEEDED', {
+    expression: source,
+    limit: expressionLimits.maxCost,
+    reason: `it needed more than its cost budget of ${expressionLimits.maxCost} units`,
+    fix: 'make the expression do less work per event (see docs/rules.md#limits)',
+  });
 }
 
 function failed(source: string, error: unknown): ReflexError {
   if (error instanceof ReflexError) return error;
-  const { reason, offset } = runtimeReason(source, error);
+  if (error instanceof BudgetExceeded || budgetExceeded()) return overBudget(source);
+  const { reason, fix, offset } = runtimeReason(source, error);
   return new ReflexError(
     'REFLEX_ERR_CONDITION_FAILED',
-    { expression: source, reason },
+    { expression: source, reason, fix },
     { cause: error, details: offset === undefined ? {} : { offset } },
   );
 }
 
-class NotJson extends Error {}
+const jsonOptions = { maxDepth: expressionLimits.maxResultDepth, typeClass: CelType, spend };
 
-function formatDuration(d: Duration): string {
-  let nanos = d.seconds * 1_000_000_000n + BigInt(d.nanos);
-  const sign = nanos < 0n ? '-' : '';
-  if (nanos < 0n) nanos = -nanos;
-  const whole = nanos / 1_000_000_000n;
-  const fraction = nanos % 1_000_000_000n;
-  if (fraction === 0n) return `${sign}${whole}s`;
-  return `${sign}${whole}.${fraction.toString().padStart(9, '0').replace(/0+$/, '')}s`;
-}
+// One memo per variable: one event (or snapshot, or vars) is read by one expression after another.
+const memos = {
+  event: new CelMemo(),
+  facts: new CelMemo(),
+  vars: new CelMemo(),
+  events: new CelMemo(),
+  steps: new CelMemo(),
+};
 
-function base64(bytes: Uint8Array): string {
-  let binary = '';
-  // Chunks keep String.fromCharCode within the engine's argument limit.
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
-function integer(value: bigint): number | string {
-  return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)
-    ? Number(value)
-    : value.toString();
-}
-
-function setKey(out: Record<string, unknown>, key: string, value: unknown): void {
-  // A JSON key "__proto__" must stay a key: plain assignment would set the prototype instead.
-  if (key === '__proto__')
-    Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
-  else out[key] = value;
-}
-
-/**
- * Turns a CEL value into a plain JSON value. Always copies containers, so a caller that changes the
- * result cannot change the event or the facts it came from.
- */
-function toJson(value: unknown, depth: number): unknown {
-  switch (typeof value) {
-    case 'boolean':
-    case 'string':
-      return value;
-    case 'number':
-      if (Number.isFinite(value)) return value;
-      throw new NotJson(`the result is ${value}, which JSON cannot hold`);
-    case 'bigint':
-      return integer(value);
-    case 'object':
-      break;
-    default:
-      throw new NotJson(`a ${typeof value} cannot be turned into JSON`);
-  }
-  if (value === null) return null;
-  if (depth > expressionLimits.maxResultDepth) {
-    throw new NotJson(`the result nests deeper than ${expressionLimits.maxResultDepth} levels`);
-  }
-  if (Array.isArray(value) || value instanceof Set) {
-    const out: unknown[] = [];
-    for (const item of value) out.push(toJson(item, depth + 1));
-    return out;
-  }
-  if (value instanceof Date) {
-    if (Number.isNaN(value.getTime())) throw new NotJson('the result is an invalid timestamp');
-    return value.toISOString();
-  }
-  if (value instanceof Duration) return formatDuration(value);
-  if (value instanceof UnsignedInt) return integer(value.valueOf());
-  if (value instanceof Uint8Array) return base64(value);
-  if (value.constructor === CelType) return (value as { name: string }).name;
-  const out: Record<string, unknown> = {};
-  if (value instanceof Map) {
-    for (const [key, item] of value) setKey(out, String(key), toJson(item, depth + 1));
-    return out;
-  }
-  const proto: unknown = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) {
-    throw new NotJson(`a ${value.constructor?.name ?? 'value'} cannot be turned into JSON`);
-  }
-  for (const key of Object.keys(value)) {
-    setKey(out, key, toJson((value as Record<string, unknown>)[key], depth + 1));
-  }
-  return out;
-}
-
-/**
- * Reads whether the expression names `now`, so evaluations that do not read it skip building a Date.
- * Over-approximates (a macro variable called `now` counts), which only costs that Date.
- */
-function readsNow(source: string): boolean {
-  return /\bnow\b/.test(source);
+/** The variables an expression reads: only those are turned into the form CEL reads. */
+function variablesRead(root: ASTNode): Set<string> {
+  const read = new Set<string>();
+  // Macro variables are identifiers too: one named like a variable only costs that variable's conversion.
+  walk(root, (node) => {
+    if (node.op === 'id') read.add(node.args);
+  });
+  return read;
 }
 
 class CelExpression implements TypedExpression {
   readonly source: string;
   readonly resultType: string;
   readonly #run: ParseResult;
-  readonly #readsNow: boolean;
+  readonly #reads: Readonly<Record<(typeof variables)[number], boolean>>;
 
   constructor(source: string, run: ParseResult, resultType: string) {
     this.source = source;
     this.resultType = resultType;
     this.#run = run;
-    this.#readsNow = readsNow(source);
+    const read = variablesRead(run.ast);
+    this.#reads = Object.fromEntries(variables.map((name) => [name, read.has(name)])) as Record<
+      (typeof variables)[number],
+      boolean
+    >;
   }
 
   evaluate(ctx: ExpressionContext): unknown {
-    let result: unknown;
+    const reads = this.#reads;
+    startBudget(expressionLimits.maxCost);
     try {
-      result = this.#run({
-        event: ctx.event,
-        facts: ctx.facts,
-        vars: ctx.vars,
-        now: this.#readsNow ? new Date(ctx.now) : undefined,
-        events: ctx.events,
-        batch: ctx.batch,
-        steps: ctx.steps,
-        run: ctx.run,
+      const result = this.#run({
+        event: reads.event ? memos.event.of(ctx.event) : undefined,
+        facts: reads.facts ? memos.facts.of(ctx.facts) : undefined,
+        vars: reads.vars ? memos.vars.of(ctx.vars) : undefined,
+        now: reads.now ? new Date(ctx.now) : undefined,
+        events: reads.events ? memos.events.of(ctx.events) : undefined,
+        batch: reads.batch ? ctx.batch?.map((item) => toCel(item)) : undefined,
+        steps: reads.steps ? memos.steps.of(ctx.steps) : undefined,
+        run: reads.run ? toCel(ctx.run) : undefined,
       });
+      // cel-js catches errors inside macros and `||`: a budget spent there ends the evaluation too.
+      if (budgetExceeded()) throw overBudget(this.source);
+      // Conditions return booleans: skip the conversion call on the hot path.
+      if (typeof result === 'boolean') return result;
+      return toJson(result, jsonOptions);
     } catch (error) {
-      throw failed(this.source, error);
-    }
-    // Conditions return booleans: skip the conversion call on the hot path.
-    if (typeof result === 'boolean') return result;
-    try {
-      return toJson(result, 0);
-    } catch (error) {
-      if (error instanceof NotJson) {
-        throw new ReflexError('REFLEX_ERR_CONDITION_FAILED', {
-          expression: this.source,
-          reason: error.message,
-        });
-      }
       throw failed(this.source, error);
     }
   }
@@ -486,7 +586,8 @@ export function compileExpression(source: string): TypedExpression {
     if (isCelError(error)) throw invalid(source, error.summary, offsetOf(error));
     throw invalid(source, error instanceof Error ? error.message : 'it does not type-check');
   }
-  checkRegexes(source, run.ast);
+  const regexes = compileRegexes(source, run.ast);
+  checkNumbersAsText(source, run.ast);
   const deep = comprehensionsTooDeep(run.ast);
   if (deep) {
     throw invalid(
@@ -495,5 +596,6 @@ export function compileExpression(source: string): TypedExpression {
       deep.node.start,
     );
   }
+  instrument(run.ast, { source, regexes });
   return new CelExpression(source, run, checked.type ?? 'dyn');
 }

@@ -181,6 +181,7 @@ describe('template', () => {
     expect(error.params).toEqual({
       template: 'disk ${{ event.data.disk.free }} left',
       reason: 'no field `disk` in `event.data`',
+      fix: 'guard missing fields with `has(event.data.disk)`',
     });
     expect(error.details).toEqual({ path: ['body', 'text'] });
     expect((error.cause as ReflexError).code).toBe('REFLEX_ERR_CONDITION_FAILED');
@@ -193,6 +194,50 @@ describe('template', () => {
     expect(Object.keys(rendered)).toEqual(['__proto__', 'a']);
     expect(Object.getOwnPropertyDescriptor(rendered, '__proto__')?.value).toEqual({ polluted: 'web-1' });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('template - data keys named like members of Object.prototype render as plain JSON', () => {
+    for (const key of [...Object.getOwnPropertyNames(Object.prototype), 'prototype', 'then', 'get', 'size']) {
+      const k = JSON.stringify(key);
+      const data = JSON.parse(`{"user": {${k}: "x", "name": "root"}, "list": [{${k}: 1}]}`);
+      const template = compileTemplate({
+        whole: '${{ event.data.user }}',
+        list: '${{ event.data.list }}',
+        text: `\${{ event.data.user[${k}] }}/\${{ event.data.user.name }}/\${{ event.data.list }}`,
+        built: `\${{ {${k}: event.data.user.name} }}`,
+        fact: `\${{ facts[${k}] }}`,
+      });
+      const rendered = template.render({
+        ...ctx,
+        event: { ...(ctx.event as object), data },
+        facts: JSON.parse(`{${k}: 1}`),
+      });
+      expect(JSON.stringify(rendered), key).toBe(
+        JSON.stringify({
+          whole: data.user,
+          list: data.list,
+          text: `x/root/${JSON.stringify(data.list)}`,
+          built: JSON.parse(`{${k}: "root"}`),
+          fact: 1,
+        }),
+      );
+      const whole = (rendered as { whole: object }).whole;
+      expect(Object.getPrototypeOf(whole)).toBe(Object.prototype);
+      expect(Object.hasOwn(whole, key)).toBe(true);
+    }
+  });
+
+  it('template - an expression that exceeds the cost budget fails with the budget error as its cause', () => {
+    let source = 'cel.bind(v0, event.data.tags, ';
+    for (let i = 1; i <= 8; i++)
+      source += `cel.bind(v${i}, [${Array(8)
+        .fill(`v${i - 1}`)
+        .join(', ')}], `;
+    source += `v8${')'.repeat(9)}`;
+    const error = thrown(() => compileTemplate(`\${{ ${source} }}`).render(ctx));
+    expect(error.code).toBe('REFLEX_ERR_TEMPLATE_FAILED');
+    expect((error.cause as ReflexError).code).toBe('REFLEX_ERR_CONDITION_BUDGET_EXCEEDED');
+    expect(error.message).toMatch(/cost budget/);
   });
 });
 

@@ -296,9 +296,13 @@ function evaluate(
   } catch (error) {
     const reason =
       error instanceof ReflexError ? String(error.params.reason ?? error.message) : String(error);
+    const fix =
+      error instanceof ReflexError && error.params.fix !== undefined
+        ? String(error.params.fix)
+        : 'check the fields it reads exist in the event';
     throw new ReflexError(
       'REFLEX_ERR_TEMPLATE_FAILED',
-      { template: node.template, reason },
+      { template: node.template, reason, fix },
       { cause: error, details: { path: node.path } },
     );
   }
