@@ -12,6 +12,7 @@ import { newSortableId } from '../engine/ids.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
 import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { defaultServerTimeouts } from '../server/front-door.js';
 import { createSqliteStore } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
 import { formatEvents, formatExplanation, formatRun, formatRuns } from './format.js';
@@ -197,6 +198,32 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .argParser(integer('max chain depth', 0)),
     )
     .addOption(
+      new Option(
+        '--allowed-hosts <names>',
+        'more names requests may address, comma-separated (`*.example.com` for a domain, `*` for any)',
+      )
+        .env('REFLEX_ALLOWED_HOSTS')
+        .default(''),
+    )
+    .addOption(
+      new Option('--headers-timeout <duration>', 'time a client has to send the request headers')
+        .env('REFLEX_HEADERS_TIMEOUT')
+        .default(defaultServerTimeouts.headersMs)
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--request-timeout <duration>', 'time a client has to send the whole request, body included')
+        .env('REFLEX_REQUEST_TIMEOUT')
+        .default(defaultServerTimeouts.requestMs)
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--keep-alive-timeout <duration>', 'idle time after which a keep-alive connection is closed')
+        .env('REFLEX_KEEP_ALIVE_TIMEOUT')
+        .default(defaultServerTimeouts.keepAliveMs)
+        .argParser(duration),
+    )
+    .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
         .env('REFLEX_LOG_LEVEL')
@@ -218,6 +245,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           maxChainDepth: Number(o.maxChainDepth),
           logLevel: o.logLevel,
           apiToken: env.REFLEX_API_TOKEN,
+          allowedHosts: String(o.allowedHosts)
+            .split(',')
+            .map((name) => name.trim())
+            .filter((name) => name !== ''),
+          headersTimeoutMs: Number(o.headersTimeout),
+          requestTimeoutMs: Number(o.requestTimeout),
+          keepAliveTimeoutMs: Number(o.keepAliveTimeout),
         },
         { stdout: io.stdout },
       );

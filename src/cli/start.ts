@@ -3,10 +3,13 @@ import { watch } from 'chokidar';
 import pino from 'pino';
 import { createActionRegistry } from '../actions/registry.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
+import { createLogLimiter } from '../core/log-limiter.js';
 import type { Logger } from '../core/ports/logger.js';
 import { createEngine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
+import { systemClock } from '../engine/system-clock.js';
 import { RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { compileServerTimeouts } from '../server/front-door.js';
 import { createServer } from '../server/server.js';
 import { createSqliteStore } from '../store/index.js';
 
@@ -25,6 +28,11 @@ export interface StartConfig {
   maxChainDepth: number;
   logLevel: string;
   apiToken: string | undefined;
+  /** Names beyond the defaults that requests may address (`--allowed-hosts`); see `compileHostPolicy`. */
+  allowedHosts: string[];
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
 }
 
 /**
@@ -35,11 +43,22 @@ export async function runStart(
   config: StartConfig,
   out: { stdout: (line: string) => void },
 ): Promise<number> {
-  const logger = pino(
-    { level: config.logLevel, base: { pid: process.pid } },
-    pino.destination(2),
-  ) as unknown as Logger & pino.Logger;
+  const pinoLogger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  // Everything logs through the limiter, so a line repeated many times a second is summarised.
+  const limited = createLogLimiter(pinoLogger as unknown as Logger, systemClock);
+  const logger = Object.assign(limited, {
+    fatal: (obj: object, msg?: string) => pinoLogger.fatal(obj, msg),
+    flush: () => {
+      limited.flush();
+      pinoLogger.flush();
+    },
+  });
   const actions = createActionRegistry();
+  const timeouts = compileServerTimeouts({
+    headersMs: config.headersTimeoutMs,
+    requestMs: config.requestTimeoutMs,
+    keepAliveMs: config.keepAliveTimeoutMs,
+  });
 
   const files = await readRulebookFiles(config.rulebooks);
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
@@ -78,6 +97,9 @@ export async function runStart(
     bodyLimit: config.bodyLimit,
     newEventId: () => newSortableId(Date.now()),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+    listenHost: config.host,
+    allowedHosts: config.allowedHosts,
+    timeouts,
   });
   try {
     await server.listen({ host: config.host, port: config.port });
