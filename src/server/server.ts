@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { chainExtension } from '../core/decide.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
-import { type AppendResult, type CloudEvent, checkDepth } from '../core/event.js';
+import { type AppendResult, type CloudEvent, checkDepth, checkNotReserved } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { parsePattern } from '../core/pattern/pattern.js';
 import { matchPattern } from '../core/pattern/reference-matcher.js';
@@ -390,19 +390,22 @@ function singleValues(query: Record<string, unknown>): Record<string, string | u
 }
 
 /**
- * `reflexchain` counts how many rule outcomes led to an event; only Reflex may set it. Taken from outside
- * it could make rules skip an event, so it is refused rather than silently dropped.
+ * Events from outside must not pose as Reflex's own: no source `reflex` or `reflex.*` type (see
+ * `checkNotReserved`), and no `reflexchain`, which counts how many rule outcomes led to an event — taken
+ * from outside it could make rules skip an event, so it is refused rather than silently dropped.
  */
 function rejectReservedExtensions(events: readonly CloudEvent[]): void {
   events.forEach((event, i) => {
+    const where = events.length > 1 ? ` (batch item ${i})` : '';
     if (event[chainExtension] !== undefined) {
       throw new ReflexError('REFLEX_ERR_EVENT_INVALID_ATTRIBUTE', {
         attribute: chainExtension,
-        where: events.length > 1 ? ` (batch item ${i})` : '',
+        where,
         reason: 'it is reserved for events Reflex derives from rule outcomes',
         fix: `remove the \`${chainExtension}\` attribute.`,
       });
     }
+    checkNotReserved(event, where);
   });
 }
 

@@ -14,7 +14,7 @@ import {
   lockFileName,
   type SqliteStore,
 } from '../../src/store/index.js';
-import { migrations } from '../../src/store/sqlite/migrations.js';
+import { migrations, schemaVersion } from '../../src/store/sqlite/migrations.js';
 import { describeStoreConformance } from './conformance.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -109,7 +109,7 @@ describe('sqlite store', () => {
     expect(store.info()).toMatchObject({
       path: join(nested, databaseFileName),
       readonly: false,
-      schemaVersion: 2,
+      schemaVersion,
     });
   });
 
@@ -284,7 +284,7 @@ describe('sqlite store', () => {
     new Database(join(dir, databaseFileName)).close(); // an empty database, never migrated
     await expect(createSqliteStore({ dir, readonly: true })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_OLDER_SCHEMA',
-      params: { found: 0, known: 2 },
+      params: { found: 0, known: schemaVersion },
     });
   });
 
@@ -298,7 +298,7 @@ describe('sqlite store', () => {
 
     await expect(createSqliteStore({ dir })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_NEWER_SCHEMA',
-      params: { found: 99, known: 2 },
+      params: { found: 99, known: schemaVersion },
     });
     await expect(createSqliteStore({ dir, readonly: true })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_NEWER_SCHEMA',
@@ -348,7 +348,7 @@ describe('sqlite store', () => {
   it('sqlite store - upgrades a version 1 database: runs see their trigger, nothing referencing them is lost', async () => {
     writeVersion1();
     const store = await openStore({ dir });
-    expect(store.info().schemaVersion).toBe(2);
+    expect(store.info().schemaVersion).toBe(schemaVersion);
     expect(await store.getRun('run-a')).toMatchObject({
       status: 'succeeded',
       ordinal: 0,

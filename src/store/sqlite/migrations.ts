@@ -225,6 +225,19 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE facts_v2 RENAME TO facts;
     `,
   },
+  {
+    version: 3,
+    description: 'a random key for ids that outsiders cannot predict',
+    sql: `
+      -- Made once, with the data, so that ids derived from it are the same when a decision is replayed,
+      -- and restored with a backup. 32 random bytes as hex.
+      CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+      INSERT INTO secrets (name, value) VALUES ('id-key', lower(hex(randomblob(32))));
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */
