@@ -231,11 +231,13 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     const webhook = engine.rulebook?.rulebook.webhooks.get(request.params.name);
     if (!webhook) throw new ReflexError('REFLEX_ERR_WEBHOOK_NOT_FOUND', { name: request.params.name });
     const body = bodyOf(request);
-    verifyWebhookRequest(webhook, request.headers, body, env);
+    const at = now();
+    const verified = verifyWebhookRequest(webhook, request.headers, body, env, at);
     const event = webhookRequestToEvent(webhook, request.headers, body, {
-      now: Date.now(),
+      now: at,
       newId: options.newEventId,
       limits: engine.limits,
+      ...(verified.deliveryId === undefined ? {} : { deliveryId: verified.deliveryId }),
     });
     const results = await engine.ingest.append([event]);
     return answerAppend(reply, results, false);
