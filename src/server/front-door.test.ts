@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ReflexError } from '../core/errors.js';
 import {
@@ -133,6 +134,36 @@ describe('front door', () => {
     expect(codeOf(() => compileServerTimeouts({ requestMs: 0 }))).toBe('REFLEX_ERR_CONFIG_INVALID');
     expect(codeOf(() => compileServerTimeouts({ headersMs: 20_000, requestMs: 10_000 }))).toBe(
       'REFLEX_ERR_CONFIG_INVALID',
+    );
+  });
+});
+
+describe('front door fuzzing', () => {
+  it('front door - random Host, Origin and URLs give a coded 4xx or pass, never anything else', () => {
+    const policy = compileHostPolicy('0.0.0.0', ['*.example.com']);
+    const text = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.stringMatching(/^[\u0000-\u00ff]{0,30}$/),
+      fc.webUrl(),
+      fc.constantFrom('null', '[::1', 'http://[::1]:80', 'http://a:99999', 'localhost:', ':80'),
+    );
+    fc.assert(
+      fc.property(
+        fc.record({ host: text, origin: text, 'sec-fetch-site': text }, { requiredKeys: [] }),
+        text,
+        fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'),
+        fc.constantFrom('1.0', '1.1'),
+        (headers, url, method, version) => {
+          try {
+            checkHost(policy, headers, url, version);
+            checkOrigin(method, headers);
+          } catch (error) {
+            expect((error as ReflexError).code).toMatch(/^REFLEX_ERR_API_/);
+            expect((error as ReflexError).statusCode).toBeLessThan(500);
+          }
+        },
+      ),
+      { numRuns: 3000 },
     );
   });
 });

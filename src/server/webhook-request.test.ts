@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReflexError } from '../core/errors.js';
 import { defaultEventLimits } from '../core/event.js';
@@ -530,5 +531,62 @@ describe('webhook-request timestamped schemes', () => {
     expect(
       webhookRequestToEvent(hookFor('slack'), got.headers, got.body, { ...options, ...verified }).id,
     ).toBe('Ev0PV52K21');
+  });
+});
+
+describe('webhook-request fuzzing', () => {
+  const schemes = ['stripe', 'slack', 'standard'] as const;
+  const headerNames = [
+    'stripe-signature',
+    'x-slack-request-timestamp',
+    'x-slack-signature',
+    'webhook-id',
+    'webhook-timestamp',
+    'webhook-signature',
+    'x-hub-signature-256',
+    'x-github-event',
+    'x-github-delivery',
+  ];
+  const text = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.constantFrom('t=1,v1=', 'v0=', 'v1,', 't=99999999999999,v1=00', '1e400', '-1', ' '),
+    fc.stringMatching(/^[\u0000-\u00ff]{0,30}$/),
+  );
+
+  it('webhook-request - random headers and bodies give a coded error or an event, never anything else', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...schemes, 'hmac' as const, 'token' as const),
+        fc.dictionary(fc.constantFrom(...headerNames), fc.oneof(text, fc.array(text, { maxLength: 3 }))),
+        fc.oneof(fc.string({ maxLength: 60 }), fc.json()),
+        fc.integer({ min: -1e13, max: 1e13 }),
+        (scheme, headers, body, now) => {
+          const auth: WebhookAuth =
+            scheme === 'hmac' || scheme === 'token'
+              ? {
+                  type: scheme,
+                  header: scheme === 'hmac' ? 'X-Hub-Signature-256' : 'Authorization',
+                  prefix: '',
+                  secret: { value: 's' },
+                }
+              : { type: scheme, secret: { value: 'whsec_c2VjcmV0' }, replayWindowMs: 300_000 };
+          const webhook = githubWebhook(auth);
+          try {
+            const verified = verifyWebhookRequest(webhook, headers, Buffer.from(body), {}, now);
+            webhookRequestToEvent(webhook, headers, Buffer.from(body), {
+              now: Math.abs(now) % 8.64e15,
+              newId: () => 'id',
+              limits: defaultEventLimits,
+              ...verified,
+            });
+          } catch (error) {
+            if (!(error instanceof ReflexError)) throw error;
+            expect(error.statusCode).toBeGreaterThanOrEqual(400);
+            expect(error.statusCode).toBeLessThan(500);
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });
