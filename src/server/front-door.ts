@@ -120,7 +120,7 @@ export function compileHostPolicy(
   }
   const description = any
     ? 'any name'
-    : [...exact, ...suffixes.map((s) => `*${s}`), 'IP addresses'].map((n) => `\`${n}\``).join(', ');
+    : `${[...exact, ...suffixes.map((s) => `*${s}`)].map((n) => `\`${n}\``).join(', ')} and IP addresses`;
   return {
     description,
     allows(name) {

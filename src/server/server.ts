@@ -75,7 +75,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     bodyLimit,
     logger: false,
     return503OnClosing: true,
-    maxParamLength,
+    routerOptions: { maxParamLength },
     requestTimeout: timeouts.requestMs,
     keepAliveTimeout: timeouts.keepAliveMs,
     connectionTimeout: timeouts.idleMs,
