@@ -474,12 +474,14 @@ function methodsFor(routes: ReadonlyMap<string, ReadonlySet<string>>, url: strin
  */
 function clientGone(request: FastifyRequest, error: Error & { code?: string }): boolean {
   if (error instanceof ReflexError) return false;
+  // Not `request.raw.destroyed`: Node destroys a request once its body has been read, client or not.
+  const socket = request.raw.socket as { destroyed?: boolean } | null | undefined;
   return (
     error.code === 'ECONNRESET' ||
     error.code === 'ECONNABORTED' ||
     error.code === 'ERR_STREAM_PREMATURE_CLOSE' ||
-    request.raw.destroyed ||
-    request.raw.socket?.destroyed === true
+    socket === null ||
+    socket?.destroyed === true
   );
 }
 

@@ -325,6 +325,21 @@ describe('front door - logging', () => {
   });
 });
 
+describe('front door - unexpected failures', () => {
+  it('front door - a failure of Reflex after the body is read still answers 500 in the coded shape and logs an error', async () => {
+    const { logger, lines } = recordingLogger();
+    const server = await start({ logger });
+    // With the store closed under it, setting a fact fails in a way no route expects.
+    await server.engine.close();
+    const answer = await server.call<{ error: { code: string } }>('/api/v1/facts/maintenance', {
+      method: 'PUT',
+      json: ['web-1'],
+    });
+    expect([answer.status, answer.body.error.code]).toEqual([500, 'REFLEX_ERR_INTERNAL_UNEXPECTED']);
+    expect(lines.filter((l) => l.level === 'error' && l.msg === 'request failed')).toHaveLength(1);
+  });
+});
+
 describe('front door - query parameters', () => {
   it('api - an unknown query parameter is refused naming it and the ones the route takes, and changes nothing', async () => {
     const server = await start();
