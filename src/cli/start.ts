@@ -46,13 +46,18 @@ export async function runStart(
   const pinoLogger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
   // Everything logs through the limiter, so a line repeated many times a second is summarised.
   const limited = createLogLimiter(pinoLogger as unknown as Logger, systemClock);
-  const logger = Object.assign(limited, {
+  const logger = {
+    debug: limited.debug,
+    info: limited.info,
+    warn: limited.warn,
+    error: limited.error,
     fatal: (obj: object, msg?: string) => pinoLogger.fatal(obj, msg),
+    // Summaries still pending go out before pino's buffer is flushed.
     flush: () => {
       limited.flush();
       pinoLogger.flush();
     },
-  });
+  };
   const actions = createActionRegistry();
   const timeouts = compileServerTimeouts({
     headersMs: config.headersTimeoutMs,
