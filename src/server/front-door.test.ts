@@ -143,7 +143,7 @@ describe('front door fuzzing', () => {
     const policy = compileHostPolicy('0.0.0.0', ['*.example.com']);
     const text = fc.oneof(
       fc.string({ maxLength: 40 }),
-      fc.stringMatching(/^[\u0000-\u00ff]{0,30}$/),
+      fc.string({ unit: fc.nat(255).map((code) => String.fromCharCode(code)), maxLength: 30 }),
       fc.webUrl(),
       fc.constantFrom('null', '[::1', 'http://[::1]:80', 'http://a:99999', 'localhost:', ':80'),
     );

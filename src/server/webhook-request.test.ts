@@ -550,7 +550,7 @@ describe('webhook-request fuzzing', () => {
   const text = fc.oneof(
     fc.string({ maxLength: 40 }),
     fc.constantFrom('t=1,v1=', 'v0=', 'v1,', 't=99999999999999,v1=00', '1e400', '-1', ' '),
-    fc.stringMatching(/^[\u0000-\u00ff]{0,30}$/),
+    fc.string({ unit: fc.nat(255).map((code) => String.fromCharCode(code)), maxLength: 30 }),
   );
 
   it('webhook-request - random headers and bodies give a coded error or an event, never anything else', () => {
