@@ -209,31 +209,35 @@ const safeMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
 export function checkOrigin(method: string, headers: HttpHeaders): void {
   if (safeMethods.has(method)) return;
   const origin = headerValue(headers, 'origin');
-  const refuse = (what: string) =>
-    new ReflexError('REFLEX_ERR_API_ORIGIN_NOT_ALLOWED', { method, origin: what });
   if (origin === undefined) {
     const site = headerValue(headers, 'sec-fetch-site');
-    if (site === 'cross-site' || site === 'same-site')
-      throw refuse(`of another site (Sec-Fetch-Site: ${site})`);
+    if (site === 'cross-site' || site === 'same-site') {
+      throw originRefused(method, `of another site (Sec-Fetch-Site: ${site})`);
+    }
     return;
   }
-  const shown = JSON.stringify(origin.slice(0, 200));
-  let from: URL;
-  try {
-    from = new URL(origin);
-  } catch {
-    throw refuse(shown);
-  }
+  const from = parseUrl(origin);
   const host = headerValue(headers, 'host');
-  if (host === undefined || (from.protocol !== 'http:' && from.protocol !== 'https:')) throw refuse(shown);
-  let own: URL;
-  try {
-    // Read with the origin's scheme, so a default port (80, 443) written in `Host` compares equal.
-    own = new URL(`${from.protocol}//${host}`);
-  } catch {
-    throw refuse(shown);
+  // Read with the origin's scheme, so a default port (80, 443) written in `Host` compares equal.
+  const own =
+    from === undefined || host === undefined || (from.protocol !== 'http:' && from.protocol !== 'https:')
+      ? undefined
+      : parseUrl(`${from.protocol}//${host}`);
+  if (from === undefined || own === undefined || from.host !== own.host) {
+    throw originRefused(method, JSON.stringify(origin.slice(0, 200)));
   }
-  if (from.host !== own.host) throw refuse(shown);
+}
+
+function originRefused(method: string, origin: string): ReflexError {
+  return new ReflexError('REFLEX_ERR_API_ORIGIN_NOT_ALLOWED', { method, origin });
+}
+
+function parseUrl(text: string): URL | undefined {
+  try {
+    return new URL(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The parts of the Node error a `clientError` event carries that decide the answer. */
