@@ -1,5 +1,5 @@
 import { ReflexError } from '../core/errors.js';
-import { validateCloudEvent } from '../core/event.js';
+import { isReservedSource, isReservedType, reflexSource, validateCloudEvent } from '../core/event.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
 import { describeValue, invalidParams, isRecord } from './params.js';
 
@@ -20,7 +20,8 @@ export interface EmitOutput {
  * Checks an `emit` step's rendered parameters: a CloudEvent without `specversion`, whose `id` and
  * `source` may be left out (the engine derives the id from the step's idempotency key, so a retried step
  * does not emit twice; the source defaults to `reflex`). Other keys are extension attributes.
- * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
+ * A `reflex.*` type is refused (those are Reflex's own events), and so is an `id` without a `source` of
+ * the rule's own: in source `reflex` the ids are Reflex's. Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
 export function parseEmitParams(params: unknown): EmitParams {
   if (!isRecord(params)) {
@@ -45,6 +46,21 @@ export function parseEmitParams(params: unknown): EmitParams {
   }
   if (event['type'] === undefined) {
     invalidParams(kind, '`type` is missing', 'name the event type, e.g. `type: disk.cleaned`.');
+  }
+  if (typeof event['type'] === 'string' && isReservedType(event['type'])) {
+    invalidParams(
+      kind,
+      `the type ${JSON.stringify(event['type'])} is reserved for the events Reflex makes itself`,
+      'name the type in a namespace of your own, e.g. `ops.restart.failed`.',
+    );
+  }
+  const source = event['source'] ?? reflexSource;
+  if (event['id'] !== undefined && typeof source === 'string' && isReservedSource(source)) {
+    invalidParams(
+      kind,
+      `\`id\` is set for source ${JSON.stringify(source)}, whose ids are Reflex's own (an id taken from event data could take the place of a run's outcome or a timer)`,
+      'set `source` to one of your own (e.g. `urn:acme:ops`) when you set `id`, or leave `id` out.',
+    );
   }
   try {
     // The same checks as for events from outside; the placeholders stand in for what the engine fills in.

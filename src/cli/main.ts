@@ -14,9 +14,17 @@ import { newSortableId } from '../engine/ids.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
 import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { defaultServerTimeouts } from '../server/front-door.js';
 import { createSqliteStore } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
-import { formatEvents, formatExplanation, formatRun, formatRuns } from './format.js';
+import {
+  formatEvents,
+  formatExplanation,
+  formatRun,
+  formatRuns,
+  printable,
+  printableJson,
+} from './format.js';
 import { runRuleTests } from './rule-test.js';
 import { runStart, secretsOf } from './start.js';
 
@@ -125,7 +133,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     json: boolean,
     table: (items: T[]) => string,
   ) => {
-    if (json) for (const item of page.items) io.stdout(JSON.stringify(item));
+    if (json) for (const item of page.items) io.stdout(printableJson(item));
     else io.stdout(table(page.items));
     if (page.next) (json ? io.stderr : io.stdout)(`more: --cursor ${page.next}`);
   };
@@ -214,6 +222,32 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         .argParser(integer('max chain depth', 0)),
     )
     .addOption(
+      new Option(
+        '--allowed-hosts <names>',
+        'more names requests may address, comma-separated (`*.example.com` for a domain, `*` for any)',
+      )
+        .env('REFLEX_ALLOWED_HOSTS')
+        .default(''),
+    )
+    .addOption(
+      new Option('--headers-timeout <duration>', 'time a client has to send the request headers')
+        .env('REFLEX_HEADERS_TIMEOUT')
+        .default(defaultServerTimeouts.headersMs)
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--request-timeout <duration>', 'time a client has to send the whole request, body included')
+        .env('REFLEX_REQUEST_TIMEOUT')
+        .default(defaultServerTimeouts.requestMs)
+        .argParser(duration),
+    )
+    .addOption(
+      new Option('--keep-alive-timeout <duration>', 'idle time after which a keep-alive connection is closed')
+        .env('REFLEX_KEEP_ALIVE_TIMEOUT')
+        .default(defaultServerTimeouts.keepAliveMs)
+        .argParser(duration),
+    )
+    .addOption(
       new Option('--log-level <level>', 'log level')
         .choices(['debug', 'info', 'warn', 'error'])
         .env('REFLEX_LOG_LEVEL')
@@ -257,6 +291,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           apiToken: env.REFLEX_API_TOKEN,
           httpDeny: o.httpDeny,
           secrets: o.secrets,
+          allowedHosts: String(o.allowedHosts)
+            .split(',')
+            .map((name) => name.trim())
+            .filter((name) => name !== ''),
+          headersTimeoutMs: Number(o.headersTimeout),
+          requestTimeoutMs: Number(o.requestTimeout),
+          keepAliveTimeoutMs: Number(o.keepAliveTimeout),
         },
         { stdout: io.stdout },
       );
@@ -324,12 +365,12 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       };
       const client = createHttpClient(o.url ?? url(), env.REFLEX_API_TOKEN);
       const answer = await client.emit(event);
-      if (o.json) io.stdout(JSON.stringify(answer));
+      if (o.json) io.stdout(printableJson(answer));
       else
         io.stdout(
           answer.duplicate
-            ? `duplicate of seq ${answer.seq} (id ${answer.id})`
-            : `seq ${answer.seq} (id ${answer.id})`,
+            ? `duplicate of seq ${answer.seq} (id ${printable(answer.id)})`
+            : `seq ${answer.seq} (id ${printable(answer.id)})`,
         );
     });
 
@@ -358,7 +399,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   });
   sourceOptions(events.command('show').description('show one event').argument('<seq-or-id>')).action(
     async (ref: string, o) => {
-      await withClient(o, async (client) => io.stdout(JSON.stringify(await client.getEvent(ref), null, 2)));
+      await withClient(o, async (client) => io.stdout(printableJson(await client.getEvent(ref), 2)));
     },
   );
 
@@ -392,7 +433,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   ).action(async (id: string, o) => {
     await withClient(o, async (client) => {
       const run = await client.getRun(id);
-      io.stdout(o.json ? JSON.stringify(run, null, 2) : formatRun(run));
+      io.stdout(o.json ? printableJson(run, 2) : formatRun(run));
     });
   });
 
@@ -405,7 +446,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   ).action(async (ref: string, o) => {
     await withClient(o, async (client) => {
       const explanation = await client.explain(ref);
-      io.stdout(o.json ? JSON.stringify(explanation, null, 2) : formatExplanation(explanation));
+      io.stdout(o.json ? printableJson(explanation, 2) : formatExplanation(explanation));
     });
   });
 
@@ -440,7 +481,8 @@ function report(error: unknown, io: Io): number {
     return ExitCode.invalid;
   }
   if (error instanceof ReflexError || error instanceof RemoteError) {
-    io.stderr(`error ${error.code}: ${error.message}`);
+    // A message may quote what a server or a file holds; its own line breaks stay.
+    io.stderr(`error ${printable(error.code)}: ${error.message.split('\n').map(printable).join('\n')}`);
     const status = error instanceof ReflexError ? error.statusCode : error.status;
     return status >= 400 && status < 500 ? ExitCode.invalid : ExitCode.failure;
   }

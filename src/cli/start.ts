@@ -5,12 +5,15 @@ import { createHttpAction } from '../actions/http-action.js';
 import { parseHttpDeny } from '../actions/http-deny.js';
 import { builtinActions, createActionRegistry } from '../actions/registry.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
+import { createLogLimiter } from '../core/log-limiter.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Rulebook } from '../core/rule.js';
 import { createSecretStore, type Secrets } from '../core/secrets.js';
 import { createEngine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
+import { systemClock } from '../engine/system-clock.js';
 import { RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { compileServerTimeouts } from '../server/front-door.js';
 import { createServer } from '../server/server.js';
 import { createSqliteStore } from '../store/index.js';
 import { exposedEnvironment } from './environment.js';
@@ -39,6 +42,11 @@ export interface StartConfig {
   httpDeny: string;
   /** `--secrets`: a file of NAME=value lines, or a folder of one file per secret. */
   secrets: string | undefined;
+  /** Names beyond the defaults that requests may address (`--allowed-hosts`); see `compileHostPolicy`. */
+  allowedHosts: string[];
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
 }
 
 /**
@@ -49,10 +57,21 @@ export async function runStart(
   config: StartConfig,
   out: { stdout: (line: string) => void },
 ): Promise<number> {
-  const logger = pino(
-    { level: config.logLevel, base: { pid: process.pid } },
-    pino.destination(2),
-  ) as unknown as Logger & pino.Logger;
+  const pinoLogger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  // Everything logs through the limiter, so a line repeated many times a second is summarised.
+  const limited = createLogLimiter(pinoLogger as unknown as Logger, systemClock);
+  const logger = {
+    debug: limited.debug,
+    info: limited.info,
+    warn: limited.warn,
+    error: limited.error,
+    fatal: (obj: object, msg?: string) => pinoLogger.fatal(obj, msg),
+    // Summaries still pending go out before pino's buffer is flushed.
+    flush: () => {
+      limited.flush();
+      pinoLogger.flush();
+    },
+  };
   const http = createHttpAction({ deny: parseHttpDeny(config.httpDeny) });
   const actions = createActionRegistry([http, ...builtinActions.filter((a) => a.kind !== 'http')]);
   const secretsFile = config.secrets === undefined ? undefined : await readSecretsFile(config.secrets);
@@ -66,6 +85,11 @@ export async function runStart(
       'the secrets file can be read by other users; make it readable by its owner only (chmod 600)',
     );
   }
+  const timeouts = compileServerTimeouts({
+    headersMs: config.headersTimeoutMs,
+    requestMs: config.requestTimeoutMs,
+    keepAliveMs: config.keepAliveTimeoutMs,
+  });
 
   const files = await readRulebookFiles(config.rulebooks);
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
@@ -108,6 +132,9 @@ export async function runStart(
     bodyLimit: config.bodyLimit,
     newEventId: () => newSortableId(Date.now()),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+    listenHost: config.host,
+    allowedHosts: config.allowedHosts,
+    timeouts,
   });
   try {
     await server.listen({ host: config.host, port: config.port });

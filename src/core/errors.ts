@@ -51,6 +51,18 @@ export const errorRegistry = {
     status: 400,
     message: 'The batch holds no events. To fix: send at least one CloudEvent in the JSON array.',
   },
+  REFLEX_ERR_EVENT_NUMBER_OUT_OF_RANGE: {
+    code: 'REFLEX_ERR_EVENT_NUMBER_OUT_OF_RANGE',
+    status: 400,
+    message:
+      'The number at `{path}` is beyond the range of a 64-bit float (about ±1.8e308), so it cannot be kept as sent. To fix: send it as a string, or in other units.',
+  },
+  REFLEX_ERR_EVENT_RESERVED: {
+    code: 'REFLEX_ERR_EVENT_RESERVED',
+    status: 400,
+    message:
+      'The event{where} has {attribute} {value}, which is reserved for the events Reflex makes itself (run outcomes, timers, fact changes): taken from outside, such an event could pose as one of them. To fix: {fix}',
+  },
   REFLEX_ERR_EVENT_UNSUPPORTED_MEDIA_TYPE: {
     code: 'REFLEX_ERR_EVENT_UNSUPPORTED_MEDIA_TYPE',
     status: 415,
@@ -98,6 +110,12 @@ export const errorRegistry = {
     message:
       'The request to webhook `{name}` has no `{header}` header, from which the event takes its `{attribute}`. To fix: send the header, or give the webhook a `default` for `{attribute}`.',
   },
+  REFLEX_ERR_WEBHOOK_OUTSIDE_REPLAY_WINDOW: {
+    code: 'REFLEX_ERR_WEBHOOK_OUTSIDE_REPLAY_WINDOW',
+    status: 401,
+    message:
+      "The request to webhook `{name}` was signed {age} {when} than Reflex's clock, outside its replay window of {window}, so it may be a replayed delivery. To fix: deliver requests as they are signed; if the clocks of the sender and of Reflex disagree, synchronise them (NTP), or widen `replayWindow` in the webhook's `auth`.",
+  },
 
   // --- API ---
   REFLEX_ERR_API_UNAUTHORIZED: {
@@ -120,6 +138,52 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_API_NOT_FOUND',
     status: 404,
     message: 'No route {method} {url}. To fix: see docs/api.md for the routes.',
+  },
+  REFLEX_ERR_API_METHOD_NOT_ALLOWED: {
+    code: 'REFLEX_ERR_API_METHOD_NOT_ALLOWED',
+    status: 405,
+    message: 'The route {url} does not take {method}. To fix: use {allowed} (the `Allow` header lists them).',
+  },
+  REFLEX_ERR_API_HOST_NOT_ALLOWED: {
+    code: 'REFLEX_ERR_API_HOST_NOT_ALLOWED',
+    status: 403,
+    message:
+      'The request is addressed to the host {host}, which this Reflex does not answer to (it answers to {allowed}); a web page could otherwise reach it through a DNS name it controls. To fix: address Reflex by one of those names, or add this one with `--allowed-hosts` (REFLEX_ALLOWED_HOSTS).',
+  },
+  REFLEX_ERR_API_ORIGIN_NOT_ALLOWED: {
+    code: 'REFLEX_ERR_API_ORIGIN_NOT_ALLOWED',
+    status: 403,
+    message:
+      'A {method} from the web page at {origin} is refused: a page of another site must not change anything in Reflex through a browser. To fix: send the request from a program or the command line (they send no `Origin` header), not from a web page.',
+  },
+  REFLEX_ERR_API_REQUEST_TIMEOUT: {
+    code: 'REFLEX_ERR_API_REQUEST_TIMEOUT',
+    status: 408,
+    message:
+      'The request did not arrive in time (headers within {headersTimeout}, the whole request within {requestTimeout}), so Reflex closed the connection. To fix: send each request without pauses, or raise `--headers-timeout` / `--request-timeout`.',
+  },
+  REFLEX_ERR_API_HEADERS_TOO_LARGE: {
+    code: 'REFLEX_ERR_API_HEADERS_TOO_LARGE',
+    status: 431,
+    message:
+      'The request headers are larger than the limit of {limit} bytes. To fix: send fewer or shorter headers.',
+  },
+  REFLEX_ERR_API_URL_TOO_LONG: {
+    code: 'REFLEX_ERR_API_URL_TOO_LONG',
+    status: 414,
+    message:
+      'A path segment of {url} is longer than the limit of {limit} characters. To fix: look the event up by its seq, or list events with a filter instead.',
+  },
+  REFLEX_ERR_API_EXPECTATION_FAILED: {
+    code: 'REFLEX_ERR_API_EXPECTATION_FAILED',
+    status: 417,
+    message:
+      'The request asks for `Expect: {expect}`, which Reflex does not support. To fix: send it without `Expect` (or with `Expect: 100-continue`).',
+  },
+  REFLEX_ERR_API_MALFORMED_REQUEST: {
+    code: 'REFLEX_ERR_API_MALFORMED_REQUEST',
+    status: 400,
+    message: 'The HTTP request is malformed: {reason}. To fix: {fix}',
   },
   REFLEX_ERR_API_UNREACHABLE: {
     code: 'REFLEX_ERR_API_UNREACHABLE',

@@ -115,7 +115,17 @@ export type WebhookAuth =
   /** A static token in a header, compared in constant time. */
   | { type: 'token'; header: string; prefix: string; secret: SecretRef }
   /** An HMAC-SHA256 of the raw body, hex, in a header after a prefix (GitHub: `X-Hub-Signature-256`, `sha256=`). */
-  | { type: 'hmac'; header: string; prefix: string; secret: SecretRef };
+  | { type: 'hmac'; header: string; prefix: string; secret: SecretRef }
+  /**
+   * A provider's timestamped signature (`stripe`: `Stripe-Signature: t=…,v1=…`; `slack`:
+   * `X-Slack-Request-Timestamp` + `X-Slack-Signature: v0=…`; `standard`: Standard Webhooks'
+   * `webhook-id`/`webhook-timestamp`/`webhook-signature`). A delivery signed more than `replayWindowMs`
+   * away from Reflex's clock is refused, so a captured delivery cannot be replayed later.
+   */
+  | { type: TimestampedScheme; secret: SecretRef; replayWindowMs: number };
+
+/** The providers' timestamped signature schemes a webhook can check. */
+export type TimestampedScheme = 'stripe' | 'slack' | 'standard';
 
 /** A secret given inline, or read from an environment variable when the request arrives. */
 export type SecretRef = { value: string } | { env: string };

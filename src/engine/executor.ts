@@ -1,7 +1,15 @@
+import { createHmac } from 'node:crypto';
 import { chainDepth, chainExtension } from '../core/decide.js';
 import { formatDuration } from '../core/duration.js';
 import { type ErrorInfo, isRetriable, ReflexError, RetryAfterError, toErrorInfo } from '../core/errors.js';
-import { type AppendResult, type CloudEvent, validateCloudEvent } from '../core/event.js';
+import {
+  type AppendResult,
+  type CloudEvent,
+  isReservedSource,
+  isReservedType,
+  reflexSource,
+  validateCloudEvent,
+} from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { type JsonLimits, type JsonProblem, shortText, toBoundedJson } from '../core/json-value.js';
 import { type Action, type ActionContext, defaultOutputLimits } from '../core/ports/action.js';
@@ -189,6 +197,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
   let dirty = true;
   let wakeUp: (() => void) | undefined;
   let loop: Promise<void> | undefined;
+  let idKey: Promise<string> | undefined;
 
   const wake = () => {
     dirty = true;
@@ -623,11 +632,14 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       outputLimits,
       logger,
       async emit(partial) {
-        const event = {
+        const source = partial.source ?? reflexSource;
+        checkEmitted(spec.kind, partial.type, partial.id, source);
+        idKey ??= store.idKey();
+        const event: CloudEvent = {
           ...partial,
           specversion: '1.0',
-          id: partial.id ?? idempotencyKey,
-          source: partial.source ?? 'reflex',
+          id: partial.id ?? emittedId(idempotencyKey, await idKey),
+          source,
           time: typeof partial.time === 'string' ? partial.time : new Date(clock.now()).toISOString(),
           [chainExtension]: depth + 1,
         };
@@ -752,6 +764,38 @@ function complete(loaded: Partial<Loaded> | undefined): Loaded | undefined {
 /** Sets a key even when it is `__proto__` (a step id may be), which assignment would make a prototype. */
 function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
   Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * The id of an event a step emits without choosing one: its idempotency key, so a retried step does not
+ * emit twice, and a tag made with the store's key, so nobody can post an event under that id (in the
+ * step's source) before the step appends it — the run id and step id are easy to predict.
+ */
+function emittedId(idempotencyKey: string, key: string): string {
+  const tag = createHmac('sha256', key).update(`emit\n${idempotencyKey}`).digest('hex').slice(0, 20);
+  return `${idempotencyKey}:${tag}`;
+}
+
+/**
+ * Refuses what an action must not emit: a `reflex.*` type (a forged `reflex.timer` or
+ * `reflex.run.failed` would act as Reflex's own), or an `id` chosen in source `reflex`, where ids are
+ * Reflex's (an id taken from event data could take the place of a run's outcome or a timer).
+ */
+function checkEmitted(action: string, type: string, id: string | undefined, source: string): void {
+  if (isReservedType(type)) {
+    throw new ReflexError('REFLEX_ERR_ACTION_INVALID_PARAMS', {
+      action,
+      reason: `the type ${JSON.stringify(type)} is reserved for the events Reflex makes itself`,
+      fix: 'name the type in a namespace of your own, e.g. `ops.restart.failed`.',
+    });
+  }
+  if (id !== undefined && isReservedSource(source)) {
+    throw new ReflexError('REFLEX_ERR_ACTION_INVALID_PARAMS', {
+      action,
+      reason: `\`id\` is set for source ${JSON.stringify(source)}, whose ids are Reflex's own`,
+      fix: 'set `source` to one of your own (e.g. `urn:acme:ops`) when you set `id`, or leave `id` out.',
+    });
+  }
 }
 
 /**

@@ -318,3 +318,118 @@ rules:
     expect(problem!.line).toBe(7);
   });
 });
+
+describe('rulebook webhooks and Reflex reserved events', () => {
+  const hook = (body: string) => `webhooks:\n  ci:\n${body}rules: []\n`;
+
+  it.each([
+    ['source `reflex`', '    type: ci.done\n    source: reflex\n', 4, 13, 'the source `reflex` is reserved'],
+    [
+      'a fixed reflex.* type',
+      '    type: reflex.run.failed\n    source: ci\n',
+      3,
+      11,
+      'the type `reflex.run.failed` is reserved',
+    ],
+    [
+      'a header type without prefix',
+      '    type: { header: X-Event }\n    source: ci\n',
+      3,
+      11,
+      'without a prefix',
+    ],
+    [
+      'a header type whose prefix lets reflex. through',
+      '    type: { header: X-Event, prefix: re }\n    source: ci\n',
+      3,
+      38,
+      'after the prefix `re`',
+    ],
+    [
+      'a prefix inside reflex.',
+      '    type: { header: X-Event, prefix: Reflex.Run. }\n    source: ci\n',
+      3,
+      38,
+      'a `reflex.*` type',
+    ],
+    [
+      'a reflex.* default type',
+      '    type: { header: X-Event, prefix: ci., default: reflex.timer }\n    source: ci\n',
+      3,
+      52,
+      'default type',
+    ],
+  ])(
+    'rulebook - a webhook with %s is refused at its file:line:column',
+    (_what, body, line, column, message) => {
+      const problems = problemsOf(hook(body));
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatchObject({ file: 'rules.yaml', line, column });
+      expect(problems[0]!.message).toContain(message);
+      expect(problems[0]!.message).toContain('To fix');
+    },
+  );
+
+  it('rulebook - a header type with a prefix of its own is fine', () => {
+    const rulebook = compile(hook('    type: { header: X-Event, prefix: com.acme. }\n    source: ci\n'));
+    expect(rulebook.webhooks.get('ci')?.type).toEqual({ header: 'X-Event', prefix: 'com.acme.' });
+  });
+
+  it('rulebook - stripe, slack and standard auth compile with a replay window of 5m unless given', () => {
+    const rulebook = compile(`webhooks:
+  stripe:
+    type: com.stripe.event
+    source: https://stripe.com
+    auth: { stripe: { secret: { env: STRIPE_SECRET } } }
+  slack:
+    type: com.slack.event
+    source: https://slack.com
+    auth: { slack: { secret: { env: SLACK_SECRET }, replayWindow: 2m } }
+  svix:
+    type: com.example.event
+    source: https://example.com
+    auth: { standard: { secret: whsec_c2VjcmV0, replayWindow: 30s } }
+rules: []
+`);
+    expect(rulebook.webhooks.get('stripe')?.auth).toEqual({
+      type: 'stripe',
+      secret: { env: 'STRIPE_SECRET' },
+      replayWindowMs: 300_000,
+    });
+    expect(rulebook.webhooks.get('slack')?.auth).toMatchObject({ type: 'slack', replayWindowMs: 120_000 });
+    expect(rulebook.webhooks.get('svix')?.auth).toEqual({
+      type: 'standard',
+      secret: { value: 'whsec_c2VjcmV0' },
+      replayWindowMs: 30_000,
+    });
+  });
+
+  it('rulebook - a timestamped webhook auth refuses an id header, a bad window and unknown keys where they stand', () => {
+    const withId = problemsOf(
+      hook(
+        '    type: ci.done\n    source: ci\n    id: { header: X-Id }\n    auth: { stripe: { secret: s } }\n',
+      ),
+    );
+    expect(withId[0]).toMatchObject({ line: 5, column: 5 });
+    expect(withId[0]!.message).toContain('remove `id`');
+    const badWindow = problemsOf(
+      hook('    type: ci.done\n    source: ci\n    auth: { slack: { secret: s, replayWindow: soon } }\n'),
+    );
+    expect(badWindow[0]!.line).toBe(5);
+    const unknown = problemsOf(
+      hook('    type: ci.done\n    source: ci\n    auth: { standard: { secret: s, tolerance: 5m } }\n'),
+    );
+    expect(unknown[0]!.message).toContain('`tolerance`');
+  });
+
+  it('rulebook - a static emit step of a reflex.* type, or with an id in source reflex, is refused at load time', () => {
+    const rule = (emit: string) =>
+      `rules:\n  - name: r\n    when: { pattern: { type: [a] } }\n    then:\n      - emit: ${emit}\n`;
+    const reservedType = problemsOf(rule('{ type: reflex.run.failed }'));
+    expect(reservedType[0]).toMatchObject({ line: 5, column: 15 });
+    expect(reservedType[0]!.message).toContain('reserved');
+    const idInReflex = problemsOf(rule('{ type: note.taken, id: fixed }'));
+    expect(idInReflex[0]!.message).toContain('set `source` to one of your own');
+    expect(compile(rule('{ type: note.taken, id: fixed, source: "urn:notes" }')).rules).toHaveLength(1);
+  });
+});

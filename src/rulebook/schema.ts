@@ -44,6 +44,22 @@ const HeaderAttribute = Type.Object(
 
 const Attribute = Type.Union([Type.String({ minLength: 1 }), HeaderAttribute]);
 
+/** A provider's timestamped signature scheme: the secret and how far from now a signature may be. */
+const timestampedAuth = (what: string) =>
+  Type.Object(
+    {
+      secret: Secret,
+      replayWindow: Type.Optional(
+        Type.Union([Duration], {
+          ...description(
+            "A delivery signed further than this from Reflex's clock (either way) is refused as a possible replay. @default 5m",
+          ),
+        }),
+      ),
+    },
+    { additionalProperties: false, ...description(what) },
+  );
+
 const Webhook = Type.Object(
   {
     type: Attribute,
@@ -89,6 +105,21 @@ const Webhook = Type.Object(
                 additionalProperties: false,
                 ...description('An HMAC-SHA256 signature of the raw body, hex-encoded (GitHub style).'),
               },
+            ),
+          ),
+          stripe: Type.Optional(
+            timestampedAuth(
+              "Stripe's `Stripe-Signature: t=…,v1=…`; the secret is the endpoint's signing secret (`whsec_…`).",
+            ),
+          ),
+          slack: Type.Optional(
+            timestampedAuth(
+              "Slack's `X-Slack-Request-Timestamp` and `X-Slack-Signature: v0=…`; the secret is the app's signing secret.",
+            ),
+          ),
+          standard: Type.Optional(
+            timestampedAuth(
+              'Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,…`); the secret is `whsec_<base64>`.',
             ),
           ),
         },

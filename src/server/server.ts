@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { chainExtension } from '../core/decide.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
-import { type AppendResult, type CloudEvent, checkDepth } from '../core/event.js';
+import { type AppendResult, type CloudEvent, checkDepth, checkNotReserved } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { parsePattern } from '../core/pattern/pattern.js';
 import { matchPattern } from '../core/pattern/reference-matcher.js';
@@ -10,6 +10,16 @@ import type { Logger } from '../core/ports/logger.js';
 import { RunStatus } from '../core/ports/store.js';
 import type { Engine } from '../engine/engine.js';
 import { decodeCloudEventsRequest, parseJsonBody } from './cloudevents-http.js';
+import {
+  answerOnSocket,
+  checkHost,
+  checkOrigin,
+  checkQueryParameters,
+  clientErrorToReflexError,
+  compileHostPolicy,
+  compileServerTimeouts,
+  type ServerTimeouts,
+} from './front-door.js';
 import { verifyWebhookRequest, webhookRequestToEvent } from './webhook-request.js';
 
 export interface ServerOptions {
@@ -26,7 +36,29 @@ export interface ServerOptions {
   env?: Record<string, string | undefined>;
   /** Makes event ids for webhook requests that carry none. */
   newEventId: () => string;
+  /**
+   * The address the server listens on. The names it answers to in `Host` follow from it (see
+   * `compileHostPolicy`).
+   * @default '127.0.0.1'
+   */
+  listenHost?: string;
+  /**
+   * More names the server answers to in `Host` (`--allowed-hosts`); `*.example.com` for the names below
+   * a domain, `*` for any.
+   * @default []
+   */
+  allowedHosts?: readonly string[];
+  /** How long clients get to send a request; see `ServerTimeouts`. @default defaultServerTimeouts */
+  timeouts?: Partial<ServerTimeouts>;
+  /** The clock that webhook replay windows are judged by, in milliseconds since the epoch. @default Date.now */
+  now?: () => number;
 }
+
+/**
+ * The longest path segment (an event id in `/api/v1/events/<id>`) the router takes.
+ * @default 1000 characters
+ */
+const maxParamLength = 1000;
 
 /**
  * The HTTP face of Reflex: CloudEvents in, webhooks in, and the read API over events, runs and
@@ -36,7 +68,74 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   const { engine } = options;
   const bodyLimit = options.bodyLimit ?? 1_048_576;
   const env = options.env ?? process.env;
-  const app = Fastify({ bodyLimit, logger: false, return503OnClosing: true });
+  const now = options.now ?? Date.now;
+  const timeouts = compileServerTimeouts(options.timeouts);
+  const hosts = compileHostPolicy(options.listenHost ?? '127.0.0.1', options.allowedHosts);
+  const app = Fastify({
+    bodyLimit,
+    logger: false,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength },
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    connectionTimeout: timeouts.idleMs,
+    http: {
+      // Node checks the request and header deadlines on this beat; its default (30s) would let a
+      // deadline of 10s run to 40s.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(timeouts.headersMs / 4))),
+      // A request without Host is refused by the Host check below, in the coded shape.
+      requireHostHeader: false,
+    },
+    // Errors of the router (a malformed percent-escape, an over-long segment) in the coded shape too.
+    frameworkErrors: (error, _request, reply) => {
+      const coded = toReflexError(error, bodyLimit);
+      void (reply as FastifyReply).status(coded.statusCode).send({ error: errorBody(coded) });
+    },
+    // Requests Node's parser refuses (bad framing, headers too large, too slow) never reach a route.
+    clientErrorHandler: (error, socket) => {
+      const coded = clientErrorToReflexError(error, timeouts);
+      const response = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (coded === undefined || socket.destroyed || response?.headersSent === true) {
+        socket.destroy();
+        return;
+      }
+      options.logger.debug({ code: coded.code, reason: error.message }, 'refused a malformed request');
+      answerOnSocket(socket, coded);
+    },
+  });
+  app.server.headersTimeout = timeouts.headersMs;
+  // CONNECT is the proxy method; without a listener Node drops the connection without a word.
+  app.server.on('connect', (_request, socket: import('node:net').Socket) => {
+    answerOnSocket(
+      socket,
+      new ReflexError('REFLEX_ERR_API_METHOD_NOT_ALLOWED', {
+        url: 'Reflex',
+        method: 'CONNECT',
+        allowed: 'GET, HEAD, POST, PUT or DELETE',
+      }),
+    );
+  });
+  // Node answers an `Expect` other than 100-continue with a bare 417 unless someone listens.
+  app.server.on('checkExpectation', (request, response) => {
+    const error = new ReflexError('REFLEX_ERR_API_EXPECTATION_FAILED', {
+      expect: String(request.headers.expect).slice(0, 100),
+    });
+    const body = JSON.stringify({ error: errorBody(error) });
+    response.writeHead(error.statusCode, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
+    response.end(body);
+  });
+
+  // The methods each route pattern takes, to answer 405 with `Allow` instead of 404.
+  const routeMethods = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const methods = routeMethods.get(route.url) ?? new Set<string>();
+    for (const method of [route.method].flat()) methods.add(method);
+    routeMethods.set(route.url, methods);
+  });
 
   // Every body is read raw: CloudEvents binary mode takes any content type, and webhook signatures are
   // computed over the exact bytes received.
@@ -44,6 +143,12 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((error: Error & { code?: string; statusCode?: number }, request, reply) => {
+    if (clientGone(request, error)) {
+      // The client hung up (or was cut off by a timeout): nobody reads an answer, and it is no failure
+      // of Reflex, so it is no error line either.
+      options.logger.debug({ method: request.method, url: request.url }, 'client went away');
+      return;
+    }
     const coded = toReflexError(error, bodyLimit);
     if (
       coded.statusCode >= 500 &&
@@ -61,11 +166,29 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     void reply.status(coded.statusCode).send({ error: errorBody(coded) });
   });
   app.setNotFoundHandler((request, reply) => {
-    const error = new ReflexError('REFLEX_ERR_API_NOT_FOUND', {
-      method: request.method,
-      url: request.url.split('?')[0] ?? '',
-    });
+    const url = request.url.split('?')[0] ?? '';
+    const allowed = methodsFor(routeMethods, url);
+    if (allowed.length > 0) {
+      const error = new ReflexError('REFLEX_ERR_API_METHOD_NOT_ALLOWED', {
+        url,
+        method: request.method,
+        allowed: allowed.join(', '),
+      });
+      void reply
+        .status(405)
+        .header('allow', allowed.join(', '))
+        .send({ error: errorBody(error) });
+      return;
+    }
+    const error = new ReflexError('REFLEX_ERR_API_NOT_FOUND', { method: request.method, url });
     void reply.status(404).send({ error: errorBody(error) });
+  });
+
+  // The front door, before anything else looks at a request: the name it is addressed to (DNS
+  // rebinding), then where a browser sent it from (cross-site form posts and fetches).
+  app.addHook('onRequest', async (request) => {
+    checkHost(hosts, request.headers, request.raw.url ?? '', request.raw.httpVersion);
+    checkOrigin(request.method, request.headers);
   });
 
   if (options.apiToken) {
@@ -81,6 +204,11 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
       }
     });
   }
+
+  // After the token check, so a caller without the token learns nothing about a route's parameters.
+  app.addHook('onRequest', async (request) => {
+    checkQueryParameters(request.method, request.routeOptions.url ?? '', request.query);
+  });
 
   const answerAppend = (reply: FastifyReply, results: AppendResult[], batch: boolean) => {
     const allDuplicates = results.every((r) => r.duplicate);
@@ -103,11 +231,13 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     const webhook = engine.rulebook?.rulebook.webhooks.get(request.params.name);
     if (!webhook) throw new ReflexError('REFLEX_ERR_WEBHOOK_NOT_FOUND', { name: request.params.name });
     const body = bodyOf(request);
-    verifyWebhookRequest(webhook, request.headers, body, env);
+    const at = now();
+    const verified = verifyWebhookRequest(webhook, request.headers, body, env, at);
     const event = webhookRequestToEvent(webhook, request.headers, body, {
-      now: Date.now(),
+      now: at,
       newId: options.newEventId,
       limits: engine.limits,
+      ...(verified.deliveryId === undefined ? {} : { deliveryId: verified.deliveryId }),
     });
     const results = await engine.ingest.append([event]);
     return answerAppend(reply, results, false);
@@ -262,19 +392,22 @@ function singleValues(query: Record<string, unknown>): Record<string, string | u
 }
 
 /**
- * `reflexchain` counts how many rule outcomes led to an event; only Reflex may set it. Taken from outside
- * it could make rules skip an event, so it is refused rather than silently dropped.
+ * Events from outside must not pose as Reflex's own: no source `reflex` or `reflex.*` type (see
+ * `checkNotReserved`), and no `reflexchain`, which counts how many rule outcomes led to an event — taken
+ * from outside it could make rules skip an event, so it is refused rather than silently dropped.
  */
 function rejectReservedExtensions(events: readonly CloudEvent[]): void {
   events.forEach((event, i) => {
+    const where = events.length > 1 ? ` (batch item ${i})` : '';
     if (event[chainExtension] !== undefined) {
       throw new ReflexError('REFLEX_ERR_EVENT_INVALID_ATTRIBUTE', {
         attribute: chainExtension,
-        where: events.length > 1 ? ` (batch item ${i})` : '',
+        where,
         reason: 'it is reserved for events Reflex derives from rule outcomes',
         fix: `remove the \`${chainExtension}\` attribute.`,
       });
     }
+    checkNotReserved(event, where);
   });
 }
 
@@ -320,6 +453,38 @@ function errorBody(error: ReflexError) {
   return { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) };
 }
 
+/** The methods routes take at `url` (a concrete path), in a fixed order; none when no route has the path. */
+function methodsFor(routes: ReadonlyMap<string, ReadonlySet<string>>, url: string): string[] {
+  const segments = url.split('/');
+  const found = new Set<string>();
+  for (const [pattern, methods] of routes) {
+    const parts = pattern.split('/');
+    if (parts.length !== segments.length) continue;
+    if (parts.every((part, i) => (part.startsWith(':') ? segments[i] !== '' : part === segments[i]))) {
+      for (const method of methods) found.add(method);
+    }
+  }
+  const order = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'];
+  return [...found].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+}
+
+/**
+ * Whether the error only says that the client is gone: it hung up while sending the body, or a timeout
+ * cut it off. Such a request has nobody to answer.
+ */
+function clientGone(request: FastifyRequest, error: Error & { code?: string }): boolean {
+  if (error instanceof ReflexError) return false;
+  // Not `request.raw.destroyed`: Node destroys a request once its body has been read, client or not.
+  const socket = request.raw.socket as { destroyed?: boolean } | null | undefined;
+  return (
+    error.code === 'ECONNRESET' ||
+    error.code === 'ECONNABORTED' ||
+    error.code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    socket === null ||
+    socket?.destroyed === true
+  );
+}
+
 function toReflexError(
   error: Error & { code?: string; statusCode?: number },
   bodyLimit: number,
@@ -331,7 +496,29 @@ function toReflexError(
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ReflexError('REFLEX_ERR_EVENT_INVALID_JSON', { reason: error.message });
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ReflexError('REFLEX_ERR_API_MALFORMED_REQUEST', {
+        reason: 'its body is not as long as its `Content-Length` says',
+        fix: 'send a `Content-Length` equal to the size of the body in bytes.',
+      });
+    case 'FST_ERR_BAD_URL':
+      return new ReflexError('REFLEX_ERR_API_MALFORMED_REQUEST', {
+        reason: 'its URL holds a `%` that does not start a valid UTF-8 percent-escape',
+        fix: 'percent-encode each byte of the URL (`%` itself as %25).',
+      });
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new ReflexError('REFLEX_ERR_API_URL_TOO_LONG', {
+        url: 'the URL',
+        limit: maxParamLength,
+      });
     default:
+      // Any other refusal of Fastify's own (a 4xx) is the client's to fix: say so in the one shape.
+      if (error.code?.startsWith('FST_') && (error.statusCode ?? 500) < 500) {
+        return new ReflexError('REFLEX_ERR_API_MALFORMED_REQUEST', {
+          reason: `${error.message.replace(/\.$/, '')} (${error.code})`,
+          fix: 'send a well-formed request (see docs/api.md).',
+        });
+      }
       return new ReflexError('REFLEX_ERR_INTERNAL_UNEXPECTED', { reason: error.message }, { cause: error });
   }
 }

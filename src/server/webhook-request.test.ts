@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReflexError } from '../core/errors.js';
 import { defaultEventLimits } from '../core/event.js';
@@ -380,5 +381,212 @@ describe('webhook-request event', () => {
     const error = refusal(() => webhookRequestToEvent(githubWebhook(), got.headers, got.body, options));
     expect(error.code).toBe('REFLEX_ERR_EVENT_INVALID_JSON');
     expect(error.message).toContain('$.user.__proto__');
+  });
+});
+
+describe('webhook-request timestamped schemes', () => {
+  const now = Date.parse('2026-11-27T10:00:00Z');
+  const seconds = (ms: number) => String(Math.floor(ms / 1000));
+  const minute = 60_000;
+  const body = '{"id":"evt_1NXz","type":"invoice.paid","data":{"amount":1200}}';
+  const key = Buffer.from('a 32-byte key for standard hooks');
+  const standardSecret = `whsec_${key.toString('base64')}`;
+
+  /** Signs `payload` at `at` as each provider documents it; returns the request headers. */
+  const signers: Record<
+    'stripe' | 'slack' | 'standard',
+    (payload: string, at: number, id?: string) => Record<string, string>
+  > = {
+    stripe: (payload, at) => {
+      const t = seconds(at);
+      const v1 = createHmac('sha256', 'whsec_stripe').update(`${t}.${payload}`).digest('hex');
+      return { 'Stripe-Signature': `t=${t},v1=${v1},v0=ignored` };
+    },
+    slack: (payload, at) => {
+      const t = seconds(at);
+      const v0 = createHmac('sha256', 'slack-signing').update(`v0:${t}:${payload}`).digest('hex');
+      return { 'X-Slack-Request-Timestamp': t, 'X-Slack-Signature': `v0=${v0}` };
+    },
+    standard: (payload, at, id = 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W') => {
+      const t = seconds(at);
+      const v1 = createHmac('sha256', key).update(`${id}.${t}.${payload}`).digest('base64');
+      return { 'webhook-id': id, 'webhook-timestamp': t, 'webhook-signature': `v1,${v1}` };
+    },
+  };
+  const secrets = { stripe: 'whsec_stripe', slack: 'slack-signing', standard: standardSecret };
+  const hookFor = (scheme: 'stripe' | 'slack' | 'standard', replayWindowMs = 5 * minute): Webhook => ({
+    name: scheme,
+    type: { value: `com.example.${scheme}` },
+    source: `https://${scheme}.example`,
+    auth: { type: scheme, secret: { value: secrets[scheme] }, replayWindowMs },
+    location,
+  });
+  const schemes = ['stripe', 'slack', 'standard'] as const;
+
+  it.each(schemes)(
+    '%s - accepts a delivery signed now, and one signed 4 minutes either way',
+    async (scheme) => {
+      for (const at of [now, now - 4 * minute, now + 4 * minute]) {
+        const got = await post(signers[scheme](body, at), body);
+        expect(() => verifyWebhookRequest(hookFor(scheme), got.headers, got.body, {}, now)).not.toThrow();
+      }
+    },
+  );
+
+  it.each(schemes)(
+    '%s - refuses a stale delivery and one from the future, outside the replay window',
+    async (scheme) => {
+      for (const [at, when] of [
+        [now - 6 * minute, 'earlier'],
+        [now + 6 * minute, 'later'],
+        [now - 30 * 24 * 60 * minute, 'earlier'],
+      ] as const) {
+        const got = await post(signers[scheme](body, at), body);
+        const error = refusal(() => verifyWebhookRequest(hookFor(scheme), got.headers, got.body, {}, now));
+        expect(error.code).toBe('REFLEX_ERR_WEBHOOK_OUTSIDE_REPLAY_WINDOW');
+        expect(error.statusCode).toBe(401);
+        expect(error.message).toContain(when);
+        expect(error.message).toContain('replay window of 5m');
+      }
+      // A wider window, set on the webhook, takes the 6-minute-old one.
+      const got = await post(signers[scheme](body, now - 6 * minute), body);
+      expect(() =>
+        verifyWebhookRequest(hookFor(scheme, 10 * minute), got.headers, got.body, {}, now),
+      ).not.toThrow();
+    },
+  );
+
+  it.each(schemes)(
+    '%s - refuses a tampered body, a shifted timestamp, another secret and missing headers',
+    async (scheme) => {
+      const headers = signers[scheme](body, now);
+      const tampered = await post(headers, body.replace('1200', '9900'));
+      expect(
+        refusal(() => verifyWebhookRequest(hookFor(scheme), tampered.headers, tampered.body, {}, now)).code,
+      ).toBe('REFLEX_ERR_WEBHOOK_UNAUTHORIZED');
+      // Moving the timestamp into the window without re-signing breaks the signature.
+      const stale = signers[scheme](body, now - 10 * minute);
+      const shifted = Object.fromEntries(
+        Object.entries(stale).map(([name, value]) => [
+          name,
+          value.replace(seconds(now - 10 * minute), seconds(now)),
+        ]),
+      );
+      const moved = await post(shifted, body);
+      expect(
+        refusal(() => verifyWebhookRequest(hookFor(scheme), moved.headers, moved.body, {}, now)).code,
+      ).toBe('REFLEX_ERR_WEBHOOK_UNAUTHORIZED');
+      const other: Webhook = {
+        ...hookFor(scheme),
+        auth: { type: scheme, secret: { value: 'whsec_b3RoZXI=' }, replayWindowMs: 5 * minute },
+      };
+      const good = await post(headers, body);
+      const wrongSecret = refusal(() => verifyWebhookRequest(other, good.headers, good.body, {}, now));
+      expect(wrongSecret.code).toBe('REFLEX_ERR_WEBHOOK_UNAUTHORIZED');
+      expect(wrongSecret.message).not.toContain(secrets[scheme]);
+      const bare = await post({}, body);
+      const missing = refusal(() => verifyWebhookRequest(hookFor(scheme), bare.headers, bare.body, {}, now));
+      expect(missing.message).toContain('headers are missing');
+      expect(missing.message).toContain('To fix');
+    },
+  );
+
+  it('stripe - accepts when any one of several v1 signatures matches (secret rotation)', async () => {
+    const t = seconds(now);
+    const good = createHmac('sha256', 'whsec_stripe').update(`${t}.${body}`).digest('hex');
+    const got = await post({ 'Stripe-Signature': `t=${t},v1=${'0'.repeat(64)},v1=${good}` }, body);
+    expect(() => verifyWebhookRequest(hookFor('stripe'), got.headers, got.body, {}, now)).not.toThrow();
+  });
+
+  it('standard - a changed webhook-id breaks the signature: the id is signed', async () => {
+    const headers = { ...signers.standard(body, now), 'webhook-id': 'msg_new' };
+    const got = await post(headers, body);
+    expect(
+      refusal(() => verifyWebhookRequest(hookFor('standard'), got.headers, got.body, {}, now)).code,
+    ).toBe('REFLEX_ERR_WEBHOOK_UNAUTHORIZED');
+  });
+
+  it('timestamped - the event id is what the signature covers: the body id, the webhook-id, or a hash of the signed bytes', async () => {
+    const options = { now, newId: () => 'fresh', limits: defaultEventLimits };
+    for (const scheme of schemes) {
+      const got = await post(signers[scheme](body, now), body);
+      const verified = verifyWebhookRequest(hookFor(scheme), got.headers, got.body, {}, now);
+      const event = webhookRequestToEvent(hookFor(scheme), got.headers, got.body, {
+        ...options,
+        ...verified,
+      });
+      expect([scheme, event.id]).toEqual([
+        scheme,
+        scheme === 'standard'
+          ? 'msg_2KWPBgLlAfxdpx2AI54pPJ85f4W'
+          : scheme === 'stripe'
+            ? 'evt_1NXz'
+            : expect.stringMatching(/^sha256:[0-9a-f]{32}$/),
+      ]);
+    }
+    // Slack's Events API puts its id in `event_id`.
+    const slackBody = '{"type":"event_callback","event_id":"Ev0PV52K21"}';
+    const got = await post(signers.slack(slackBody, now), slackBody);
+    const verified = verifyWebhookRequest(hookFor('slack'), got.headers, got.body, {}, now);
+    expect(
+      webhookRequestToEvent(hookFor('slack'), got.headers, got.body, { ...options, ...verified }).id,
+    ).toBe('Ev0PV52K21');
+  });
+});
+
+describe('webhook-request fuzzing', () => {
+  const schemes = ['stripe', 'slack', 'standard'] as const;
+  const headerNames = [
+    'stripe-signature',
+    'x-slack-request-timestamp',
+    'x-slack-signature',
+    'webhook-id',
+    'webhook-timestamp',
+    'webhook-signature',
+    'x-hub-signature-256',
+    'x-github-event',
+    'x-github-delivery',
+  ];
+  const text = fc.oneof(
+    fc.string({ maxLength: 40 }),
+    fc.constantFrom('t=1,v1=', 'v0=', 'v1,', 't=99999999999999,v1=00', '1e400', '-1', ' '),
+    fc.string({ unit: fc.nat(255).map((code) => String.fromCharCode(code)), maxLength: 30 }),
+  );
+
+  it('webhook-request - random headers and bodies give a coded error or an event, never anything else', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...schemes, 'hmac' as const, 'token' as const),
+        fc.dictionary(fc.constantFrom(...headerNames), fc.oneof(text, fc.array(text, { maxLength: 3 }))),
+        fc.oneof(fc.string({ maxLength: 60 }), fc.json()),
+        fc.integer({ min: -1e13, max: 1e13 }),
+        (scheme, headers, body, now) => {
+          const auth: WebhookAuth =
+            scheme === 'hmac' || scheme === 'token'
+              ? {
+                  type: scheme,
+                  header: scheme === 'hmac' ? 'X-Hub-Signature-256' : 'Authorization',
+                  prefix: '',
+                  secret: { value: 's' },
+                }
+              : { type: scheme, secret: { value: 'whsec_c2VjcmV0' }, replayWindowMs: 300_000 };
+          const webhook = githubWebhook(auth);
+          try {
+            const verified = verifyWebhookRequest(webhook, headers, Buffer.from(body), {}, now);
+            webhookRequestToEvent(webhook, headers, Buffer.from(body), {
+              now: Math.abs(now) % 8.64e15,
+              newId: () => 'id',
+              limits: defaultEventLimits,
+              ...verified,
+            });
+          } catch (error) {
+            if (!(error instanceof ReflexError)) throw error;
+            expect(error.statusCode).toBeGreaterThanOrEqual(400);
+            expect(error.statusCode).toBeLessThan(500);
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
   });
 });

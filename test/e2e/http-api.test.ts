@@ -557,14 +557,28 @@ rules:
   it.each([
     ['GET', '/api/v1/nothing-here'],
     ['GET', '/'],
-    ['DELETE', '/api/v1/events'],
-    ['GET', '/hooks/github'],
+    ['DELETE', '/api/v1/nothing-here'],
   ])('http api - an unknown route (%s %s) answers 404 naming it', async (method, path) => {
     const server = await start({ rulebook: githubRulebook, env: { GITHUB_WEBHOOK_SECRET: githubSecret } });
     const res = await server.call(path, { method });
     const error = expectError(res, 404, 'REFLEX_ERR_API_NOT_FOUND');
     expect(error.message).toContain(`${method} ${path}`);
   });
+
+  it.each([
+    ['DELETE', '/api/v1/events', 'GET, HEAD, POST'],
+    ['GET', '/hooks/github', 'POST'],
+    ['POST', '/api/v1/facts/maintenance', 'GET, HEAD, PUT, DELETE'],
+  ])(
+    'http api - a route that does not take the method (%s %s) answers 405 with Allow',
+    async (method, path, allow) => {
+      const server = await start({ rulebook: githubRulebook, env: { GITHUB_WEBHOOK_SECRET: githubSecret } });
+      const res = await server.call(path, { method });
+      const error = expectError(res, 405, 'REFLEX_ERR_API_METHOD_NOT_ALLOWED');
+      expect(res.headers.get('allow')).toBe(allow);
+      expect(error.message).toContain(method);
+    },
+  );
 
   it('http api - an unknown event seq or run id answers 404', async () => {
     const server = await start();

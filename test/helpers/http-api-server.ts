@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createActionRegistry } from '../../src/actions/registry.js';
 import type { CloudEvent, EventLimits } from '../../src/core/event.js';
-import { silentLogger } from '../../src/core/ports/logger.js';
+import { type Logger, silentLogger } from '../../src/core/ports/logger.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
 import { newSortableId } from '../../src/engine/ids.js';
-import { createServer } from '../../src/server/server.js';
+import { createServer, type ServerOptions } from '../../src/server/server.js';
 import { createSqliteStore } from '../../src/store/index.js';
 import { eventually } from './engine-harness.js';
 
@@ -112,6 +112,10 @@ export interface HttpApiOptions {
   env?: Record<string, string | undefined>;
   /** Passed to createEngine. */
   limits?: Partial<EventLimits>;
+  /** Given to the engine and the server. @default silentLogger */
+  logger?: Logger;
+  /** More options for createServer (timeouts, allowed hosts, the webhook clock). */
+  server?: Pick<ServerOptions, 'timeouts' | 'allowedHosts' | 'listenHost' | 'now'>;
 }
 
 /** A real Reflex (SQLite store in a temp dir, engine, HTTP server) listening on 127.0.0.1. */
@@ -148,13 +152,15 @@ export async function startHttpApi(options: HttpApiOptions = {}): Promise<HttpAp
     engine = await createEngine({
       store,
       actions: createActionRegistry(),
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
     });
     await engine.loadRulebook([{ path: 'rules.yaml', content: options.rulebook ?? 'rules: []\n' }]);
     await engine.start();
     app = await createServer({
+      ...options.server,
       engine,
-      logger: silentLogger,
+      logger: options.logger ?? silentLogger,
       newEventId: () => newSortableId(Date.now()),
       env: options.env ?? {},
       ...(options.apiToken === undefined ? {} : { apiToken: options.apiToken }),

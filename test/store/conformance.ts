@@ -1518,5 +1518,21 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       await reopen();
       expect(await store.auditForEvent(5)).toHaveLength(2);
     });
+
+    // --- keys ---
+
+    it('keys - the id key is random, made once, and the same after a reopen', async () => {
+      const key = await store.idKey();
+      expect(key).toMatch(/^[0-9a-f]{64}$/);
+      expect(await store.idKey()).toBe(key);
+      await reopen();
+      expect(await store.idKey()).toBe(key);
+      const other = await open();
+      try {
+        expect(await other.store.idKey()).not.toBe(key);
+      } finally {
+        await other.cleanup();
+      }
+    });
   });
 }

@@ -42,8 +42,10 @@ export interface ActionContext {
   outputLimits: JsonLimits;
   logger: Logger;
   /**
-   * Appends a new event to the log. `id` defaults to one derived from the idempotency key, so a retried
-   * step does not emit twice; `source` defaults to `reflex`.
+   * Appends a new event to the log. `id` defaults to one derived from the idempotency key and a key of
+   * the store (so a retried step does not emit twice, and nobody can post an event under that id first);
+   * `source` defaults to `reflex`. Refuses (REFLEX_ERR_ACTION_INVALID_PARAMS) a `reflex.*` type, and an
+   * `id` chosen for source `reflex`: Reflex's own events and ids are not for actions to make.
    */
   emit(event: EmittedEvent): Promise<AppendResult>;
   /** Sets (or with `undefined`, removes) a durable fact. */

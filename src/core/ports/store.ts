@@ -120,6 +120,14 @@ export interface Store {
   /** Audit entries about the event at `seq`, in the order written. */
   auditForEvent(seq: number): Promise<AuditEntry[]>;
 
+  // --- keys ---
+  /**
+   * A random key (hex) made once with the store and kept with its data (and its backups), never shown
+   * by the API. Ids derived from it with an HMAC cannot be predicted from outside, so nobody can post an
+   * event under such an id before Reflex appends it, yet they stay the same when a decision is replayed.
+   */
+  idKey(): Promise<string>;
+
   close(): Promise<void>;
 }
 

@@ -234,6 +234,19 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 4,
+    description: 'a random key for ids that outsiders cannot predict',
+    sql: `
+      -- Made once, with the data, so that ids derived from it are the same when a decision is replayed,
+      -- and restored with a backup. 32 random bytes as hex.
+      CREATE TABLE instance_keys (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+      INSERT INTO instance_keys (name, value) VALUES ('id-key', lower(hex(randomblob(32))));
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */

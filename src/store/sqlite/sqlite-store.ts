@@ -1203,6 +1203,18 @@ class SqliteStoreImpl implements SqliteStore {
     return this.#auditForEvent.all(seq).map(toAudit);
   }
 
+  // --- keys ---
+
+  async idKey(): Promise<string> {
+    const row = this.#db
+      .prepare<[], { value: string }>("SELECT value FROM instance_keys WHERE name = 'id-key'")
+      .get();
+    // Migration 3 makes the key; a database without it was changed by hand.
+    if (row === undefined)
+      throw new ReflexError('REFLEX_ERR_INTERNAL_UNEXPECTED', { reason: 'the id key is missing' });
+    return row.value;
+  }
+
   // --- lifecycle ---
 
   info(): SqliteStoreInfo {
