@@ -355,7 +355,7 @@ rules:
             // Both in one turn of the event loop: one group commit, unless the bad one is refused first.
             const [bad, good] = await Promise.allSettled([
               context.emit({ type: 'bad', data: { d: deepValue(20_000) } }),
-              context.emit({ id: 'good-1', type: 'good', data: { fine: true } }),
+              context.emit({ id: 'good-1', source: 'urn:plugin', type: 'good', data: { fine: true } }),
             ]);
             if (good.status === 'rejected') throw good.reason;
             if (bad.status === 'rejected') throw bad.reason;
