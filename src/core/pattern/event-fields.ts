@@ -1,3 +1,4 @@
+import type { ArrayPlace } from './array-consistency.js';
 import type { JsonScalar } from './pattern.js';
 
 /** Which element of which array of the event a value sits in. */
@@ -67,14 +68,19 @@ export function flattenEvent(event: unknown): EventFields {
 
 /**
  * What the event holds under a field name, objects included, for explanations: one entry per value or
- * object found (array elements each count), and an empty array where the field is `[]`.
+ * object found (array elements each count), and an empty array where the field is `[]`. The walk stops
+ * once `limit` entries are found.
  */
-export function valuesAt(event: unknown, path: string): unknown[] {
+export function valuesAt(event: unknown, path: string, limit = Number.POSITIVE_INFINITY): unknown[] {
   const found: unknown[] = [];
   const visit = (value: unknown, here: string): void => {
+    if (found.length >= limit) return;
     if (Array.isArray(value)) {
       if (here === path && value.length === 0) found.push(value);
-      for (const element of value) visit(element, here);
+      for (const element of value) {
+        if (found.length >= limit) return;
+        visit(element, here);
+      }
     } else if (here === path) {
       found.push(value);
     } else if (isObject(value) && path.startsWith(`${here}.`)) {
@@ -87,4 +93,46 @@ export function valuesAt(event: unknown, path: string): unknown[] {
     }
   }
   return found;
+}
+
+/** A value of an event field and the array element it sits in, for deciding array consistency. */
+export interface PlacedValue {
+  readonly value: JsonScalar;
+  /** The innermost array element holding the value; null outside arrays. */
+  readonly place: ArrayPlace | null;
+}
+
+/**
+ * The values of the fields named in `paths`, as {@link flattenEvent} finds them, each with the array
+ * element it sits in. Only keys that lead to one of the names are visited, so the cost is that of the
+ * parts of the event the names reach.
+ */
+export function readFieldValues(event: unknown, paths: Iterable<string>): Map<string, PlacedValue[]> {
+  const fields = new Map<string, PlacedValue[]>();
+  const prefixes = new Set<string>();
+  for (const path of paths) {
+    fields.set(path, []);
+    for (let at = path.indexOf('.'); at !== -1; at = path.indexOf('.', at + 1))
+      prefixes.add(path.slice(0, at));
+    prefixes.add(path);
+  }
+  const visit = (value: unknown, path: string, place: ArrayPlace | null): void => {
+    if (Array.isArray(value)) {
+      const array = {};
+      for (let index = 0; index < value.length; index++) {
+        visit(value[index], path, { array, index, parent: place });
+      }
+    } else if (isObject(value)) {
+      for (const [key, child] of Object.entries(value)) {
+        const next = `${path}.${key}`;
+        if (prefixes.has(next)) visit(child, next, place);
+      }
+    } else if (isScalar(value)) {
+      fields.get(path)?.push({ value, place });
+    }
+  };
+  if (isObject(event)) {
+    for (const [key, child] of Object.entries(event)) if (prefixes.has(key)) visit(child, key, null);
+  }
+  return fields;
 }
