@@ -6,6 +6,15 @@ export {
   flattenEvent,
   valuesAt,
 } from './event-fields.js';
+export {
+  createPatternExplainer,
+  explainLimits,
+  explainPattern,
+  type PatternExplainer,
+  type PatternExplanation,
+  type PatternMismatch,
+  type PatternMismatchUnexplained,
+} from './explain.js';
 export { type Cidr, inCidr, parseCidr, parseIpAddress } from './ip-address.js';
 export { describeMatcher, describeMatchers, matchValue } from './match-value.js';
 export type { Matcher } from './matcher.js';
@@ -21,10 +30,5 @@ export {
   patternLimits,
   type ValueMatcher,
 } from './pattern.js';
-export {
-  createReferenceMatcher,
-  explainPattern,
-  matchPattern,
-  type PatternExplanation,
-} from './reference-matcher.js';
+export { createReferenceMatcher, matchPattern } from './reference-matcher.js';
 export { matchWildcard, parseWildcard, type Wildcard, wildcardComplexity } from './wildcard.js';
