@@ -102,6 +102,13 @@ export interface PlacedValue {
   readonly place: ArrayPlace | null;
 }
 
+/** A dot-prefix of the field names being read, and the keys that lead on from it. */
+interface Prefix {
+  /** The values of the field, when the prefix is itself a field being read. */
+  values: PlacedValue[] | null;
+  readonly next: Map<string, Prefix>;
+}
+
 /**
  * The values of the fields named in `paths`, as {@link flattenEvent} finds them, each with the array
  * element it sits in. Only keys that lead to one of the names are visited, so the cost is that of the
@@ -109,30 +116,48 @@ export interface PlacedValue {
  */
 export function readFieldValues(event: unknown, paths: Iterable<string>): Map<string, PlacedValue[]> {
   const fields = new Map<string, PlacedValue[]>();
-  const prefixes = new Set<string>();
+  const root: Prefix = { values: null, next: new Map() };
   for (const path of paths) {
-    fields.set(path, []);
-    for (let at = path.indexOf('.'); at !== -1; at = path.indexOf('.', at + 1))
-      prefixes.add(path.slice(0, at));
-    prefixes.add(path);
+    let prefix = root;
+    for (const segment of path.split('.')) {
+      let next = prefix.next.get(segment);
+      if (next === undefined) {
+        next = { values: null, next: new Map() };
+        prefix.next.set(segment, next);
+      }
+      prefix = next;
+    }
+    prefix.values ??= [];
+    fields.set(path, prefix.values);
   }
-  const visit = (value: unknown, path: string, place: ArrayPlace | null): void => {
+  // A key with dots (`{"b.c": ..}`) leads on as its segments would.
+  const follow = (from: Prefix, key: string): Prefix | undefined => {
+    const direct = from.next.get(key);
+    if (direct !== undefined || !key.includes('.')) return direct;
+    let prefix: Prefix | undefined = from;
+    for (const segment of key.split('.')) {
+      prefix = prefix.next.get(segment);
+      if (prefix === undefined) return undefined;
+    }
+    return prefix;
+  };
+  const visit = (value: unknown, prefix: Prefix, place: ArrayPlace | null): void => {
     if (Array.isArray(value)) {
       const array = {};
       for (let index = 0; index < value.length; index++) {
-        visit(value[index], path, { array, index, parent: place });
+        visit(value[index], prefix, { array, index, parent: place });
       }
     } else if (isObject(value)) {
-      for (const [key, child] of Object.entries(value)) {
-        const next = `${path}.${key}`;
-        if (prefixes.has(next)) visit(child, next, place);
+      if (prefix.next.size === 0) return;
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        const next = follow(prefix, key);
+        if (next !== undefined) visit(value[key], next, place);
       }
-    } else if (isScalar(value)) {
-      fields.get(path)?.push({ value, place });
+    } else if (prefix.values !== null && isScalar(value)) {
+      prefix.values.push({ value, place });
     }
   };
-  if (isObject(event)) {
-    for (const [key, child] of Object.entries(event)) if (prefixes.has(key)) visit(child, key, null);
-  }
+  if (isObject(event)) visit(event, root, null);
   return fields;
 }

@@ -183,7 +183,8 @@ describe('explain - bounded work', () => {
     };
     const started = performance.now();
     const explained = explainPattern(pattern, event);
-    expect(performance.now() - started).toBeLessThan(3000);
+    // About 0.3 s on a quiet machine; the bound leaves room for a loaded one.
+    expect(performance.now() - started).toBeLessThan(5000);
     expect(explained).toEqual({
       matched: false,
       path: null,

@@ -51,7 +51,7 @@ export const explainLimits = Object.freeze({
    * unit per field value looked at, counted each time a combination of fields is decided. Past it, a
    * failing pattern is explained as "not worked out" (`path: null`).
    */
-  maxWork: 2_000_000,
+  maxWork: 1_000_000,
 });
 
 /** Explains many patterns (a rulebook's) against events. */
@@ -105,7 +105,10 @@ export function createPatternExplainer(patterns: readonly Pattern[]): PatternExp
           if (matched.has(index)) {
             answer = { matched: true };
           } else {
-            context ??= { event, fields: readFieldValues(event, paths), goals: new Map(), work: 0 };
+            if (context === undefined) {
+              context = { event, fields: readFieldValues(event, paths), goals: new Map(), work: 0 };
+              yield;
+            }
             answer = yield* describeFailure(pattern.conditions, context);
           }
           answers.set(index, answer);
