@@ -96,6 +96,13 @@ export interface Queries {
 export interface QueriesOptions {
   store: Store;
   versions: RulebookVersions;
+  /**
+   * Most bytes of events (their stored JSON) or runs one page of a listing holds: past it the page ends
+   * early, with a `next` cursor, so that a listing of big events costs about this much to read and send,
+   * whatever its `limit`. A single larger item is a page of its own.
+   * @default 1048576 (1 MiB)
+   */
+  pageBytes?: number;
   /** The consumer whose offset says what has been dispatched. @default 'dispatcher' */
   consumer?: string;
   /** The version in force now, for events not dispatched yet. */
@@ -165,6 +172,7 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string | undefined): 
 export function createQueries(options: QueriesOptions): Queries {
   const { store, versions } = options;
   const consumer = options.consumer ?? 'dispatcher';
+  const pageBytes = options.pageBytes ?? 1_048_576;
 
   const getEvent = async (seq: number) => {
     const event = await store.getEvent(seq);
@@ -190,15 +198,16 @@ export function createQueries(options: QueriesOptions): Queries {
       const position = query.cursor !== undefined ? decodeCursor(query.cursor, 'events') : undefined;
       const after = position && 'after' in position ? position.after : position ? undefined : query.after;
       const before = position && 'before' in position ? position.before : undefined;
-      const items = await store.listEvents({
-        ...(query.type === undefined ? {} : { type: query.type }),
-        ...(query.source === undefined ? {} : { source: query.source }),
-        ...(after === undefined ? {} : { after }),
-        ...(before === undefined ? {} : { before }),
-        limit: limit + 1,
-      });
-      const more = items.length > limit;
-      if (more) items.length = limit;
+      const { items, more } = await store.pageEvents(
+        {
+          ...(query.type === undefined ? {} : { type: query.type }),
+          ...(query.source === undefined ? {} : { source: query.source }),
+          ...(after === undefined ? {} : { after }),
+          ...(before === undefined ? {} : { before }),
+          limit,
+        },
+        pageBytes,
+      );
       const last = items[items.length - 1];
       let next: string | null = null;
       if (more && last) next = encodeCursor(after !== undefined ? { after: last.seq } : { before: last.seq });
@@ -244,14 +253,15 @@ export function createQueries(options: QueriesOptions): Queries {
     async listRuns(query) {
       const limit = checkLimit(query.limit);
       const position = query.cursor !== undefined ? decodeCursor(query.cursor, 'runs') : undefined;
-      const items = await store.listRuns({
-        ...(query.rule === undefined ? {} : { rule: query.rule }),
-        ...(query.status === undefined ? {} : { status: query.status }),
-        ...(position && 'run' in position ? { before: position.run } : {}),
-        limit: limit + 1,
-      });
-      const more = items.length > limit;
-      if (more) items.length = limit;
+      const { items, more } = await store.pageRuns(
+        {
+          ...(query.rule === undefined ? {} : { rule: query.rule }),
+          ...(query.status === undefined ? {} : { status: query.status }),
+          ...(position && 'run' in position ? { before: position.run } : {}),
+          limit,
+        },
+        pageBytes,
+      );
       const last = items[items.length - 1];
       return { items, next: more && last ? encodeCursor({ run: last.id }) : null };
     },
