@@ -268,13 +268,15 @@ class Solver {
 
 /**
  * Whether the fields `goals` can all hold together, array-consistently (see the top of this file);
- * `undefined` when deciding needed more than `options.extraWork` for choices (only possible when one field's values sit
- * both directly in an element and inside its arrays, or in several of its arrays).
+ * `undefined` when deciding needed more than `options.extraWork` for choices (possible only when one
+ * field's values sit both directly in an element and inside its arrays, or in several of its arrays).
  *
  * @example
  * // {"d": [{"a": 1}, {"b": 2}]} against {"d": {"a": [1], "b": [2]}}: a and b are in different elements.
- * const d = {}; const e0 = { array: d, index: 0, parent: null }; const e1 = { array: d, index: 1, parent: null };
- * solveConjunction([{ hits: [e0], absentOk: false, values: [] }, { hits: [e1], absentOk: false, values: [] }]); // false
+ * const d = {};
+ * const a = { hits: [{ array: d, index: 0, parent: null }], absentOk: false, values: [] };
+ * const b = { hits: [{ array: d, index: 1, parent: null }], absentOk: false, values: [] };
+ * solveConjunction([a, b]); // false
  */
 export function solveConjunction(
   goals: readonly FieldGoal[],
