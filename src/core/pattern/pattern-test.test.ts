@@ -1,6 +1,17 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ReflexError } from '../errors.js';
 import { defaultEventLimits } from '../event.js';
+import {
+  arrayEvent,
+  arrayEventFor,
+  arrayPattern,
+  eventFor,
+  eventText,
+  pattern,
+  render,
+} from './automaton/generators.test-helpers.js';
+import { createCompiledMatcher } from './compiled-matcher.js';
 import { patternTestLimits, testPattern } from './pattern-test.js';
 
 function refusal(pattern: unknown, event: unknown): ReflexError {
@@ -75,5 +86,21 @@ describe('pattern test', () => {
     // With fewer values it runs.
     const fewer = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`o${i}`, { a: 'x' }]));
     expect(testPattern(alternatives(10), fewer, defaultEventLimits)).toBe(true);
+  });
+
+  it('pattern test - agrees with the compiled matcher that dispatch uses, on generated patterns and events', () => {
+    const cases = fc.oneof(
+      pattern.chain((p) => fc.tuple(fc.constant(p), fc.oneof(eventFor(p), eventText))),
+      arrayPattern.chain((p) => fc.tuple(fc.constant(p), fc.oneof(arrayEventFor(p), arrayEvent))),
+    );
+    fc.assert(
+      fc.property(cases, ([p, text]) => {
+        const event = JSON.parse(render(text)) as unknown;
+        const matcher = createCompiledMatcher();
+        matcher.add(0, p);
+        expect(testPattern(p.source, event, defaultEventLimits)).toBe(matcher.match(event).length > 0);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
