@@ -5,9 +5,8 @@ import { parseHttpDeny } from '../actions/http-deny.js';
 import { createActionRegistry } from '../actions/registry.js';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
-import type { CloudEvent } from '../core/event.js';
-import { parsePattern } from '../core/pattern/pattern.js';
-import { matchPattern } from '../core/pattern/reference-matcher.js';
+import { type CloudEvent, defaultEventLimits } from '../core/event.js';
+import { testPattern } from '../core/pattern/pattern-test.js';
 import { RunStatus } from '../core/ports/store.js';
 import { defaultExecutorSettings } from '../engine/executor.js';
 import { newSortableId } from '../engine/ids.js';
@@ -457,8 +456,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .requiredOption('--event <json-or-file>', 'the event, inline JSON or a file')
     .option('--json', 'print {"match": true|false}')
     .action(async (o) => {
-      const pattern = parsePattern(jsonArgument('--pattern', o.pattern));
-      const matched = matchPattern(pattern, jsonArgument('--event', o.event));
+      const pattern = jsonArgument('--pattern', o.pattern);
+      const matched = testPattern(pattern, jsonArgument('--event', o.event), defaultEventLimits);
       io.stdout(o.json ? JSON.stringify({ match: matched }) : matched ? 'match' : 'no match');
       exitCode = matched ? ExitCode.ok : ExitCode.failure;
     });

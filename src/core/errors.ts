@@ -204,6 +204,12 @@ export const errorRegistry = {
     message:
       'The event pattern{rule} is too complex to match efficiently at `{path}`: {reason}. To fix: {fix}',
   },
+  REFLEX_ERR_PATTERN_TEST_TOO_LARGE: {
+    code: 'REFLEX_ERR_PATTERN_TEST_TOO_LARGE',
+    status: 400,
+    message:
+      'Testing this pattern against this event needs {work} units of work (for each `$or` alternative of the pattern, the values the event holds at its fields), more than the {limit} allowed. To fix: test the pattern on a smaller event (only the fields the pattern names matter), or with fewer `$or` alternatives.',
+  },
 
   // --- CEL conditions and templates ---
   REFLEX_ERR_CONDITION_INVALID: {

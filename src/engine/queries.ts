@@ -1,6 +1,14 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type ErrorInfo, ReflexError } from '../core/errors.js';
 import type { LoggedEvent } from '../core/event.js';
-import { explainPattern, type PatternExplanation } from '../core/pattern/reference-matcher.js';
+import {
+  createPatternExplainer,
+  type PatternExplainer,
+  type PatternExplanation,
+  type PatternMismatch,
+  type PatternMismatchUnexplained,
+} from '../core/pattern/explain.js';
+import type { Pattern } from '../core/pattern/pattern.js';
 import {
   type AuditEntry,
   AuditKind,
@@ -9,7 +17,7 @@ import {
   type RunStatus,
   type Store,
 } from '../core/ports/store.js';
-import type { Rule } from '../core/rule.js';
+import type { Rule, Rulebook } from '../core/rule.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
 /** One page of a listing; pass `next` back as `cursor` for the following page. */
@@ -88,6 +96,13 @@ export interface Queries {
 export interface QueriesOptions {
   store: Store;
   versions: RulebookVersions;
+  /**
+   * Most bytes of events (their stored JSON) or runs one page of a listing holds: past it the page ends
+   * early, with a `next` cursor, so that a listing of big events costs about this much to read and send,
+   * whatever its `limit`. A single larger item is a page of its own.
+   * @default 1048576 (1 MiB)
+   */
+  pageBytes?: number;
   /** The consumer whose offset says what has been dispatched. @default 'dispatcher' */
   consumer?: string;
   /** The version in force now, for events not dispatched yet. */
@@ -96,9 +111,68 @@ export interface QueriesOptions {
 
 const maxLimit = 1000;
 
+/**
+ * Working out where patterns fail yields to other work whenever this many milliseconds have passed: on a
+ * big event it can take a while, and other requests must not wait for it.
+ */
+const explainSliceMs = 5;
+
+/** One explainer per rulebook version (its patterns compiled into one automaton), made when first asked. */
+const explainers = new WeakMap<Rulebook, { explainer: PatternExplainer; indexes: Map<Pattern, number> }>();
+
+/** How each pattern of `rulebook` (those of sub-conditions, and those conditions imply) fares on `event`. */
+async function explainPatterns(
+  rulebook: Rulebook,
+  event: unknown,
+): Promise<Map<Pattern, PatternExplanation>> {
+  let entry = explainers.get(rulebook);
+  if (entry === undefined) {
+    const indexes = new Map<Pattern, number>();
+    for (const rule of rulebook.rules) {
+      for (const sub of rule.subs) {
+        for (const pattern of [sub.pattern, sub.indexPattern]) {
+          if (pattern !== undefined && !indexes.has(pattern)) indexes.set(pattern, indexes.size);
+        }
+      }
+    }
+    entry = { explainer: createPatternExplainer([...indexes.keys()]), indexes };
+    explainers.set(rulebook, entry);
+  }
+  const of = entry.explainer.explain(event);
+  const out = new Map<Pattern, PatternExplanation>();
+  let since = performance.now();
+  for (const [pattern, index] of entry.indexes) {
+    const steps = of.steps(index);
+    for (let step = steps.next(); ; step = steps.next()) {
+      if (step.done) {
+        out.set(pattern, step.value);
+        break;
+      }
+      if (performance.now() - since > explainSliceMs) {
+        await nextTurn();
+        since = performance.now();
+      }
+    }
+  }
+  return out;
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string | undefined): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    if (k === undefined) continue;
+    const group = groups.get(k);
+    if (group === undefined) groups.set(k, [item]);
+    else group.push(item);
+  }
+  return groups;
+}
+
 export function createQueries(options: QueriesOptions): Queries {
   const { store, versions } = options;
   const consumer = options.consumer ?? 'dispatcher';
+  const pageBytes = options.pageBytes ?? 1_048_576;
 
   const getEvent = async (seq: number) => {
     const event = await store.getEvent(seq);
@@ -124,15 +198,16 @@ export function createQueries(options: QueriesOptions): Queries {
       const position = query.cursor !== undefined ? decodeCursor(query.cursor, 'events') : undefined;
       const after = position && 'after' in position ? position.after : position ? undefined : query.after;
       const before = position && 'before' in position ? position.before : undefined;
-      const items = await store.listEvents({
-        ...(query.type === undefined ? {} : { type: query.type }),
-        ...(query.source === undefined ? {} : { source: query.source }),
-        ...(after === undefined ? {} : { after }),
-        ...(before === undefined ? {} : { before }),
-        limit: limit + 1,
-      });
-      const more = items.length > limit;
-      if (more) items.length = limit;
+      const { items, more } = await store.pageEvents(
+        {
+          ...(query.type === undefined ? {} : { type: query.type }),
+          ...(query.source === undefined ? {} : { source: query.source }),
+          ...(after === undefined ? {} : { after }),
+          ...(before === undefined ? {} : { before }),
+          limit,
+        },
+        pageBytes,
+      );
       const last = items[items.length - 1];
       let next: string | null = null;
       if (more && last) next = encodeCursor(after !== undefined ? { after: last.seq } : { before: last.seq });
@@ -160,20 +235,33 @@ export function createQueries(options: QueriesOptions): Queries {
       const version = await versions.get(versionId);
       const audit = dispatched ? await store.auditForEvent(logged.seq) : [];
       const runs = dispatched ? await store.runsForEvent(logged.seq) : [];
-      const rules = version.rulebook.rules.map((rule) => explainRule(rule, logged, dispatched, audit, runs));
+      const auditByRule = groupBy(audit, (entry) => entry.rule);
+      const runsByRule = groupBy(runs, (run) => run.rule);
+      const patterns = await explainPatterns(version.rulebook, logged.event);
+      const rules = version.rulebook.rules.map((rule) =>
+        explainRule(
+          rule,
+          logged,
+          dispatched,
+          auditByRule.get(rule.name) ?? [],
+          runsByRule.get(rule.name) ?? [],
+          (pattern) => patterns.get(pattern)!,
+        ),
+      );
       return { ...base, rules };
     },
     async listRuns(query) {
       const limit = checkLimit(query.limit);
       const position = query.cursor !== undefined ? decodeCursor(query.cursor, 'runs') : undefined;
-      const items = await store.listRuns({
-        ...(query.rule === undefined ? {} : { rule: query.rule }),
-        ...(query.status === undefined ? {} : { status: query.status }),
-        ...(position && 'run' in position ? { before: position.run } : {}),
-        limit: limit + 1,
-      });
-      const more = items.length > limit;
-      if (more) items.length = limit;
+      const { items, more } = await store.pageRuns(
+        {
+          ...(query.rule === undefined ? {} : { rule: query.rule }),
+          ...(query.status === undefined ? {} : { status: query.status }),
+          ...(position && 'run' in position ? { before: position.run } : {}),
+          limit,
+        },
+        pageBytes,
+      );
       const last = items[items.length - 1];
       return { items, next: more && last ? encodeCursor({ run: last.id }) : null };
     },
@@ -185,18 +273,19 @@ export function createQueries(options: QueriesOptions): Queries {
   };
 }
 
-/** Why one rule did or did not act on one event, from its patterns and the audit of that event. */
+/** Why one rule did or did not act on one event, from its patterns and the rule's audit entries for it. */
 function explainRule(
   rule: Rule,
   logged: LoggedEvent,
   dispatched: boolean,
-  audit: readonly AuditEntry[],
-  allRuns: readonly Run[],
+  entries: readonly AuditEntry[],
+  runs: readonly Run[],
+  explainPattern: (pattern: Pattern) => PatternExplanation,
 ): RuleExplanation {
   const single = rule.flow.when.type === 'single';
   const patterns = rule.subs.map((sub) => ({
     name: sub.name,
-    pattern: sub.pattern ? explainPattern(sub.pattern, logged.event) : null,
+    pattern: sub.pattern ? explainPattern(sub.pattern) : null,
   }));
   const first = rule.subs[0];
   const out: RuleExplanation = {
@@ -214,8 +303,6 @@ function explainRule(
         }
       : undefined;
   if (condition) out.condition = condition;
-  const entries = audit.filter((entry) => entry.rule === rule.name);
-  const runs = allRuns.filter((r) => r.rule === rule.name);
   if (!rule.enabled)
     return { ...out, verdict: 'disabled', reason: 'The rule is disabled (`enabled: false`).' };
   const matchedAny = patterns.some((p) => p.pattern === null || p.pattern.matched);
@@ -228,13 +315,17 @@ function explainRule(
   // A condition-only rule is indexed by the pattern its condition implies: an event outside it never
   // reached the condition, which is then false by construction.
   if (single && first && !first.pattern && first.indexPattern) {
-    const implied = explainPattern(first.indexPattern, logged.event);
+    const implied = explainPattern(first.indexPattern);
     if (!implied.matched) {
       if (condition) condition.result = 'false';
+      const why =
+        implied.path === null
+          ? `the event lies outside the events it can hold for; ${implied.reason}.`
+          : describeMismatch(implied).replace(/^The pattern did not match/, 'it needs');
       return {
         ...out,
         verdict: 'condition-false',
-        reason: `The condition \`${first.condition?.source}\` is false: ${describeMismatch(implied).replace(/^The pattern did not match/, 'it needs')}`,
+        reason: `The condition \`${first.condition?.source}\` is false: ${why}`,
       };
     }
   }
@@ -359,9 +450,11 @@ function describeHeld(detail: Record<string, unknown>): string {
   return 'for more events';
 }
 
-function describeMismatch(pattern: Extract<PatternExplanation, { matched: false }>): string {
+function describeMismatch(pattern: PatternMismatch | PatternMismatchUnexplained): string {
+  if (pattern.path === null) return `The pattern did not match; ${pattern.reason}.`;
   const actual = pattern.present ? JSON.stringify(pattern.actual) : 'absent';
-  return `The pattern did not match at \`${pattern.path}\`: expected ${pattern.expected}, the event has ${actual}.`;
+  const excerpt = pattern.truncated ? ' (an excerpt)' : '';
+  return `The pattern did not match at \`${pattern.path}\`: expected ${pattern.expected}, the event has ${actual}${excerpt}.`;
 }
 
 function checkLimit(limit: number | undefined): number {

@@ -4,8 +4,7 @@ import { chainExtension } from '../core/decide.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
 import { type AppendResult, type CloudEvent, checkDepth, checkNotReserved } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
-import { parsePattern } from '../core/pattern/pattern.js';
-import { matchPattern } from '../core/pattern/reference-matcher.js';
+import { testPattern } from '../core/pattern/pattern-test.js';
 import type { Logger } from '../core/ports/logger.js';
 import { RunStatus } from '../core/ports/store.js';
 import type { Engine } from '../engine/engine.js';
@@ -302,7 +301,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
       });
     }
     const { pattern, event } = body as { pattern: unknown; event: unknown };
-    return { match: matchPattern(parsePattern(pattern), event) };
+    return { match: testPattern(pattern, event, engine.limits) };
   });
 
   app.get('/api/v1/facts', async () => ({ facts: engine.facts.snapshot() }));

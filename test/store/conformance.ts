@@ -9,6 +9,7 @@ import {
   type FlowStateRow,
   type NewRun,
   type RunConcurrency,
+  type RunQuery,
   type RunStatus,
   type RunTrigger,
   type Store,
@@ -326,6 +327,32 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await pageAll(filter, 'before')).toEqual(expected(filter).reverse());
       }
       expect(await store.listEvents({ type: 'C', limit: 5 })).toEqual([]);
+    });
+
+    it('log - pageEvents ends a page before its events pass maxBytes, and says whether more follow', async () => {
+      // About 100 and 1 100 bytes of JSON each (backends may write JSON a little differently).
+      const big = (id: string) => ev(id, { data: { text: 'x'.repeat(1000) } });
+      await store.appendEvents([ev('small-1'), big('big-2'), big('big-3'), big('big-4'), ev('small-5')], t0);
+      const page = async (query: EventQuery, maxBytes: number) => {
+        const { items, more } = await store.pageEvents(query, maxBytes);
+        return { seqs: seqs(items), more };
+      };
+      expect(await page({ limit: 10 }, 2500)).toEqual({ seqs: [5, 4, 3], more: true });
+      expect(await page({ before: 3, limit: 10 }, 2500)).toEqual({ seqs: [2, 1], more: false });
+      expect(await page({ after: 0, limit: 10 }, 2500)).toEqual({ seqs: [1, 2, 3], more: true });
+      expect(await page({ after: 3, limit: 10 }, 2500)).toEqual({ seqs: [4, 5], more: false });
+      // A first event larger than maxBytes is a page of its own.
+      expect(await page({ before: 5, limit: 10 }, 500)).toEqual({ seqs: [4], more: true });
+      expect(await page({ limit: 10 }, 0)).toEqual({ seqs: [5], more: true });
+      // The count limit still holds, and `more` is exact at the end of the log.
+      expect(await page({ limit: 2 }, 1e9)).toEqual({ seqs: [5, 4], more: true });
+      expect(await page({ limit: 5 }, 1e9)).toEqual({ seqs: [5, 4, 3, 2, 1], more: false });
+      expect(await page({ type: 'test.happened', after: 4, limit: 1 }, 1e9)).toEqual({
+        seqs: [5],
+        more: false,
+      });
+      expect(await page({ type: 'other', limit: 5 }, 1e9)).toEqual({ seqs: [], more: false });
+      expect((await store.pageEvents({ limit: 5 }, 1e9)).items).toEqual(await store.listEvents({ limit: 5 }));
     });
 
     // --- dispatch ---
@@ -913,6 +940,26 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await pageAll({ status: 'running' })).toEqual(['run-03', 'run-02', 'run-01']);
       expect(await pageAll({ status: 'pending', rule: 'rule-b' })).toEqual(['run-08', 'run-06', 'run-04']);
       expect(await pageAll({ status: 'failed' })).toEqual([]);
+    });
+
+    it('runs - pageRuns ends a page before its runs pass maxBytes, and says whether more follow', async () => {
+      await createRuns(['run-1', 'run-2', 'run-3', 'run-4', 'run-5'].map((id) => ({ id })));
+      const page = async (query: RunQuery, maxBytes: number) => {
+        const { items, more } = await store.pageRuns(query, maxBytes);
+        return { ids: items.map((r) => r.id), more };
+      };
+      expect(await page({ limit: 10 }, 1e9)).toEqual({
+        ids: ['run-5', 'run-4', 'run-3', 'run-2', 'run-1'],
+        more: false,
+      });
+      expect(await page({ limit: 2 }, 1e9)).toEqual({ ids: ['run-5', 'run-4'], more: true });
+      expect(await page({ limit: 10, before: 'run-2' }, 1e9)).toEqual({ ids: ['run-1'], more: false });
+      // Each run is larger than 0 bytes: one per page, however high the limit.
+      expect(await page({ limit: 10 }, 0)).toEqual({ ids: ['run-5'], more: true });
+      expect(await page({ limit: 10, before: 'run-2' }, 0)).toEqual({ ids: ['run-1'], more: false });
+      expect((await store.pageRuns({ limit: 3, rule: 'rule-a' }, 1e9)).items).toEqual(
+        await store.listRuns({ limit: 3, rule: 'rule-a' }),
+      );
     });
 
     it('runs - dead letters come newest first, up to the limit', async () => {

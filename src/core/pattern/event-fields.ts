@@ -1,3 +1,4 @@
+import type { ArrayPlace } from './array-consistency.js';
 import type { JsonScalar } from './pattern.js';
 
 /** Which element of which array of the event a value sits in. */
@@ -67,14 +68,19 @@ export function flattenEvent(event: unknown): EventFields {
 
 /**
  * What the event holds under a field name, objects included, for explanations: one entry per value or
- * object found (array elements each count), and an empty array where the field is `[]`.
+ * object found (array elements each count), and an empty array where the field is `[]`. The walk stops
+ * once `limit` entries are found.
  */
-export function valuesAt(event: unknown, path: string): unknown[] {
+export function valuesAt(event: unknown, path: string, limit = Number.POSITIVE_INFINITY): unknown[] {
   const found: unknown[] = [];
   const visit = (value: unknown, here: string): void => {
+    if (found.length >= limit) return;
     if (Array.isArray(value)) {
       if (here === path && value.length === 0) found.push(value);
-      for (const element of value) visit(element, here);
+      for (const element of value) {
+        if (found.length >= limit) return;
+        visit(element, here);
+      }
     } else if (here === path) {
       found.push(value);
     } else if (isObject(value) && path.startsWith(`${here}.`)) {
@@ -87,4 +93,71 @@ export function valuesAt(event: unknown, path: string): unknown[] {
     }
   }
   return found;
+}
+
+/** A value of an event field and the array element it sits in, for deciding array consistency. */
+export interface PlacedValue {
+  readonly value: JsonScalar;
+  /** The innermost array element holding the value; null outside arrays. */
+  readonly place: ArrayPlace | null;
+}
+
+/** A dot-prefix of the field names being read, and the keys that lead on from it. */
+interface Prefix {
+  /** The values of the field, when the prefix is itself a field being read. */
+  values: PlacedValue[] | null;
+  readonly next: Map<string, Prefix>;
+}
+
+/**
+ * The values of the fields named in `paths`, as {@link flattenEvent} finds them, each with the array
+ * element it sits in. Only keys that lead to one of the names are visited, so the cost is that of the
+ * parts of the event the names reach.
+ */
+export function readFieldValues(event: unknown, paths: Iterable<string>): Map<string, PlacedValue[]> {
+  const fields = new Map<string, PlacedValue[]>();
+  const root: Prefix = { values: null, next: new Map() };
+  for (const path of paths) {
+    let prefix = root;
+    for (const segment of path.split('.')) {
+      let next = prefix.next.get(segment);
+      if (next === undefined) {
+        next = { values: null, next: new Map() };
+        prefix.next.set(segment, next);
+      }
+      prefix = next;
+    }
+    prefix.values ??= [];
+    fields.set(path, prefix.values);
+  }
+  // A key with dots (`{"b.c": ..}`) leads on as its segments would.
+  const follow = (from: Prefix, key: string): Prefix | undefined => {
+    const direct = from.next.get(key);
+    if (direct !== undefined || !key.includes('.')) return direct;
+    let prefix: Prefix | undefined = from;
+    for (const segment of key.split('.')) {
+      prefix = prefix.next.get(segment);
+      if (prefix === undefined) return undefined;
+    }
+    return prefix;
+  };
+  const visit = (value: unknown, prefix: Prefix, place: ArrayPlace | null): void => {
+    if (Array.isArray(value)) {
+      const array = {};
+      for (let index = 0; index < value.length; index++) {
+        visit(value[index], prefix, { array, index, parent: place });
+      }
+    } else if (isObject(value)) {
+      if (prefix.next.size === 0) return;
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        const next = follow(prefix, key);
+        if (next !== undefined) visit(value[key], next, place);
+      }
+    } else if (prefix.values !== null && isScalar(value)) {
+      prefix.values.push({ value, place });
+    }
+  };
+  if (isObject(event)) visit(event, root, null);
+  return fields;
 }

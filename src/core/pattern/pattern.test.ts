@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ReflexError } from '../errors.js';
-import { parsePattern } from './pattern.js';
+import { parsePattern, patternLimits } from './pattern.js';
 
 /** Parses a pattern that must be rejected; returns where and why. */
 function rejection(json: unknown): { path: unknown; message: string; params: Record<string, unknown> } {
@@ -92,6 +92,20 @@ describe('pattern - structure', () => {
     const { path, message } = rejection({ a: { b: ['x'] }, 'a.b': ['y'] });
     expect(path).toEqual(['a.b']);
     expect(message).toContain('`a.b`');
+  });
+
+  it('pattern - rejects a pattern nested deeper than the limit, instead of overflowing the stack', () => {
+    const nest = (depth: number): unknown => {
+      let json: unknown = ['x'];
+      for (let i = 0; i < depth; i++) json = { a: json };
+      return json;
+    };
+    expect(field(nest(patternLimits.maxDepth)).path).toBe(Array(patternLimits.maxDepth).fill('a').join('.'));
+    const { path, message } = rejection(nest(patternLimits.maxDepth + 1));
+    expect(path).toEqual(Array(patternLimits.maxDepth).fill('a'));
+    expect(message).toContain(`nests deeper than ${patternLimits.maxDepth} levels`);
+    // 100 000 levels overflowed the stack (a RangeError, answered 500 by the API).
+    expect(rejection(nest(100_000)).path).toHaveLength(patternLimits.maxDepth);
   });
 
   it('pattern - rejects unknown and wrongly-cased operators, suggesting the right name', () => {

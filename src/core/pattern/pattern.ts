@@ -84,6 +84,11 @@ export const patternLimits = Object.freeze({
   maxNumeric: 5e9,
   /** Highest {@link wildcardComplexity} allowed for the wildcards of one field. */
   maxWildcardComplexity: 10,
+  /**
+   * Longest path to a field's list inside a pattern (keys, and `$or` with its index, each count one):
+   * far beyond any event's `--max-depth`, and a bound on the work of reading a pattern.
+   */
+  maxDepth: 64,
 });
 
 /** The operator keys of the pattern language; they cannot be field names inside `$or`. */
@@ -181,6 +186,13 @@ function parseObject(
   inOr: boolean,
   into: PatternCondition[],
 ): void {
+  if (at.length >= patternLimits.maxDepth) {
+    fail(
+      at,
+      `the pattern nests deeper than ${patternLimits.maxDepth} levels`,
+      'flatten it: no event field lies that deep (events nest at most `--max-depth` levels, 32 by default).',
+    );
+  }
   const entries = Object.entries(object);
   if (entries.length === 0) {
     fail(at, 'the object is empty', 'give it at least one field, or remove it.');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { describeMatcherContract } from './matcher-contract.test-helpers.js';
 import { parsePattern } from './pattern.js';
-import { createReferenceMatcher, explainPattern, matchPattern } from './reference-matcher.js';
+import { createReferenceMatcher, matchPattern } from './reference-matcher.js';
 
 function matches(pattern: unknown, event: unknown): boolean {
   return matchPattern(parsePattern(pattern), event);
@@ -208,106 +208,3 @@ describe('reference matcher - structure', () => {
 });
 
 describeMatcherContract('reference matcher', createReferenceMatcher);
-
-describe('reference matcher - explanations', () => {
-  it('explain - says matched when the pattern matches', () => {
-    expect(explainPattern(parsePattern({ a: ['x'] }), { a: 'x' })).toEqual({ matched: true });
-  });
-
-  it('explain - names the field, what was expected and what the event holds', () => {
-    const pattern = parsePattern({ type: ['alert'], data: { labels: { severity: ['critical'] } } });
-    expect(explainPattern(pattern, { type: 'alert', data: { labels: { severity: 'warning' } } })).toEqual({
-      matched: false,
-      path: 'data.labels.severity',
-      expected: 'one of ["critical"]',
-      actual: 'warning',
-      present: true,
-    });
-  });
-
-  it('explain - reports an absent field as not present, with no actual value', () => {
-    const explanation = explainPattern(parsePattern({ data: { status: ['firing', 'resolved'] } }), {
-      data: {},
-    });
-    expect(explanation).toEqual({
-      matched: false,
-      path: 'data.status',
-      expected: 'one of ["firing", "resolved"]',
-      present: false,
-    });
-  });
-
-  it('explain - reports the first failing field in pattern order', () => {
-    const pattern = parsePattern({ a: ['1'], b: ['2'], c: ['3'] });
-    expect(explainPattern(pattern, { a: '1', b: 'x', c: 'y' })).toMatchObject({ path: 'b', actual: 'x' });
-  });
-
-  it('explain - describes operators in words', () => {
-    const explain = (pattern: unknown, event: unknown) => {
-      const result = explainPattern(parsePattern(pattern), event);
-      return result.matched ? 'matched' : result.expected;
-    };
-    expect(explain({ n: [{ numeric: ['>', 0, '<=', 5] }] }, { n: 9 })).toBe('a number > 0 and <= 5');
-    expect(explain({ n: [{ numeric: ['=', 5] }] }, { n: 9 })).toBe('a number = 5');
-    expect(explain({ s: [{ prefix: 'us-' }] }, { s: 'eu-1' })).toBe('prefix "us-"');
-    expect(explain({ s: [{ suffix: { 'equals-ignore-case': '.png' } }] }, { s: 'a' })).toBe(
-      'suffix ".png" in any case',
-    );
-    expect(explain({ s: [{ 'anything-but': ['a', 'b'] }] }, { s: 'a' })).toBe(
-      'anything but one of ["a", "b"]',
-    );
-    expect(explain({ s: [{ 'anything-but': { prefix: 'x' } }] }, { s: 'xy' })).toBe(
-      'anything but prefix "x"',
-    );
-    expect(explain({ s: [{ exists: false }] }, { s: 1 })).toBe('absent');
-    expect(explain({ s: [{ exists: true }] }, {})).toBe('present');
-    expect(explain({ ip: [{ cidr: '10.0.0.0/8' }] }, { ip: '11.0.0.1' })).toBe('an IP address in 10.0.0.0/8');
-    expect(explain({ s: [{ wildcard: 'a*b' }, 'c'] }, { s: 'x' })).toBe('one of [wildcard "a*b", "c"]');
-  });
-
-  it('explain - shows objects and lists found at the path', () => {
-    expect(
-      explainPattern(parsePattern({ k: { S: [{ exists: false }] }, p: [{ exists: true }] }), {
-        p: { S: 'x' },
-      }),
-    ).toEqual({
-      matched: false,
-      path: 'p',
-      expected: 'present',
-      actual: { S: 'x' },
-      present: true,
-    });
-    expect(explainPattern(parsePattern({ tags: ['admin'] }), { tags: ['a', 'b'] })).toMatchObject({
-      actual: ['a', 'b'],
-      present: true,
-    });
-    expect(explainPattern(parsePattern({ tags: [{ exists: true }] }), { tags: [] })).toMatchObject({
-      actual: [],
-      present: true,
-    });
-  });
-
-  it('explain - blames array consistency when each field matches on its own', () => {
-    const pattern = parsePattern({ users: { name: ['alice'], role: ['admin'] } });
-    const explanation = explainPattern(pattern, { users: [{ name: 'alice' }, { role: 'admin' }] });
-    expect(explanation).toEqual({
-      matched: false,
-      path: 'users.role',
-      expected: 'one of ["admin"], in the same array element as users.name',
-      actual: 'admin',
-      present: true,
-    });
-  });
-
-  it('explain - follows the first $or alternative when none matches', () => {
-    const pattern = parsePattern({ source: ['cw'], $or: [{ metric: ['CPU'] }, { namespace: ['EC2'] }] });
-    expect(explainPattern(pattern, { source: 'cw', metric: 'RAM' })).toEqual({
-      matched: false,
-      path: 'metric',
-      expected: 'one of ["CPU"] (or another of the 2 `$or` alternatives)',
-      actual: 'RAM',
-      present: true,
-    });
-    expect(explainPattern(pattern, { source: 'sns', namespace: 'EC2' })).toMatchObject({ path: 'source' });
-  });
-});

@@ -1,5 +1,5 @@
-import { type EventField, type EventFields, flattenEvent, valuesAt } from './event-fields.js';
-import { describeMatchers, matchValue } from './match-value.js';
+import { type EventField, type EventFields, flattenEvent } from './event-fields.js';
+import { matchValue } from './match-value.js';
 import type { Matcher } from './matcher.js';
 import type { FieldCondition, Pattern, PatternCondition } from './pattern.js';
 
@@ -70,7 +70,8 @@ function satisfiable(conditions: readonly PatternCondition[], fields: EventField
 
 /**
  * Whether `pattern` matches `event`: every condition holds, each field by at least one of its values,
- * all within the same element of any array of objects they share.
+ * all within the same element of any array of objects they share. The test oracle: exponential in the
+ * number of arrays (see {@link createReferenceMatcher}).
  *
  * @example matchPattern(parsePattern({ type: [{ prefix: 'order.' }] }), event)
  */
@@ -80,7 +81,9 @@ export function matchPattern(pattern: Pattern, event: unknown): boolean {
 
 /**
  * The simple, obviously-correct matcher: tries every pattern on every event. It is the test oracle for
- * the compiled automaton, so it favours clarity over speed.
+ * the compiled automaton, so it favours clarity over speed: its search for array-consistent values takes
+ * n^(k-1) steps for k fields in k arrays of n elements. Nothing a request reaches may use it; matching
+ * and explanations use the compiled matcher (compiled-matcher.ts) and explain.ts.
  */
 export function createReferenceMatcher(): Matcher {
   const patterns = new Map<number, Pattern>();
@@ -104,73 +107,4 @@ export function createReferenceMatcher(): Matcher {
       return patterns.size;
     },
   };
-}
-
-/**
- * Why a pattern did or did not match, for `reflex explain`. On no-match: the first field, in pattern
- * order, that cannot be satisfied together with the fields before it.
- */
-export type PatternExplanation =
-  | { matched: true }
-  | {
-      matched: false;
-      /** The event field, keys joined with `.`, e.g. `data.labels.severity`. */
-      path: string;
-      /** What the pattern wanted there, in words, e.g. `one of ["critical"]`. */
-      expected: string;
-      /** What the event holds there: the value, or a list when there are several; absent when nothing is. */
-      actual?: unknown;
-      /** Whether the event holds anything at `path` (a value, an object or an array). */
-      present: boolean;
-    };
-
-type Failure = Extract<PatternExplanation, { matched: false }>;
-
-function fieldPaths(conditions: readonly PatternCondition[]): string[] {
-  return conditions.flatMap((condition) => (condition.type === 'field' ? [condition.path] : ['(`$or`)']));
-}
-
-function describeFailure(
-  conditions: readonly PatternCondition[],
-  fields: EventFields,
-  event: unknown,
-): Failure {
-  // The first condition that cannot hold together with those before it. One exists: the whole list fails.
-  let k = 0;
-  while (k < conditions.length - 1 && satisfiable(conditions.slice(0, k + 1), fields)) k++;
-  const condition = conditions[k]!;
-  if (condition.type === 'or') {
-    const [first] = condition.alternatives;
-    const inner = describeFailure([...conditions.slice(0, k), ...first!], fields, event);
-    return {
-      ...inner,
-      expected: `${inner.expected} (or another of the ${condition.alternatives.length} \`$or\` alternatives)`,
-    };
-  }
-  const found = valuesAt(event, condition.path);
-  const failure: Failure = {
-    matched: false,
-    path: condition.path,
-    expected: describeMatchers(condition.matchers),
-    present: found.length > 0,
-  };
-  if (found.length > 0) failure.actual = found.length === 1 ? found[0] : found;
-  if (satisfiable([condition], fields)) {
-    // It holds on its own, so it clashes with earlier fields over array elements.
-    failure.expected += `, in the same array element as ${fieldPaths(conditions.slice(0, k)).join(', ')}`;
-  }
-  return failure;
-}
-
-/**
- * Explains the outcome of {@link matchPattern}, with which it always agrees on `matched`.
- *
- * @example
- * explainPattern(parsePattern({ data: { severity: ['critical'] } }), { data: { severity: 'warning' } })
- * // { matched: false, path: 'data.severity', expected: 'one of ["critical"]', actual: 'warning', present: true }
- */
-export function explainPattern(pattern: Pattern, event: unknown): PatternExplanation {
-  const fields = flattenEvent(event);
-  if (satisfiable(pattern.conditions, fields)) return { matched: true };
-  return describeFailure(pattern.conditions, fields, event);
 }

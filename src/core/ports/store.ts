@@ -28,6 +28,12 @@ export interface Store {
   findEventsById(id: string, source?: string): Promise<LoggedEvent[]>;
   /** A page of events that pass the filters, in the cursor's direction. */
   listEvents(query: EventQuery): Promise<LoggedEvent[]>;
+  /**
+   * A page as {@link listEvents} gives it, that also ends before the events' stored JSON text would
+   * pass `maxBytes` in total (a first event larger than that is a page of its own); `more` says whether
+   * another event passes the filters after the page. An event that does not fit is not parsed.
+   */
+  pageEvents(query: EventQuery, maxBytes: number): Promise<StorePage<LoggedEvent>>;
   /** The highest `seq` in the log, 0 when it is empty. */
   lastSeq(): Promise<number>;
 
@@ -85,6 +91,12 @@ export interface Store {
   nextRunDueAt(): Promise<number | undefined>;
   getRun(id: string): Promise<RunDetail | undefined>;
   listRuns(query: RunQuery): Promise<Run[]>;
+  /**
+   * A page as {@link listRuns} gives it, that also ends before the runs' stored JSON (context, outputs,
+   * error) would pass `maxBytes` in total (a first run larger than that is a page of its own); `more`
+   * says whether another run passes the filters after the page.
+   */
+  pageRuns(query: RunQuery, maxBytes: number): Promise<StorePage<Run>>;
   /** Runs that the event at `seq` triggered. */
   runsForEvent(seq: number): Promise<Run[]>;
   listDeadLetters(limit: number): Promise<DeadLetter[]>;
@@ -161,6 +173,13 @@ export interface TimerChange {
   stage: string;
   key: string;
   due: number | null;
+}
+
+/** One page of a listing bounded by size (`Store.pageEvents`, `Store.pageRuns`). */
+export interface StorePage<T> {
+  items: T[];
+  /** Whether more items pass the filters after this page. */
+  more: boolean;
 }
 
 /** Filters and position for `Store.listEvents`. */

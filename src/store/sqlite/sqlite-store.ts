@@ -23,6 +23,7 @@ import type {
   RunQuery,
   RunStatus,
   Store,
+  StorePage,
 } from '../../core/ports/store.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
@@ -234,6 +235,31 @@ interface RulebookRow {
 }
 
 // --- row mapping ---
+
+/**
+ * Takes rows while they number at most `limit` and their sizes stay within `maxBytes` (the first row
+ * always), and reads one row more to tell whether the page is the last. Only rows taken are converted.
+ */
+function takeWithin<Row, T>(
+  rows: IterableIterator<Row>,
+  limit: number,
+  maxBytes: number,
+  size: (row: Row) => number,
+  convert: (row: Row) => T,
+): StorePage<T> {
+  const items: T[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const rowBytes = size(row);
+    if (items.length === limit || (items.length > 0 && bytes + rowBytes > maxBytes)) {
+      // Leaving the loop ends the statement's iteration.
+      return { items, more: true };
+    }
+    bytes += rowBytes;
+    items.push(convert(row));
+  }
+  return { items, more: false };
+}
 
 function toLoggedEvent(row: EventRow): LoggedEvent {
   return { seq: row.seq, receivedAt: row.received_at, event: JSON.parse(row.event) as CloudEvent };
@@ -1004,6 +1030,22 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async listEvents(query: EventQuery): Promise<LoggedEvent[]> {
+    const { statement, params } = this.#eventListing(query);
+    return statement.all(...params, Math.max(0, query.limit)).map(toLoggedEvent);
+  }
+
+  async pageEvents(query: EventQuery, maxBytes: number): Promise<StorePage<LoggedEvent>> {
+    const { statement, params } = this.#eventListing(query);
+    const limit = Math.max(0, query.limit);
+    const rows = statement.iterate(...params, limit + 1);
+    return takeWithin(rows, limit, maxBytes, (row) => row.event.length, toLoggedEvent);
+  }
+
+  /** The statement and parameters (all but the limit) of a listing of events. */
+  #eventListing(query: EventQuery): {
+    statement: Database.Statement<unknown[], EventRow>;
+    params: unknown[];
+  } {
     const ascending = query.after !== undefined;
     const key = `${ascending ? 'a' : 'd'}${query.type === undefined ? '' : 't'}${query.source === undefined ? '' : 's'}`;
     let statement = this.#listEventStatements.get(key);
@@ -1020,8 +1062,7 @@ class SqliteStoreImpl implements SqliteStore {
     const params: unknown[] = [ascending ? query.after : (query.before ?? endOfLog)];
     if (query.type !== undefined) params.push(query.type);
     if (query.source !== undefined) params.push(query.source);
-    params.push(Math.max(0, query.limit));
-    return statement.all(...params).map(toLoggedEvent);
+    return { statement, params };
   }
 
   async lastSeq(): Promise<number> {
@@ -1129,6 +1170,20 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async listRuns(query: RunQuery): Promise<Run[]> {
+    const { statement, params } = this.#runListing(query);
+    return statement.all(...params, Math.max(0, query.limit)).map(toRun);
+  }
+
+  async pageRuns(query: RunQuery, maxBytes: number): Promise<StorePage<Run>> {
+    const { statement, params } = this.#runListing(query);
+    const limit = Math.max(0, query.limit);
+    const rows = statement.iterate(...params, limit + 1);
+    const size = (row: RunRow) => row.context.length + row.outputs.length + (row.error?.length ?? 0);
+    return takeWithin(rows, limit, maxBytes, size, toRun);
+  }
+
+  /** The statement and parameters (all but the limit) of a listing of runs. */
+  #runListing(query: RunQuery): { statement: Database.Statement<unknown[], RunRow>; params: unknown[] } {
     const key = `${query.before === undefined ? '' : 'b'}${query.rule === undefined ? '' : 'r'}${query.status === undefined ? '' : 's'}`;
     let statement = this.#listRunStatements.get(key);
     if (statement === undefined) {
@@ -1146,8 +1201,7 @@ class SqliteStoreImpl implements SqliteStore {
     if (query.before !== undefined) params.push(query.before);
     if (query.rule !== undefined) params.push(query.rule);
     if (query.status !== undefined) params.push(query.status);
-    params.push(Math.max(0, query.limit));
-    return statement.all(...params).map(toRun);
+    return { statement, params };
   }
 
   async runsForEvent(seq: number): Promise<Run[]> {

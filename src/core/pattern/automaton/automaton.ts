@@ -1,6 +1,7 @@
+import { type ArrayPlace, type FieldGoal, solveConjunction } from '../array-consistency.js';
 import type { JsonScalar, Pattern } from '../pattern.js';
 import { type Conjunction, expandPattern, type Step } from './conjunctions.js';
-import type { ArrayContext, EventValues, FieldPaths } from './event-values.js';
+import type { EventValues, FieldPaths } from './event-values.js';
 import { ValueIndex } from './value-index.js';
 
 /**
@@ -10,10 +11,13 @@ import { ValueIndex } from './value-index.js';
  * false`) leads on to some. Conjunctions that begin with the same steps share states, so an event visits
  * the states its values lead to, however many patterns there are.
  *
- * Arrays of objects: a visit carries the array elements its values committed to (the membership), and
- * a value is only taken when it sits in the same elements (aws/event-ruler's array consistency, as in
- * the reference matcher). Absence under arrays is checked at the end of a conjunction, against the final
- * membership.
+ * Arrays of objects: values must sit in the same array elements to count together (aws/event-ruler's
+ * array consistency, as in the reference matcher). When the event has such arrays, the automaton is
+ * walked as if they did not matter — each state at most once, every value and every possible absence
+ * followed — while each state reached keeps the values that led to it; a conjunction that ends on a
+ * state reached through values in arrays is then decided by {@link solveConjunction}, in time linear in
+ * those values. (Carrying the chosen elements along the walk instead costs n^k for k arrays of n
+ * elements: seconds for an event of a few kilobytes.)
  */
 
 /** Outgoing edges of a state for one field: the index of their values, and absence. */
@@ -31,8 +35,12 @@ class EdgeGroup extends ValueIndex<State> {
 }
 
 class State {
-  /** Equals the event generation once visited with no membership and no pending absence. */
+  /** Equals the event generation once visited. */
   stamp = 0;
+  /** Equals the event generation once reached by a walk over arrays, when `hits` holds this event's. */
+  hitStamp = 0;
+  /** The records whose values led to this state (a walk over arrays only). */
+  hits: number[] | null = null;
   /** Conjunctions that pass through or end here. */
   refs = 0;
   /** Ids of the rules with a conjunction that ends here. */
@@ -58,35 +66,6 @@ const mapGroupsAbove = 8;
 interface RuleRecord {
   /** The last state of each conjunction. */
   readonly terminals: State[];
-}
-
-function pairConsistent(a: ArrayContext, b: ArrayContext): boolean {
-  for (let x: ArrayContext | null = a; x !== null; x = x.parent) {
-    for (let y: ArrayContext | null = b; y !== null; y = y.parent) {
-      if (x === y) break;
-      if (x.array === y.array && x.index !== y.index) return false;
-    }
-  }
-  return true;
-}
-
-function consistent(context: ArrayContext, membership: readonly ArrayContext[]): boolean {
-  for (let i = 0; i < membership.length; i++) if (!pairConsistent(context, membership[i]!)) return false;
-  return true;
-}
-
-function within(ancestor: ArrayContext, context: ArrayContext): boolean {
-  for (let c: ArrayContext | null = context; c !== null; c = c.parent) if (c === ancestor) return true;
-  return false;
-}
-
-/** The membership after also committing to `context`, kept as the innermost elements only. */
-function extend(membership: readonly ArrayContext[] | null, context: ArrayContext): readonly ArrayContext[] {
-  if (membership === null) return [context];
-  for (const m of membership) if (within(context, m)) return membership;
-  const out = membership.filter((m) => !within(m, context));
-  out.push(context);
-  return out;
 }
 
 /** Sorts ids in place: by insertion when few (the usual case, far cheaper than `sort` with a callback). */
@@ -134,7 +113,6 @@ export class Automaton {
   /** Children found by value lookups; each lookup writes above the ones still being visited. */
   #buffer: State[] = [];
   #top = 0;
-  #seen: Set<string> | null = null;
 
   constructor(paths: FieldPaths) {
     this.#paths = paths;
@@ -265,45 +243,36 @@ export class Automaton {
     this.#out = out;
     // Without arrays there are no memberships to carry and no absence to defer: the common case. Loose
     // conjunctions ignore arrays of a single field, so for them only arrays of several fields count.
-    if (values.hasLooseArrays) this.#visit(this.#loose, null, null, false);
+    if (values.hasLooseArrays) this.#visitArrays(this.#loose, false);
     else this.#visitPlain(this.#loose);
-    if (values.hasArrays) this.#visit(this.#strict, null, null, true);
+    if (values.hasArrays) this.#visitArrays(this.#strict, true);
     else this.#visitPlain(this.#strict);
-    this.#seen = null;
     this.#values = undefined;
     sortAscending(out);
     return withoutRepeats(out);
   }
 
-  #visit(
-    state: State,
-    membership: readonly ArrayContext[] | null,
-    pending: readonly number[] | null,
-    strict: boolean,
-  ): void {
+  /**
+   * Visits `state` in an event with arrays (of several fields, or any array for `strict` conjunctions),
+   * ignoring for now which elements values sit in: each state once. A conjunction ending here counts
+   * when its fields can be taken from consistent elements (see {@link #holds}).
+   */
+  #visitArrays(state: State, strict: boolean): void {
     const values = this.#values!;
-    if (membership === null && pending === null) {
-      if (state.stamp === values.generation) return;
-      state.stamp = values.generation;
-    } else {
-      const key = this.#searchKey(state, membership, pending);
-      this.#seen ??= new Set();
-      const seen = this.#seen;
-      if (seen.has(key)) return;
-      seen.add(key);
-    }
+    if (state.stamp === values.generation) return;
+    state.stamp = values.generation;
     const ends = state.ends;
-    if (ends !== null && (pending === null || this.#absent(pending, membership, strict))) {
-      // A rule can end here and elsewhere, and here more than once: `match` drops the repeats.
+    if (ends !== null && this.#holds(state, strict)) {
+      // A rule can end here and elsewhere: `match` drops the repeats.
       for (let i = 0; i < ends.length; i++) this.#out.push(ends[i]!);
     }
     if (state.only !== null) {
-      this.#follow(state.only, membership, pending, strict);
+      this.#followArrays(state.only, strict);
       return;
     }
     if (state.groups === null) return;
     const groups = this.#groupsToFollow(state);
-    for (let i = 0; i < groups.length; i++) this.#follow(groups[i]!, membership, pending, strict);
+    for (let i = 0; i < groups.length; i++) this.#followArrays(groups[i]!, strict);
   }
 
   /**
@@ -370,79 +339,93 @@ export class Automaton {
     if (live === 0 && absent !== null) for (let i = 0; i < absent.length; i++) this.#visitPlain(absent[i]!);
   }
 
-  /** Follows the edges of one field: by each of its values, and by its absence. */
-  #follow(
-    group: EdgeGroup,
-    membership: readonly ArrayContext[] | null,
-    pending: readonly number[] | null,
-    strict: boolean,
-  ): void {
+  /**
+   * {@link #followPlain} for an event with arrays: every child that some value leads to, recording which
+   * values, and the children of absence wherever the field may be absent (it has no value, or each of
+   * its values sits in an array element that another field may rule out).
+   */
+  #followArrays(group: EdgeGroup, strict: boolean): void {
     const values = this.#values!;
-    const slot = values.slot(group.pathId);
-    if (slot === undefined) {
-      const absent = group.absent;
-      if (absent !== null)
-        for (let i = 0; i < absent.length; i++) this.#visit(absent[i]!, membership, pending, strict);
-      return;
-    }
-    const records = slot.records;
-    const buffer = this.#buffer;
-    const contexts = values.hasArrays ? (strict ? values.contexts : values.loose) : null;
-    let live = 0;
-    let everyInArray = true;
-    for (let k = 0; k < slot.count; k++) {
-      const r = records[k]!;
-      if (values.isDead(r)) continue;
-      live++;
-      const context = contexts === null ? null : (contexts[r] ?? null);
-      if (context === null) everyInArray = false;
-      else if (membership !== null && !consistent(context, membership)) continue;
-      const start = this.#top;
-      const end = group.collect(values.values[r] as JsonScalar, buffer, start);
-      if (start === end) continue;
-      this.#top = end;
-      const next = context === null ? membership : extend(membership, context);
-      for (let i = start; i < end; i++) this.#visit(buffer[i]!, next, pending, strict);
-      this.#top = start;
-    }
-    // A field with values is absent only if each one sits in array elements other than the chosen ones;
-    // which those are is known at the end of the conjunction.
-    const absent = group.absent;
-    if (absent === null) return;
-    if (live === 0) {
-      // Every value came from a JSON key that a later duplicate overrode: the field is absent.
-      for (let i = 0; i < absent.length; i++) this.#visit(absent[i]!, membership, pending, strict);
-    } else if (everyInArray) {
-      const waiting = pending === null ? [group.pathId] : [...pending, group.pathId];
-      for (let i = 0; i < absent.length; i++) this.#visit(absent[i]!, membership, waiting, strict);
-    }
-  }
-
-  /** Whether every field in `pending` has no value consistent with `membership`. */
-  #absent(pending: readonly number[], membership: readonly ArrayContext[] | null, strict: boolean): boolean {
-    if (membership === null) return false;
-    const values = this.#values!;
+    const generation = values.generation;
     const contexts = strict ? values.contexts : values.loose;
-    for (const pathId of pending) {
-      const slot = values.slot(pathId)!;
+    const buffer = this.#buffer;
+    const start = this.#top;
+    // Children reached, each once: buffer[start..kept).
+    let kept = start;
+    let live = 0;
+    let outsideArrays = false;
+    const slot = values.slot(group.pathId);
+    if (slot !== undefined) {
+      const records = slot.records;
       for (let k = 0; k < slot.count; k++) {
-        const r = slot.records[k]!;
+        const r = records[k]!;
         if (values.isDead(r)) continue;
-        const context = contexts[r] ?? null;
-        if (context === null || consistent(context, membership)) return false;
+        live++;
+        if ((contexts[r] ?? null) === null) outsideArrays = true;
+        const end = group.collect(values.values[r] as JsonScalar, buffer, kept);
+        for (let i = kept; i < end; i++) {
+          const child = buffer[i]!;
+          if (child.hitStamp !== generation) {
+            child.hitStamp = generation;
+            if (child.hits === null) child.hits = [];
+            else child.hits.length = 0;
+            buffer[kept++] = child;
+          }
+          child.hits!.push(r);
+        }
       }
     }
-    return true;
+    const absent = group.absent;
+    if (absent !== null && (live === 0 || !outsideArrays)) {
+      for (let i = 0; i < absent.length; i++) {
+        const child = absent[i]!;
+        if (child.hitStamp === generation) continue;
+        child.hitStamp = generation;
+        if (child.hits === null) child.hits = [];
+        else child.hits.length = 0;
+        buffer[kept++] = child;
+      }
+    }
+    this.#top = kept;
+    for (let i = start; i < kept; i++) this.#visitArrays(buffer[i]!, strict);
+    this.#top = start;
   }
 
-  #searchKey(
-    state: State,
-    membership: readonly ArrayContext[] | null,
-    pending: readonly number[] | null,
-  ): string {
-    let key = `${state.id}`;
-    if (membership !== null) key += `|${membership.map((m) => m.uid).sort((a, b) => a - b)}`;
-    if (pending !== null) key += `/${[...pending].sort((a, b) => a - b)}`;
-    return key;
+  /**
+   * Whether the conjunction that ends at `terminal` (reached by {@link #visitArrays}) holds with its
+   * values taken from consistent array elements. A conjunction too costly to decide (possible only when
+   * the event spells one field both with dotted keys and nested objects) does not match.
+   */
+  #holds(terminal: State, strict: boolean): boolean {
+    const values = this.#values!;
+    const contexts = strict ? values.contexts : values.loose;
+    const goals: FieldGoal[] = [];
+    let inArrays = false;
+    for (let state = terminal; state.parent !== null; state = state.parent) {
+      const step = state.step!;
+      const hits: (ArrayPlace | null)[] = [];
+      for (const r of state.hits!) {
+        const place = contexts[r] ?? null;
+        if (place !== null) inArrays = true;
+        hits.push(place);
+      }
+      const all: (ArrayPlace | null)[] = [];
+      if (step.absent) {
+        const slot = values.slot(state.group!.pathId);
+        if (slot !== undefined) {
+          for (let k = 0; k < slot.count; k++) {
+            const r = slot.records[k]!;
+            if (values.isDead(r)) continue;
+            const place = contexts[r] ?? null;
+            if (place !== null) inArrays = true;
+            all.push(place);
+          }
+        }
+      }
+      goals.push({ hits, absentOk: step.absent, values: all });
+    }
+    // Reached without a value in an array: every step took a value outside arrays, or had none.
+    if (!inArrays) return true;
+    return solveConjunction(goals) === true;
   }
 }

@@ -28,8 +28,6 @@ export class ArrayContext {
     readonly array: ArrayRecord,
     readonly index: number,
     readonly parent: ArrayContext | null,
-    /** Unique within one event, for keys of search states. */
-    readonly uid: number,
   ) {}
 }
 
@@ -200,7 +198,6 @@ export class EventValues {
    * {@link finish}. Without one, conjunctions over distinct fields match as if there were no arrays.
    */
   hasLooseArrays = false;
-  nextUid = 0;
 
   /** Starts a new event over fields with ids below `capacity`. */
   begin(capacity: number): void {
@@ -209,7 +206,6 @@ export class EventValues {
     this.presentCount = 0;
     this.hasArrays = false;
     this.hasLooseArrays = false;
-    this.nextUid = 0;
     while (this.slots.length < capacity) this.slots.push({ stamp: 0, records: [], count: 0 });
   }
 
@@ -299,7 +295,7 @@ export function visitValue(
     } else if (Array.isArray(value)) {
       const array = new ArrayRecord();
       for (let i = 0; i < value.length; i++) {
-        visitValue(value[i], state, new ArrayContext(array, i, context, values.nextUid++), values);
+        visitValue(value[i], state, new ArrayContext(array, i, context), values);
       }
     } else {
       const names = state.names;

@@ -311,7 +311,7 @@ function readArray(
   i = ws(t, i + 1);
   if (t.charCodeAt(i) === 93) return i + 1;
   for (let index = 0; ; index++) {
-    i = readValue(t, i, state, new ArrayContext(array, index, context, values.nextUid++), values);
+    i = readValue(t, i, state, new ArrayContext(array, index, context), values);
     i = ws(t, i);
     const c = t.charCodeAt(i);
     if (c === 44) i++;
