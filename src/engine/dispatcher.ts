@@ -5,6 +5,7 @@ import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { AuditEntry, NewRun, Store } from '../core/ports/store.js';
 import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
+import type { DiskFullWatch } from './disk-full.js';
 import type { Facts } from './facts.js';
 import { createFlowStateCache } from './flow-state-cache.js';
 import type { CompiledVersion } from './rulebook-versions.js';
@@ -33,6 +34,8 @@ export interface DispatcherOptions {
   onRunsCreated?: () => void;
   /** Called after a commit that set, moved or cancelled timers. */
   onTimersChanged?: () => void;
+  /** Told about commits refused for want of space (which are then not logged one by one). */
+  diskFull?: DiskFullWatch;
 }
 
 /**
@@ -158,6 +161,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       throw error;
     }
     flowStates.committed();
+    options.diskFull?.wrote();
     lastT = t;
     activated = version.id;
     offset = last;
@@ -189,8 +193,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       } catch (error) {
         // Nothing was committed: the same batch is decided again after a pause. Never skip an event.
         failures++;
-        const delay = Math.min(30_000, 100 * 2 ** Math.min(failures, 9));
-        logger.error({ error: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
+        // Room comes back without anyone telling: look again every few seconds (an append that passes
+        // wakes the dispatcher at once anyway).
+        const diskFull = options.diskFull?.refused(error) === true;
+        const delay = Math.min(diskFull ? 5_000 : 30_000, 100 * 2 ** Math.min(failures, 9));
+        if (!diskFull)
+          logger.error({ error: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           wakeUp = () => {

@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from '../core/ports/logger.js';
 import { AuditKind, type Store } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
 import type { RulebookFile } from '../rulebook/loader.js';
+import { createDiskFullWatch } from './disk-full.js';
 import { createDispatcher, type Dispatcher } from './dispatcher.js';
 import { createExecutor, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
@@ -89,11 +90,24 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
   let dispatcher: Dispatcher | undefined;
   let timers: TimerService | undefined;
+  // One watch for every writer, so an episode of a full disk is logged once, whoever meets it first.
+  const diskFull = createDiskFullWatch({ logger, clock });
   const facts = await createFacts(
     store,
     () => clock.now(),
     () => dispatcher?.wake(),
   );
+  // Counted for the summary. A change that goes through is not reported as a write: an unchanged value
+  // writes nothing (so proves no room), and a real change wakes the dispatcher, whose commit reports it.
+  const setFact = facts.set.bind(facts);
+  facts.set = async (name, value, chain) => {
+    try {
+      await setFact(name, value, chain);
+    } catch (error) {
+      diskFull.refused(error, { factChanges: 1 });
+      throw error;
+    }
+  };
   const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
   let active: CompiledVersion | undefined;
   let executor: Executor | undefined;
@@ -106,6 +120,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     clock,
     ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
     onAppended: (events) => dispatcher?.offer(events),
+    diskFull,
   });
   const queries = createQueries({ store, versions, activeVersion: () => active?.id });
 
@@ -119,8 +134,9 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
     onRunsCreated: () => executor?.wake(),
     onTimersChanged: () => timers?.reschedule(),
+    diskFull,
   });
-  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake() });
+  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake(), diskFull });
   executor = createExecutor({
     store,
     clock,
@@ -131,6 +147,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     emit: (events) => ingest.append(events, { internal: true }),
     owner: `${process.pid}-${randomUUID()}`,
     onOutcomeLogged: () => dispatcher?.wake(),
+    diskFull,
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.random === undefined ? {} : { random: options.random }),
@@ -213,9 +230,13 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     },
     async close() {
       if (closed) return;
-      await engine.drain(0);
-      closed = true;
-      await store.close();
+      try {
+        await engine.drain(0);
+      } finally {
+        // Closed even when draining failed: the store holds the data directory's lock.
+        closed = true;
+        await store.close();
+      }
     },
     [Symbol.asyncDispose]() {
       return engine.close();

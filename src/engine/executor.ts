@@ -8,6 +8,7 @@ import type { Logger } from '../core/ports/logger.js';
 import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
+import { createDiskFullWatch, type DiskFullWatch } from './disk-full.js';
 import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
 import type { RulebookVersions } from './rulebook-versions.js';
@@ -39,6 +40,11 @@ export interface ExecutorOptions {
   leaseMs?: number;
   /** @default Math.random */
   random?: () => number;
+  /**
+   * Told about writes refused for want of space, which are then not logged one by one.
+   * @default a watch of its own over `logger`
+   */
+  diskFull?: DiskFullWatch;
 }
 
 /**
@@ -65,6 +71,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
   const concurrency = options.concurrency ?? 128;
   const leaseMs = options.leaseMs ?? 30_000;
   const random = options.random ?? Math.random;
+  const diskFull = options.diskFull ?? createDiskFullWatch({ logger, clock });
   const shutdown = new AbortController();
   const inFlight = new Map<string, Promise<void>>();
   let stopped = false;
@@ -180,6 +187,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
         outcome,
         at: clock.now(),
       });
+      diskFull.wrote();
       if (!held) {
         logger.warn({ runId: run.id }, 'lost the lease on a run; another executor owns it now');
         return;
@@ -288,7 +296,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const renew = setInterval(
       () => {
         store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
-          logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
+          if (!diskFull.refused(error))
+            logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
         });
       },
       Math.max(1000, leaseMs / 3),
@@ -361,6 +370,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
   };
 
   const loopBody = async () => {
+    /** Claims that failed in a row: the next try waits longer each time instead of spinning. */
+    let claimFailures = 0;
     while (!stopped) {
       dirty = false;
       const free = concurrency - inFlight.size;
@@ -368,14 +379,19 @@ export function createExecutor(options: ExecutorOptions): Executor {
         let claimed: Run[] = [];
         try {
           claimed = await store.claimRuns({ owner: options.owner, now: clock.now(), leaseMs, limit: free });
+          claimFailures = 0;
+          if (claimed.length > 0) diskFull.wrote();
         } catch (error) {
-          logger.error({ error: toErrorInfo(error) }, 'claiming runs failed');
+          claimFailures++;
+          if (!diskFull.refused(error)) logger.error({ error: toErrorInfo(error) }, 'claiming runs failed');
         }
         for (const run of claimed) {
           const task = execute(run)
-            .catch((error) =>
-              logger.error({ error: toErrorInfo(error), runId: run.id }, 'run execution crashed'),
-            )
+            .catch((error) => {
+              // The run keeps its lease until it expires, then it is claimed and its step run again.
+              if (!diskFull.refused(error))
+                logger.error({ error: toErrorInfo(error), runId: run.id }, 'run execution crashed');
+            })
             .finally(() => {
               inFlight.delete(run.id);
               wake();
@@ -392,7 +408,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
       try {
         // With every slot taken, a run finishing is what frees one (and it wakes this loop); the next
         // due time, already past, would only spin the loop without ever yielding.
-        if (concurrency - inFlight.size > 0) {
+        if (claimFailures > 0) {
+          const pause = Math.min(10_000, 250 * 2 ** Math.min(claimFailures - 1, 6));
+          cancelTimer = clock.schedule(clock.now() + pause, wake);
+        } else if (concurrency - inFlight.size > 0) {
           const due = await store.nextRunDueAt();
           const now = clock.now();
           // A due run that could not be claimed now is tried again shortly, never in a tight loop.
@@ -435,7 +454,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
         shutdown.abort(new ReflexError('REFLEX_ERR_RUN_INTERRUPTED'));
         await Promise.allSettled(inFlight.values());
       }
-      await store.releaseLeases(options.owner, clock.now());
+      try {
+        await store.releaseLeases(options.owner, clock.now());
+      } catch (error) {
+        // Not given back, the leases run out by themselves: the runs are claimed again after that.
+        if (!diskFull.refused(error)) throw error;
+      }
     },
   };
 }
