@@ -29,9 +29,26 @@ interface Io {
   env: Record<string, string | undefined>;
 }
 
+/**
+ * Writes lines to a standard stream until its reader goes away. `reflex ... | head` closes the pipe
+ * after a few lines; the next write fails with EPIPE, which Node reports as an 'error' event that would
+ * crash the process with a stack trace. What nobody reads any more is dropped instead, and the command
+ * ends with its own exit code.
+ */
+function lineWriter(stream: NodeJS.WriteStream): (text: string) => void {
+  let closed = false;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    closed = true;
+  });
+  return (text) => {
+    if (!closed) stream.write(`${text}\n`);
+  };
+}
+
 const processIo: Io = {
-  stdout: (text) => process.stdout.write(`${text}\n`),
-  stderr: (text) => process.stderr.write(`${text}\n`),
+  stdout: lineWriter(process.stdout),
+  stderr: lineWriter(process.stderr),
   env: process.env,
 };
 

@@ -4,9 +4,9 @@ import pino from 'pino';
 import { createActionRegistry } from '../actions/registry.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
 import type { Logger } from '../core/ports/logger.js';
-import { createEngine } from '../engine/engine.js';
+import { createEngine, type Engine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
-import { RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
 import { createServer } from '../server/server.js';
 import { createSqliteStore } from '../store/index.js';
 
@@ -42,6 +42,8 @@ export async function runStart(
   const actions = createActionRegistry();
 
   const files = await readRulebookFiles(config.rulebooks);
+  // Checked before the data directory is touched: an invalid rulebook creates nothing.
+  compileRulebook(files, { actions });
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
   let syncFailed: (error: ReflexError) => void = () => {};
   const storeFailure = new Promise<ReflexError>((resolve) => {
@@ -52,14 +54,20 @@ export async function runStart(
     durability: config.durability,
     onSyncFailure: (error) => syncFailed(error),
   });
-  const engine = await createEngine({
-    store,
-    actions,
-    logger,
-    limits: { maxDepth: config.maxDepth },
-    concurrency: config.concurrency,
-    maxChainDepth: config.maxChainDepth,
-  });
+  let engine: Engine;
+  try {
+    engine = await createEngine({
+      store,
+      actions,
+      logger,
+      limits: { maxDepth: config.maxDepth },
+      concurrency: config.concurrency,
+      maxChainDepth: config.maxChainDepth,
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   try {
     const version = await engine.loadRulebook(files);
     logger.info(
@@ -170,10 +178,16 @@ export async function runStart(
         await server.close();
         await reloading;
         await engine.drain(config.graceMs);
+      } catch (error) {
+        logger.error({ error: toErrorInfo(error) }, 'error while stopping');
+        code = 1;
+      }
+      try {
+        // Whatever failed above, the store is closed and the data directory's lock released.
         await engine.close();
         logger.info({}, 'stopped');
       } catch (error) {
-        logger.error({ error: toErrorInfo(error) }, 'error while stopping');
+        logger.error({ error: toErrorInfo(error) }, 'error while closing the store');
         code = 1;
       }
       logger.flush?.();
