@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtinActions, createActionRegistry } from '../actions/registry.js';
@@ -29,6 +29,7 @@ import {
   scriptedOutcome,
   stepOf,
 } from '../rulebook/rule-test-schema.js';
+import { readYamlFile } from '../rulebook/yaml-source.js';
 import { createSqliteStore, type SqliteStore } from '../store/index.js';
 
 /**
@@ -168,8 +169,13 @@ export async function loadRuleTests(paths: readonly string[]): Promise<LoadedRul
   const seenRulebookProblems = new Set<string>();
   for (const path of paths) {
     let parsed: ReturnType<typeof parseRuleTest>;
+    const read = await readYamlFile(path);
+    if (!('content' in read)) {
+      problems.push({ file: path, line: 1, column: 1, message: read.problem, excerpt: '' });
+      continue;
+    }
     try {
-      parsed = parseRuleTest({ path, content: await readFile(path, 'utf8') });
+      parsed = parseRuleTest({ path, content: read.content });
     } catch (error) {
       if (!(error instanceof RuleTestError)) throw error;
       problems.push(...error.problems);
