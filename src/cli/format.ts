@@ -58,9 +58,42 @@ export function formatRun(run: ApiRunDetail): string {
     const took = Date.parse(a.finishedAt) - Date.parse(a.startedAt);
     const head = `  step ${a.stepId} (${a.action}) try ${a.attempt}: ${a.status} in ${took}ms at ${shortTime(a.startedAt)}`;
     lines.push(head);
-    if (a.error) lines.push(`    ${a.error.code}: ${a.error.message}`);
+    if (a.error) {
+      lines.push(`    ${a.error.code}: ${a.error.message}`);
+      lines.push(...outputTails(a.error.details));
+    }
   }
   return lines.join('\n');
+}
+
+/**
+ * The end of what a failed command printed (`exec` keeps the last 2048 bytes of each stream in its
+ * error's details), shown under the attempt: the failure's hint sends the reader here.
+ */
+function outputTails(details: Record<string, unknown> | undefined): string[] {
+  if (details === undefined) return [];
+  const lines: string[] = [];
+  for (const [key, stream] of [
+    ['stdoutTail', 'stdout'],
+    ['stderrTail', 'stderr'],
+  ] as const) {
+    const text = details[key];
+    if (typeof text !== 'string' || text === '') continue;
+    lines.push(`    ${stream} (end):`);
+    for (const line of text.replace(/\n$/, '').split('\n')) lines.push(`      ${printable(line)}`);
+  }
+  return lines;
+}
+
+/** Control characters of a program's output as escapes, so they cannot steer the terminal. */
+function printable(text: string): string {
+  let out = '';
+  for (const char of text) {
+    const code = char.charCodeAt(0);
+    const control = (code < 0x20 && char !== '\t') || (code >= 0x7f && code <= 0x9f);
+    out += control ? `\\u${code.toString(16).padStart(4, '0')}` : char;
+  }
+  return out;
 }
 
 const verdictMark: Record<string, string> = {

@@ -412,3 +412,75 @@ describe('operations - output', () => {
     }
   }, 60_000);
 });
+
+describe('operations - validate and runs show', () => {
+  it('operations - pathological YAML makes validate exit 2 with file:line:column, never a stack trace', async () => {
+    const { dir } = await workspace();
+    const files: Array<[string, string, RegExp]> = [
+      [
+        'bomb.yaml',
+        `a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+rules: []
+`,
+        /bomb\.yaml:2:8: invalid YAML: aliases/,
+      ],
+      [
+        'deep.yaml',
+        `rules: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`,
+        /deep\.yaml:1:72: invalid YAML: .*nested deeper/,
+      ],
+      [
+        'docs.yaml',
+        `rules: []\n${'---\na: 1\n'.repeat(1000)}`,
+        /docs\.yaml:2:1: invalid YAML: .*more than one YAML document/,
+      ],
+    ];
+    for (const [name, content, expected] of files) {
+      await writeFile(join(dir, name), content);
+      const result = await runReflex(['validate', join(dir, name)]);
+      expect({ name, code: result.code }).toEqual({ name, code: 2 });
+      expect(result.stderr).toMatch(expected);
+      noStackTrace(result.stderr);
+    }
+    // The same file as a rule test: the same limits, the documented exit code for an invalid test file.
+    await writeFile(join(dir, 'bomb.test.yaml'), files[0]![1]);
+    const tested = await runReflex(['test', join(dir, 'bomb.test.yaml')]);
+    expect(tested.code).toBe(2);
+    expect(tested.stderr).toMatch(/bomb\.test\.yaml:2:8: invalid YAML: aliases/);
+    noStackTrace(tested.stderr);
+  }, 60_000);
+
+  it('operations - runs show prints the end of a failed command, where the failure says to look', async () => {
+    const dir = await makeTempDir('reflex-ops-');
+    const rules = join(dir, 'rules.yaml');
+    await writeFile(
+      rules,
+      `rules:
+  - name: fails
+    when:
+      pattern: { type: [ops.fail] }
+    then:
+      - id: run
+        exec: { command: [sh, -c, "echo progress; echo 'it broke' >&2; exit 3"] }
+        retry: { attempts: 1 }
+`,
+    );
+    const reflex = await startReflex(['start', rules, '--port', '0', '--data', join(dir, 'data')]);
+    await post(reflex.url, '/api/v1/events', {
+      specversion: '1.0',
+      id: 'f1',
+      source: 'ops',
+      type: 'ops.fail',
+    });
+    const run = await reflex.waitForLog((line) => line.msg === 'run failed');
+    const shown = await runReflex(['runs', 'show', String(run.runId), '--url', reflex.url]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('To fix: see the captured output in `reflex runs show`.');
+    expect(shown.stdout).toContain('    stdout (end):\n      progress\n    stderr (end):\n      it broke\n');
+  }, 60_000);
+});
