@@ -4,15 +4,19 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { createActionRegistry } from '../actions/registry.js';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
-import type { CloudEvent } from '../core/event.js';
+import { type CloudEvent, defaultEventLimits } from '../core/event.js';
 import { parsePattern } from '../core/pattern/pattern.js';
 import { matchPattern } from '../core/pattern/reference-matcher.js';
 import { RunStatus } from '../core/ports/store.js';
+import { defaultMaxChainDepth } from '../engine/dispatcher.js';
+import { defaultGraceMs } from '../engine/engine.js';
+import { defaultConcurrency } from '../engine/executor.js';
 import { newSortableId } from '../engine/ids.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
 import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
-import { createSqliteStore } from '../store/index.js';
+import { defaultBodyLimit } from '../server/server.js';
+import { createSqliteStore, defaultDurability } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
 import { formatEvents, formatExplanation, formatRun, formatRuns } from './format.js';
 import { runRuleTests } from './rule-test.js';
@@ -178,30 +182,30 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       new Option('--durability <level>', 'full: commits survive power loss; normal: survive a crash, faster')
         .choices(['full', 'normal'])
         .env('REFLEX_DURABILITY')
-        .default('full'),
+        .default(defaultDurability),
     )
     .addOption(
       new Option('--body-limit <bytes>', 'largest request body')
         .env('REFLEX_BODY_LIMIT')
-        .default(1_048_576)
+        .default(defaultBodyLimit)
         .argParser(integer('body limit', 1)),
     )
     .addOption(
       new Option('--max-depth <levels>', 'deepest nesting in an event')
         .env('REFLEX_MAX_DEPTH')
-        .default(32)
+        .default(defaultEventLimits.maxDepth)
         .argParser(integer('max depth', 1)),
     )
     .addOption(
       new Option('--grace <duration>', 'time in-flight actions get on SIGTERM')
         .env('REFLEX_GRACE')
-        .default(10_000)
+        .default(defaultGraceMs)
         .argParser(duration),
     )
     .addOption(
       new Option('--concurrency <n>', 'runs executed at once')
         .env('REFLEX_CONCURRENCY')
-        .default(128)
+        .default(defaultConcurrency)
         .argParser(integer('concurrency', 1)),
     )
     .addOption(
@@ -210,7 +214,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         'rules do not fire on events derived from longer chains of rule outcomes',
       )
         .env('REFLEX_MAX_CHAIN_DEPTH')
-        .default(8)
+        .default(defaultMaxChainDepth)
         .argParser(integer('max chain depth', 0)),
     )
     .addOption(
@@ -269,7 +273,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .requiredOption('--type <type>', 'CloudEvents type')
     .option('--source <source>', 'CloudEvents source', 'reflex-cli')
     .option('--data <json>', 'event data as JSON (or @file.json)')
-    .option('--id <id>', 'event id (default: a new one)')
+    .option('--id <id>', 'event id; a new one when not given')
     .option('--subject <subject>', 'CloudEvents subject')
     .option('--url <url>', 'a running Reflex (env REFLEX_URL)')
     .option('--json', 'print the answer as JSON')

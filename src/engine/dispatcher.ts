@@ -10,6 +10,12 @@ import type { Facts } from './facts.js';
 import { createFlowStateCache } from './flow-state-cache.js';
 import type { CompiledVersion } from './rulebook-versions.js';
 
+/**
+ * How many rule outcomes may lead to an event that rules still fire on, unless told otherwise
+ * (`reflex start --max-chain-depth`).
+ */
+export const defaultMaxChainDepth = 8;
+
 export interface DispatcherOptions {
   store: Store;
   clock: Clock;
@@ -28,7 +34,7 @@ export interface DispatcherOptions {
    * @default 512
    */
   batchSize?: number;
-  /** @default 8 */
+  /** @default {@link defaultMaxChainDepth} */
   maxChainDepth?: number;
   /** Called after a commit that created runs. */
   onRunsCreated?: () => void;
@@ -70,7 +76,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { store, clock, logger } = options;
   const consumer = options.consumer ?? 'dispatcher';
   const batchSize = options.batchSize ?? 512;
-  const maxChainDepth = options.maxChainDepth ?? 8;
+  const maxChainDepth = options.maxChainDepth ?? defaultMaxChainDepth;
   /** The version deciding now, with its index; and one waiting to take over at the next batch. */
   let current: { version: CompiledVersion; index: RuleIndex } | undefined;
   let pending: CompiledVersion | undefined;

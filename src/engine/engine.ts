@@ -10,8 +10,8 @@ import { AuditKind, type Store } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
 import type { RulebookFile } from '../rulebook/loader.js';
 import { createDiskFullWatch } from './disk-full.js';
-import { createDispatcher, type Dispatcher } from './dispatcher.js';
-import { createExecutor, type Executor } from './executor.js';
+import { createDispatcher, type Dispatcher, type defaultMaxChainDepth } from './dispatcher.js';
+import { createExecutor, type defaultConcurrency, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
 import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
@@ -19,6 +19,9 @@ import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
 import { systemClock } from './system-clock.js';
 import { createTimerService, type TimerService } from './timers.js';
+
+/** How long running steps get to finish when the engine drains (`reflex start --grace`). */
+export const defaultGraceMs = 10_000;
 
 export interface EngineOptions {
   store: Store;
@@ -32,11 +35,11 @@ export interface EngineOptions {
   limits?: Partial<EventLimits>;
   /** @default 20000 — see IngestOptions.maxPending */
   maxPendingEvents?: number;
-  /** @default 128 — runs executed at once */
+  /** Runs executed at once. @default {@link defaultConcurrency} */
   concurrency?: number;
   /** @default 30000 — see ExecutorOptions.leaseMs */
   leaseMs?: number;
-  /** @default 8 — rules do not fire on events deeper in a chain of rule outcomes */
+  /** Rules do not fire on events deeper in a chain of rule outcomes. @default {@link defaultMaxChainDepth} */
   maxChainDepth?: number;
   /** @default Math.random — retry jitter */
   random?: () => number;
@@ -218,7 +221,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     get runsInFlight() {
       return executor!.inFlight;
     },
-    async drain(graceMs = 10_000) {
+    async drain(graceMs = defaultGraceMs) {
       if (drained) return;
       drained = true;
       await ingest.drain();

@@ -13,6 +13,9 @@ import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
+/** Runs executed at the same time, unless told otherwise (`reflex start --concurrency`). */
+export const defaultConcurrency = 128;
+
 export interface ExecutorOptions {
   store: Store;
   clock: Clock;
@@ -29,7 +32,7 @@ export interface ExecutorOptions {
   /**
    * Runs executed at the same time.
    * Actions mostly wait on the network, so many can run at once on one core.
-   * @default 128
+   * @default {@link defaultConcurrency}
    */
   concurrency?: number;
   /**
@@ -68,7 +71,7 @@ export interface Executor {
 
 export function createExecutor(options: ExecutorOptions): Executor {
   const { store, clock, logger } = options;
-  const concurrency = options.concurrency ?? 128;
+  const concurrency = options.concurrency ?? defaultConcurrency;
   const leaseMs = options.leaseMs ?? 30_000;
   const random = options.random ?? Math.random;
   const diskFull = options.diskFull ?? createDiskFullWatch({ logger, clock });

@@ -12,12 +12,15 @@ import type { Engine } from '../engine/engine.js';
 import { decodeCloudEventsRequest, parseJsonBody } from './cloudevents-http.js';
 import { verifyWebhookRequest, webhookRequestToEvent } from './webhook-request.js';
 
+/** The largest request body accepted, unless told otherwise (`reflex start --body-limit`). */
+export const defaultBodyLimit = 1_048_576;
+
 export interface ServerOptions {
   engine: Engine;
   logger: Logger;
   /**
    * Largest request body accepted, in bytes.
-   * @default 1048576 (1 MiB)
+   * @default {@link defaultBodyLimit} (1 MiB)
    */
   bodyLimit?: number;
   /** When set, `/api/v1/*` requires `Authorization: Bearer <apiToken>`. Webhooks use their own auth. */
@@ -34,7 +37,7 @@ export interface ServerOptions {
  */
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const { engine } = options;
-  const bodyLimit = options.bodyLimit ?? 1_048_576;
+  const bodyLimit = options.bodyLimit ?? defaultBodyLimit;
   const env = options.env ?? process.env;
   const app = Fastify({ bodyLimit, logger: false, return503OnClosing: true });
 

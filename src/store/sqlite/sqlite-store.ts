@@ -34,6 +34,9 @@ import { WalSync } from './wal-sync.js';
 /** The name of the database file inside a data directory. */
 export const databaseFileName = 'reflex.db';
 
+/** How hard commits are pushed to disk unless told otherwise (`reflex start --durability`). */
+export const defaultDurability = 'full';
+
 /** Options of `createSqliteStore`. */
 export interface SqliteStoreOptions {
   /** Data directory; holds `reflex.db` (+ WAL files) and a lock file. Created if missing. */
@@ -44,7 +47,7 @@ export interface SqliteStoreOptions {
    *   thread pool, so the event loop goes on meanwhile): what was acknowledged survives a power loss.
    * - `'normal'`: nothing waits for the disk (`synchronous=NORMAL` in WAL mode); survives a crash of
    *   the process, but the last commits may be lost on a power loss. Faster.
-   * @default 'full'
+   * @default {@link defaultDurability} ('full')
    */
   durability?: 'full' | 'normal';
   /**
