@@ -296,7 +296,7 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_STORE_DISK_FULL',
     status: 503,
     message:
-      'The disk that holds `{path}` is full, so nothing more can be stored; nothing of this request was stored. To fix: free space on that disk (or move the data directory to a larger one); Reflex takes writes again by itself once there is room. Senders retry after the time in the Retry-After header.',
+      'The disk that holds `{path}` is full, so Reflex cannot store anything more; what failed was not stored. To fix: free space on that disk, or move the data directory to a larger one. A running Reflex takes writes again by itself once there is room (senders retry after the time in the Retry-After header); one that was starting must be started again.',
   },
   REFLEX_ERR_STORE_CORRUPT: {
     code: 'REFLEX_ERR_STORE_CORRUPT',
