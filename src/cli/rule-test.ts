@@ -138,7 +138,14 @@ export async function findRuleTestFiles(paths: readonly string[]): Promise<strin
       return 1;
     }
     let count = 0;
-    const entries = (await readdir(path)).filter((n) => !n.startsWith('.') && n !== 'node_modules').sort();
+    let names: string[];
+    try {
+      names = await readdir(path);
+    } catch {
+      // A folder this user may not list holds no test it can run.
+      throw new ReflexError('REFLEX_ERR_RULETEST_NOT_FOUND', { path });
+    }
+    const entries = names.filter((n) => !n.startsWith('.') && n !== 'node_modules').sort();
     for (const name of entries) count += await visit(join(path, name), false);
     return count;
   };

@@ -109,17 +109,35 @@ export async function readRulebookFiles(paths: readonly string[]): Promise<Ruleb
     } catch {
       throw new ReflexError('REFLEX_ERR_RULEBOOK_NOT_FOUND', { path });
     }
+    const refuse = (message: string) =>
+      unreadable.push({ file: path, line: 1, column: 1, message, excerpt: '' });
     if (info.isDirectory()) {
-      const entries = (await readdir(path)).filter((name) => !name.startsWith('.')).sort();
-      for (const name of entries) {
+      let names: string[];
+      try {
+        names = await readdir(path);
+      } catch (error) {
+        refuse(
+          `the folder cannot be listed (${(error as NodeJS.ErrnoException).code}). To fix: give this user read access, or leave it out.`,
+        );
+        return;
+      }
+      for (const name of names.filter((n) => !n.startsWith('.')).sort()) {
         const child = join(path, name);
-        const childInfo = await stat(child);
-        if (childInfo.isDirectory()) await visit(child, false);
-        else if (ruleFileName.test(name) && !testFileName.test(name)) await visit(child, false);
+        const isFolder = await stat(child).then(
+          (childInfo) => childInfo.isDirectory(),
+          // A dangling link or a file that vanished: read as a file if it is named like one, which
+          // reports it.
+          () => false,
+        );
+        if (isFolder) await visit(child, false);
+        else if (ruleFileName.test(name) && !testFileName.test(name)) await readOne(child);
       }
       return;
     }
     if (!explicit && !ruleFileName.test(path)) return;
+    await readOne(path);
+  };
+  const readOne = async (path: string) => {
     const read = await readYamlFile(path);
     if ('content' in read) files.push({ path, content: read.content });
     else unreadable.push({ file: path, line: 1, column: 1, message: read.problem, excerpt: '' });

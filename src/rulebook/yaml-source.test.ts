@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDirPerTest } from '../../test/helpers/temp-dir.js';
@@ -135,5 +135,20 @@ describe('yaml files', () => {
       expect((error as RulebookError).problems[0]).toMatchObject({ file: path, line: 1, column: 1 });
       expect((error as RulebookError).problems[0]!.message).toMatch(reason);
     }
+  });
+
+  it('yaml files - a link to nowhere in a folder of rulebooks is a problem, not a stack trace', async () => {
+    const folder = join(dir(), 'rules');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'ok.yaml'), 'rules: []\n');
+    symlinkSync(join(dir(), 'nowhere.yaml'), join(folder, 'gone.yaml'));
+    const error = await readRulebookFiles([folder]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RulebookError);
+    expect((error as RulebookError).problems).toEqual([
+      expect.objectContaining({
+        file: join(folder, 'gone.yaml'),
+        message: expect.stringContaining('it does not exist (a link to nowhere?)'),
+      }),
+    ]);
   });
 });

@@ -229,9 +229,21 @@ export type YamlFileRead = { content: string } | { problem: string };
 /**
  * Reads a YAML file within {@link yamlLimits.maxBytes}, without hanging or filling memory on what is not
  * a plain file: a named pipe would block the read until someone writes, and a device such as /dev/zero
- * never ends. Errors opening the file (missing, no permission) are thrown as they are.
+ * never ends. A file that cannot be read (missing, no permission) is a problem too.
  */
 export async function readYamlFile(path: string): Promise<YamlFileRead> {
+  try {
+    return await readPlainFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'an error';
+    const why = code === 'ENOENT' ? 'it does not exist (a link to nowhere?)' : `it cannot be read (${code})`;
+    return {
+      problem: `\`${path}\` is named as a YAML file, but ${why}. To fix: give this user read access, or remove it.`,
+    };
+  }
+}
+
+async function readPlainFile(path: string): Promise<YamlFileRead> {
   const info = await stat(path);
   if (!info.isFile()) {
     return { problem: `\`${path}\` is not a regular file. To fix: give the path of a YAML file.` };
