@@ -102,9 +102,31 @@ export function formatRun(run: ApiRunDetail): string {
     const took = Date.parse(a.finishedAt) - Date.parse(a.startedAt);
     const head = `  step ${p(a.stepId)} (${p(a.action)}) try ${a.attempt}: ${a.status} in ${took}ms at ${shortTime(a.startedAt)}`;
     lines.push(head);
-    if (a.error) lines.push(`    ${p(a.error.code)}: ${p(a.error.message)}`);
+    if (a.error) {
+      lines.push(`    ${p(a.error.code)}: ${p(a.error.message)}`);
+      lines.push(...outputTails(a.error.details));
+    }
   }
   return lines.join('\n');
+}
+
+/**
+ * The end of what a failed command printed (`exec` keeps the last 2048 bytes of each stream in its
+ * error's details), shown under the attempt: the failure's hint sends the reader here.
+ */
+function outputTails(details: Record<string, unknown> | undefined): string[] {
+  if (details === undefined) return [];
+  const lines: string[] = [];
+  for (const [key, stream] of [
+    ['stdoutTail', 'stdout'],
+    ['stderrTail', 'stderr'],
+  ] as const) {
+    const text = details[key];
+    if (typeof text !== 'string' || text === '') continue;
+    lines.push(`    ${stream} (end):`);
+    for (const line of text.replace(/\n$/, '').split('\n')) lines.push(`      ${printable(line)}`);
+  }
+  return lines;
 }
 
 const verdictMark: Record<string, string> = {

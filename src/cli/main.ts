@@ -8,13 +8,16 @@ import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, defaultEventLimits } from '../core/event.js';
 import { testPattern } from '../core/pattern/pattern-test.js';
 import { RunStatus } from '../core/ports/store.js';
+import { defaultMaxChainDepth } from '../engine/dispatcher.js';
+import { defaultGraceMs } from '../engine/engine.js';
 import { defaultExecutorSettings } from '../engine/executor.js';
 import { newSortableId } from '../engine/ids.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
 import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
 import { defaultServerTimeouts } from '../server/front-door.js';
-import { createSqliteStore } from '../store/index.js';
+import { defaultBodyLimit } from '../server/server.js';
+import { createSqliteStore, defaultDurability } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
 import {
   formatEvents,
@@ -38,9 +41,26 @@ interface Io {
   env: Record<string, string | undefined>;
 }
 
+/**
+ * Writes lines to a standard stream until its reader goes away. `reflex ... | head` closes the pipe
+ * after a few lines; the next write fails with EPIPE, which Node reports as an 'error' event that would
+ * crash the process with a stack trace. What nobody reads any more is dropped instead, and the command
+ * ends with its own exit code.
+ */
+function lineWriter(stream: NodeJS.WriteStream): (text: string) => void {
+  let closed = false;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    closed = true;
+  });
+  return (text) => {
+    if (!closed) stream.write(`${text}\n`);
+  };
+}
+
 const processIo: Io = {
-  stdout: (text) => process.stdout.write(`${text}\n`),
-  stderr: (text) => process.stderr.write(`${text}\n`),
+  stdout: lineWriter(process.stdout),
+  stderr: lineWriter(process.stderr),
   env: process.env,
 };
 
@@ -170,30 +190,30 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       new Option('--durability <level>', 'full: commits survive power loss; normal: survive a crash, faster')
         .choices(['full', 'normal'])
         .env('REFLEX_DURABILITY')
-        .default('full'),
+        .default(defaultDurability),
     )
     .addOption(
       new Option('--body-limit <bytes>', 'largest request body')
         .env('REFLEX_BODY_LIMIT')
-        .default(1_048_576)
+        .default(defaultBodyLimit)
         .argParser(integer('body limit', 1)),
     )
     .addOption(
       new Option('--max-depth <levels>', 'deepest nesting in an event')
         .env('REFLEX_MAX_DEPTH')
-        .default(32)
+        .default(defaultEventLimits.maxDepth)
         .argParser(integer('max depth', 1)),
     )
     .addOption(
       new Option('--grace <duration>', 'time in-flight actions get on SIGTERM')
         .env('REFLEX_GRACE')
-        .default(10_000)
+        .default(defaultGraceMs)
         .argParser(duration),
     )
     .addOption(
       new Option('--concurrency <n>', 'runs executed at once')
         .env('REFLEX_CONCURRENCY')
-        .default(128)
+        .default(defaultExecutorSettings.concurrency)
         .argParser(integer('concurrency', 1)),
     )
     .addOption(
@@ -217,7 +237,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         'rules do not fire on events derived from longer chains of rule outcomes',
       )
         .env('REFLEX_MAX_CHAIN_DEPTH')
-        .default(8)
+        .default(defaultMaxChainDepth)
         .argParser(integer('max chain depth', 0)),
     )
     .addOption(
@@ -333,7 +353,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .requiredOption('--type <type>', 'CloudEvents type')
     .option('--source <source>', 'CloudEvents source', 'reflex-cli')
     .option('--data <json>', 'event data as JSON (or @file.json)')
-    .option('--id <id>', 'event id (default: a new one)')
+    .option('--id <id>', 'event id; a new one when not given')
     .option('--subject <subject>', 'CloudEvents subject')
     .option('--url <url>', 'a running Reflex (env REFLEX_URL)')
     .option('--json', 'print the answer as JSON')

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { builtinActions, createActionRegistry } from '../actions/registry.js';
@@ -30,6 +30,7 @@ import {
   scriptedOutcome,
   stepOf,
 } from '../rulebook/rule-test-schema.js';
+import { readYamlFile } from '../rulebook/yaml-source.js';
 import { createSqliteStore, type SqliteStore } from '../store/index.js';
 
 /**
@@ -146,7 +147,14 @@ export async function findRuleTestFiles(paths: readonly string[]): Promise<strin
       return 1;
     }
     let count = 0;
-    const entries = (await readdir(path)).filter((n) => !n.startsWith('.') && n !== 'node_modules').sort();
+    let names: string[];
+    try {
+      names = await readdir(path);
+    } catch {
+      // A folder this user may not list holds no test it can run.
+      throw new ReflexError('REFLEX_ERR_RULETEST_NOT_FOUND', { path });
+    }
+    const entries = names.filter((n) => !n.startsWith('.') && n !== 'node_modules').sort();
     for (const name of entries) count += await visit(join(path, name), false);
     return count;
   };
@@ -177,8 +185,13 @@ export async function loadRuleTests(paths: readonly string[]): Promise<LoadedRul
   const seenRulebookProblems = new Set<string>();
   for (const path of paths) {
     let parsed: ReturnType<typeof parseRuleTest>;
+    const read = await readYamlFile(path);
+    if (!('content' in read)) {
+      problems.push({ file: path, line: 1, column: 1, message: read.problem, excerpt: '' });
+      continue;
+    }
     try {
-      parsed = parseRuleTest({ path, content: await readFile(path, 'utf8') });
+      parsed = parseRuleTest({ path, content: read.content });
     } catch (error) {
       if (!(error instanceof RuleTestError)) throw error;
       problems.push(...error.problems);

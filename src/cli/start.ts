@@ -9,10 +9,10 @@ import { createLogLimiter } from '../core/log-limiter.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Rulebook } from '../core/rule.js';
 import { createSecretStore, type Secrets } from '../core/secrets.js';
-import { createEngine } from '../engine/engine.js';
+import { createEngine, type Engine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
 import { systemClock } from '../engine/system-clock.js';
-import { RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
 import { compileServerTimeouts } from '../server/front-door.js';
 import { createServer } from '../server/server.js';
 import { createSqliteStore } from '../store/index.js';
@@ -92,6 +92,8 @@ export async function runStart(
   });
 
   const files = await readRulebookFiles(config.rulebooks);
+  // Checked before the data directory is touched: an invalid rulebook creates nothing.
+  compileRulebook(files, { actions });
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
   let syncFailed: (error: ReflexError) => void = () => {};
   const storeFailure = new Promise<ReflexError>((resolve) => {
@@ -102,17 +104,23 @@ export async function runStart(
     durability: config.durability,
     onSyncFailure: (error) => syncFailed(error),
   });
-  const engine = await createEngine({
-    store,
-    actions,
-    logger,
-    limits: { maxDepth: config.maxDepth },
-    concurrency: config.concurrency,
-    leaseMs: config.leaseMs,
-    maxClaims: config.maxClaims,
-    maxChainDepth: config.maxChainDepth,
-    secrets,
-  });
+  let engine: Engine;
+  try {
+    engine = await createEngine({
+      store,
+      actions,
+      logger,
+      limits: { maxDepth: config.maxDepth },
+      concurrency: config.concurrency,
+      leaseMs: config.leaseMs,
+      maxClaims: config.maxClaims,
+      maxChainDepth: config.maxChainDepth,
+      secrets,
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
   try {
     const version = await engine.loadRulebook(files);
     logger.info(
@@ -238,10 +246,16 @@ export async function runStart(
         await server.close();
         await reloading;
         await engine.drain(config.graceMs);
+      } catch (error) {
+        logger.error({ error: toErrorInfo(error) }, 'error while stopping');
+        code = 1;
+      }
+      try {
+        // Whatever failed above, the store is closed and the data directory's lock released.
         await engine.close();
         logger.info({}, 'stopped');
       } catch (error) {
-        logger.error({ error: toErrorInfo(error) }, 'error while stopping');
+        logger.error({ error: toErrorInfo(error) }, 'error while closing the store');
         code = 1;
       }
       logger.flush?.();

@@ -416,6 +416,23 @@ export const errorRegistry = {
     message:
       'The event log at `{path}` could not be synced to disk ({reason}), so whether the last writes are stored is unknown; Reflex accepts no more events and stops. To fix: check the disk (free space, the kernel log), then start Reflex again; senders resend what was refused.',
   },
+  REFLEX_ERR_STORE_DISK_FULL: {
+    code: 'REFLEX_ERR_STORE_DISK_FULL',
+    status: 503,
+    message:
+      'The disk that holds `{path}` is full, so Reflex cannot store anything more; what failed was not stored. To fix: free space on that disk, or move the data directory to a larger one. A running Reflex takes writes again by itself once there is room (senders retry after the time in the Retry-After header); one that was starting must be started again.',
+  },
+  REFLEX_ERR_STORE_CORRUPT: {
+    code: 'REFLEX_ERR_STORE_CORRUPT',
+    status: 500,
+    message:
+      'The database `{path}` is damaged: {reason}. To fix: stop Reflex and restore the data directory from a backup (docs/operations.md#backups); or, to start empty, move the data directory (or the damaged file) away and start again.',
+  },
+  REFLEX_ERR_STORE_DATA_DIR_INVALID: {
+    code: 'REFLEX_ERR_STORE_DATA_DIR_INVALID',
+    status: 400,
+    message: 'The data directory `{dir}` cannot be used: {reason}. To fix: {fix}',
+  },
   REFLEX_ERR_STORE_DUPLICATE_RUN: {
     code: 'REFLEX_ERR_STORE_DUPLICATE_RUN',
     status: 500,

@@ -5,9 +5,16 @@ import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { AuditEntry, NewRun, Store } from '../core/ports/store.js';
 import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
+import type { DiskFullWatch } from './disk-full.js';
 import type { Facts } from './facts.js';
 import { createFlowStateCache } from './flow-state-cache.js';
 import type { CompiledVersion } from './rulebook-versions.js';
+
+/**
+ * How many rule outcomes may lead to an event that rules still fire on, unless told otherwise
+ * (`reflex start --max-chain-depth`).
+ */
+export const defaultMaxChainDepth = 8;
 
 export interface DispatcherOptions {
   store: Store;
@@ -27,12 +34,14 @@ export interface DispatcherOptions {
    * @default 512
    */
   batchSize?: number;
-  /** @default 8 */
+  /** @default {@link defaultMaxChainDepth} */
   maxChainDepth?: number;
   /** Called after a commit that created runs. */
   onRunsCreated?: () => void;
   /** Called after a commit that set, moved or cancelled timers. */
   onTimersChanged?: () => void;
+  /** Told about commits refused for want of space (which are then not logged one by one). */
+  diskFull?: DiskFullWatch;
 }
 
 /**
@@ -67,7 +76,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { store, clock, logger } = options;
   const consumer = options.consumer ?? 'dispatcher';
   const batchSize = options.batchSize ?? 512;
-  const maxChainDepth = options.maxChainDepth ?? 8;
+  const maxChainDepth = options.maxChainDepth ?? defaultMaxChainDepth;
   /** The version deciding now, with its index; and one waiting to take over at the next batch. */
   let current: { version: CompiledVersion; index: RuleIndex } | undefined;
   let pending: CompiledVersion | undefined;
@@ -158,6 +167,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       throw error;
     }
     flowStates.committed();
+    options.diskFull?.wrote();
     lastT = t;
     activated = version.id;
     offset = last;
@@ -189,8 +199,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       } catch (error) {
         // Nothing was committed: the same batch is decided again after a pause. Never skip an event.
         failures++;
-        const delay = Math.min(30_000, 100 * 2 ** Math.min(failures, 9));
-        logger.error({ error: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
+        // Room comes back without anyone telling: look again every few seconds (an append that passes
+        // wakes the dispatcher at once anyway).
+        const diskFull = options.diskFull?.refused(error) === true;
+        const delay = Math.min(diskFull ? 5_000 : 30_000, 100 * 2 ** Math.min(failures, 9));
+        if (!diskFull)
+          logger.error({ error: toErrorInfo(error), offset, retryInMs: delay }, 'dispatch failed; retrying');
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           wakeUp = () => {

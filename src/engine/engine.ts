@@ -10,8 +10,9 @@ import { AuditKind, type Store } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
 import { createSecretStore, type Secrets } from '../core/secrets.js';
 import type { RulebookFile } from '../rulebook/loader.js';
-import { createDispatcher, type Dispatcher } from './dispatcher.js';
-import { createExecutor, type Executor } from './executor.js';
+import { createDiskFullWatch } from './disk-full.js';
+import { createDispatcher, type Dispatcher, type defaultMaxChainDepth } from './dispatcher.js';
+import { createExecutor, type defaultExecutorSettings, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
 import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
@@ -19,6 +20,9 @@ import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
 import { systemClock } from './system-clock.js';
 import { createTimerService, type TimerService } from './timers.js';
+
+/** How long running steps get to finish when the engine drains (`reflex start --grace`). */
+export const defaultGraceMs = 10_000;
 
 export interface EngineOptions {
   store: Store;
@@ -32,7 +36,7 @@ export interface EngineOptions {
   limits?: Partial<EventLimits>;
   /** @default 20000 — see IngestOptions.maxPending */
   maxPendingEvents?: number;
-  /** @default 128 — runs executed at once */
+  /** Runs executed at once. @default {@link defaultExecutorSettings} `.concurrency` */
   concurrency?: number;
   /** @default 30000 — see ExecutorSettings.leaseMs */
   leaseMs?: number;
@@ -43,7 +47,7 @@ export interface EngineOptions {
    * action hands over nest at most `limits.maxDepth` levels, like incoming events.
    */
   maxOutputBytes?: number;
-  /** @default 8 — rules do not fire on events deeper in a chain of rule outcomes */
+  /** Rules do not fire on events deeper in a chain of rule outcomes. @default {@link defaultMaxChainDepth} */
   maxChainDepth?: number;
   /** @default Math.random — retry jitter */
   random?: () => number;
@@ -102,11 +106,24 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
   let dispatcher: Dispatcher | undefined;
   let timers: TimerService | undefined;
+  // One watch for every writer, so an episode of a full disk is logged once, whoever meets it first.
+  const diskFull = createDiskFullWatch({ logger, clock });
   const facts = await createFacts(
     store,
     () => clock.now(),
     () => dispatcher?.wake(),
   );
+  // Counted for the summary. A change that goes through is not reported as a write: an unchanged value
+  // writes nothing (so proves no room), and a real change wakes the dispatcher, whose commit reports it.
+  const setFact = facts.set.bind(facts);
+  facts.set = async (name, value, chain) => {
+    try {
+      await setFact(name, value, chain);
+    } catch (error) {
+      diskFull.refused(error, { factChanges: 1 });
+      throw error;
+    }
+  };
   const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
   let active: CompiledVersion | undefined;
   let executor: Executor | undefined;
@@ -119,6 +136,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     clock,
     ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
     onAppended: (events) => dispatcher?.offer(events),
+    diskFull,
   });
   const queries = createQueries({ store, versions, activeVersion: () => active?.id });
 
@@ -132,8 +150,9 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
     onRunsCreated: () => executor?.wake(),
     onTimersChanged: () => timers?.reschedule(),
+    diskFull,
   });
-  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake() });
+  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake(), diskFull });
   executor = createExecutor({
     store,
     clock,
@@ -144,6 +163,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     emit: (events) => ingest.append(events, { internal: true }),
     owner: `${process.pid}-${randomUUID()}`,
     onOutcomeLogged: () => dispatcher?.wake(),
+    diskFull,
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
     ...(options.maxClaims === undefined ? {} : { maxClaims: options.maxClaims }),
@@ -218,7 +238,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     get runsInFlight() {
       return executor!.inFlight;
     },
-    async drain(graceMs = 10_000) {
+    async drain(graceMs = defaultGraceMs) {
       if (drained) return;
       drained = true;
       await ingest.drain();
@@ -230,9 +250,13 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     },
     async close() {
       if (closed) return;
-      await engine.drain(0);
-      closed = true;
-      await store.close();
+      try {
+        await engine.drain(0);
+      } finally {
+        // Closed even when draining failed: the store holds the data directory's lock.
+        closed = true;
+        await store.close();
+      }
     },
     [Symbol.asyncDispose]() {
       return engine.close();

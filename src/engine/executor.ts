@@ -20,6 +20,7 @@ import { createSecretMask, mapStrings, redactUrlCredentials, type SecretMask } f
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
 import { resolveSecrets, type Secrets } from '../core/secrets.js';
+import { createDiskFullWatch, type DiskFullWatch } from './disk-full.js';
 import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
 import type { RulebookVersions } from './rulebook-versions.js';
@@ -79,6 +80,11 @@ export interface ExecutorOptions extends ExecutorSettings {
    * @default none: a step that reads a secret fails with REFLEX_ERR_SECRET_MISSING
    */
   secrets?: Secrets;
+  /**
+   * Told about writes refused for want of space, which are then not logged one by one.
+   * @default a watch of its own over `logger`
+   */
+  diskFull?: DiskFullWatch;
 }
 
 /** {@link ExecutorOptions} once checked, with every default filled in; frozen. */
@@ -191,6 +197,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
     maxDepth: options.maxOutputDepth,
     maxBytes: options.maxOutputBytes,
   });
+  const diskFull = options.diskFull ?? createDiskFullWatch({ logger, clock });
   const shutdown = new AbortController();
   const inFlight = new Map<string, Promise<void>>();
   let stopped = false;
@@ -356,6 +363,9 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         at: clock.now(),
       });
     } catch (error) {
+      // With the disk full, recording the crash would fail the same way: the run keeps its lease until
+      // it expires and is claimed again once there is room (the watch logs the episode once).
+      if (diskFull.refused(error)) return undefined;
       logger.error(
         { error: toErrorInfo(error), runId: run.id, step: completion.attempt.stepId },
         crashed
@@ -365,6 +375,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       if (crashed) return undefined;
       return record(run, progress, crashCompletion(run, progress, error), true);
     }
+    diskFull.wrote();
     if (!held) {
       logger.warn({ runId: run.id }, 'lost the lease on a run; another executor owns it now');
       return undefined;
@@ -551,7 +562,8 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
     );
     const renew = setInterval(() => {
       store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
-        logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
+        if (!diskFull.refused(error))
+          logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
       });
     }, leaseMs / 3);
     try {
@@ -674,6 +686,8 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
   };
 
   const loopBody = async () => {
+    /** Claims that failed in a row: the next try waits longer each time instead of spinning. */
+    let claimFailures = 0;
     while (!stopped) {
       dirty = false;
       const free = concurrency - inFlight.size;
@@ -681,8 +695,11 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         let claimed: Run[] = [];
         try {
           claimed = await store.claimRuns({ owner: options.owner, now: clock.now(), leaseMs, limit: free });
+          claimFailures = 0;
+          if (claimed.length > 0) diskFull.wrote();
         } catch (error) {
-          logger.error({ error: toErrorInfo(error) }, 'claiming runs failed');
+          claimFailures++;
+          if (!diskFull.refused(error)) logger.error({ error: toErrorInfo(error) }, 'claiming runs failed');
         }
         for (const run of claimed) {
           const task = execute(run)
@@ -704,7 +721,10 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       try {
         // With every slot taken, a run finishing is what frees one (and it wakes this loop); the next
         // due time, already past, would only spin the loop without ever yielding.
-        if (concurrency - inFlight.size > 0) {
+        if (claimFailures > 0) {
+          const pause = Math.min(10_000, 250 * 2 ** Math.min(claimFailures - 1, 6));
+          cancelTimer = clock.schedule(clock.now() + pause, wake);
+        } else if (concurrency - inFlight.size > 0) {
           const due = await store.nextRunDueAt();
           const now = clock.now();
           // A due run that could not be claimed now is tried again shortly, never in a tight loop.
@@ -747,7 +767,12 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         shutdown.abort(new ReflexError('REFLEX_ERR_RUN_INTERRUPTED'));
         await Promise.allSettled(inFlight.values());
       }
-      await store.releaseLeases(options.owner, clock.now());
+      try {
+        await store.releaseLeases(options.owner, clock.now());
+      } catch (error) {
+        // Not given back, the leases run out by themselves: the runs are claimed again after that.
+        if (!diskFull.refused(error)) throw error;
+      }
     },
   };
 }

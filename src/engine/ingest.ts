@@ -2,6 +2,7 @@ import { ReflexError } from '../core/errors.js';
 import type { AppendResult, CloudEvent, LoggedEvent } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Store } from '../core/ports/store.js';
+import type { DiskFullWatch } from './disk-full.js';
 
 export interface IngestOptions {
   store: Store;
@@ -14,6 +15,8 @@ export interface IngestOptions {
   maxPending?: number;
   /** Called after every commit that appended at least one new event, with those events in log order. */
   onAppended?: (events: LoggedEvent[]) => void;
+  /** Told about appends refused for want of space, and about those that pass again. */
+  diskFull?: DiskFullWatch;
 }
 
 /**
@@ -63,14 +66,16 @@ export function createIngest(options: IngestOptions): Ingest {
           offset += waiting.events.length;
           waiting.resolve(mine);
         }
-        if (options.onAppended) {
-          const appended: LoggedEvent[] = [];
-          results.forEach((result, i) => {
-            if (!result.duplicate) appended.push({ seq: result.seq, receivedAt, event: all[i]! });
-          });
-          if (appended.length > 0) options.onAppended(appended);
+        const appended: LoggedEvent[] = [];
+        results.forEach((result, i) => {
+          if (!result.duplicate) appended.push({ seq: result.seq, receivedAt, event: all[i]! });
+        });
+        if (appended.length > 0) {
+          options.diskFull?.wrote();
+          options.onAppended?.(appended);
         }
       } catch (error) {
+        options.diskFull?.refused(error, { appends: batch.length, events: all.length });
         for (const waiting of batch) waiting.reject(error);
       }
     }

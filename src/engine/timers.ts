@@ -2,6 +2,7 @@ import { toErrorInfo } from '../core/errors.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Store } from '../core/ports/store.js';
+import type { DiskFullWatch } from './disk-full.js';
 
 export interface TimerServiceOptions {
   store: Store;
@@ -9,6 +10,8 @@ export interface TimerServiceOptions {
   logger: Logger;
   /** Called after due timers became `reflex.timer` events in the log. */
   onFired: () => void;
+  /** Told about firings refused for want of space (which are then not logged one by one). */
+  diskFull?: DiskFullWatch;
 }
 
 /**
@@ -34,11 +37,13 @@ export function createTimerService(options: TimerServiceOptions): TimerService {
     try {
       for (;;) {
         const fired = await store.fireDueTimers(clock.now(), 500);
+        if (fired.length > 0) options.diskFull?.wrote();
         if (fired.some((result) => !result.duplicate)) options.onFired();
         if (fired.length < 500) break;
       }
     } catch (error) {
-      logger.error({ error: toErrorInfo(error) }, 'firing due timers failed; trying again in 1s');
+      if (!options.diskFull?.refused(error))
+        logger.error({ error: toErrorInfo(error) }, 'firing due timers failed; trying again in 1s');
       cancel?.();
       if (!stopped) cancel = clock.schedule(clock.now() + 1000, () => schedule());
       return;

@@ -433,3 +433,78 @@ rules: []
     expect(compile(rule('{ type: note.taken, id: fixed, source: "urn:notes" }')).rules).toHaveLength(1);
   });
 });
+
+describe('rulebook problems', () => {
+  it('rulebook - every problem is reported in one round: schema and compile problems, across rules and steps', () => {
+    const problems = problemsOf(`name: many
+rules:
+  - name: a
+    when:
+      pattern: { type: [x] }
+    then:
+      - log: "\${{ event.data. }}"
+      - http: { url: "not a url", method: GET }
+  - name: b
+    when:
+      pattern: { type: [y] }
+      if: "event.data.x >"
+    then:
+      - exec: { command: [] }
+      - log: "\${{ nope( }}"
+  - name: c
+    when:
+      pattern: { type: [z] }
+    then:
+      - frobnicate: {}
+      - log: fine
+        timeout: banana
+  - name: a
+    when:
+      pattern: { type: [w] }
+      if: "event.data.y <"
+    then:
+      - log: ok
+`);
+    // Before, the schema's complaints (an empty command, an unknown key) hid every compile problem, and
+    // the schema itself stopped after eight raw errors.
+    expect(problems.map((p) => `${p.line}:${p.column}`)).toEqual([
+      '7:30',
+      '8:15',
+      '12:26',
+      '14:26',
+      '15:24',
+      '20:9',
+      '22:18',
+      '23:11',
+      '26:26',
+    ]);
+    expect(problems[0]!.message).toContain('REFLEX_ERR_TEMPLATE_INVALID');
+    expect(problems[1]!.message).toContain('REFLEX_ERR_ACTION_INVALID_PARAMS');
+    expect(problems[2]!.message).toContain('REFLEX_ERR_CONDITION_INVALID');
+    expect(problems[3]!.message).toContain('must not be empty');
+    expect(problems[5]!.message).toContain('unknown key `frobnicate`');
+    expect(problems[7]!.message).toContain('the rule name `a` is already used');
+    // The duplicate's own condition is still checked.
+    expect(problems[8]!.message).toContain('REFLEX_ERR_CONDITION_INVALID');
+  });
+
+  it('rulebook - schema problems are all reported, up to 50 in all', () => {
+    const rules = (count: number) =>
+      Array.from(
+        { length: count },
+        (_, i) =>
+          `  - name: r${i}\n    when: { pattern: { type: [t] } }\n    then: [ { log: x, tmeout: 1s } ]\n`,
+      ).join('');
+    expect(problemsOf(`rules:\n${rules(20)}`)).toHaveLength(20);
+    const capped = problemsOf(`rules:\n${rules(80)}`);
+    expect(capped).toHaveLength(50);
+    expect(capped.every((p) => p.message.startsWith('unknown key `tmeout`'))).toBe(true);
+  });
+
+  it('rulebook - a step refused by the schema does not keep the other steps of its rule from being checked', () => {
+    const problems = problemsOf(
+      'rules:\n  - name: r\n    when: { pattern: { type: [t] } }\n    then:\n      - log: { message: 5, level: loud }\n      - log: "${{ ) }}"\n',
+    );
+    expect([...new Set(problems.map((p) => p.line))]).toEqual([5, 6]);
+  });
+});

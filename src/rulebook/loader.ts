@@ -1,7 +1,8 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Schema, { type Validator } from 'typebox/schema';
-import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
+import { Settings } from 'typebox/system';
+import { type Document, isMap, isPair, isScalar, LineCounter, type Node, Scalar } from 'yaml';
 import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import { isReservedSource, isReservedType, reflexTypePrefix } from '../core/event.js';
@@ -27,6 +28,7 @@ import {
   RulebookSchema,
   type StepDocument,
 } from './schema.js';
+import { parseYaml, readYamlFile, toPlainValues } from './yaml-source.js';
 
 /** A rulebook file as read from disk (or given by a test). */
 export interface RulebookFile {
@@ -62,7 +64,9 @@ export class RulebookError extends ReflexError {
 
 /** Renders problems the way compilers do, so editors and terminals can jump to them. */
 export function formatProblems(problems: readonly RulebookProblem[]): string {
-  return problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}\n${p.excerpt}`).join('\n');
+  return problems
+    .map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}${p.excerpt === '' ? '' : `\n${p.excerpt}`}`)
+    .join('\n');
 }
 
 /** What the compiler needs to know about actions: which kinds exist, and how each checks its parameters. */
@@ -73,6 +77,8 @@ export interface RulebookCompileOptions {
 const ruleFileName = /\.ya?ml$/i;
 const testFileName = /\.test\.ya?ml$/i;
 const maxProblems = 50;
+/** Characters of a line quoted under a problem. */
+const maxExcerpt = 160;
 
 /**
  * What the YAML machinery of this file needs to know about a file format: its schema, for validation
@@ -111,20 +117,42 @@ export async function readRulebookFiles(paths: readonly string[]): Promise<Ruleb
     } catch {
       throw new ReflexError('REFLEX_ERR_RULEBOOK_NOT_FOUND', { path });
     }
+    const refuse = (message: string) =>
+      unreadable.push({ file: path, line: 1, column: 1, message, excerpt: '' });
     if (info.isDirectory()) {
-      const entries = (await readdir(path)).filter((name) => !name.startsWith('.')).sort();
-      for (const name of entries) {
+      let names: string[];
+      try {
+        names = await readdir(path);
+      } catch (error) {
+        refuse(
+          `the folder cannot be listed (${(error as NodeJS.ErrnoException).code}). To fix: give this user read access, or leave it out.`,
+        );
+        return;
+      }
+      for (const name of names.filter((n) => !n.startsWith('.')).sort()) {
         const child = join(path, name);
-        const childInfo = await stat(child);
-        if (childInfo.isDirectory()) await visit(child, false);
-        else if (ruleFileName.test(name) && !testFileName.test(name)) await visit(child, false);
+        const isFolder = await stat(child).then(
+          (childInfo) => childInfo.isDirectory(),
+          // A dangling link or a file that vanished: read as a file if it is named like one, which
+          // reports it.
+          () => false,
+        );
+        if (isFolder) await visit(child, false);
+        else if (ruleFileName.test(name) && !testFileName.test(name)) await readOne(child);
       }
       return;
     }
     if (!explicit && !ruleFileName.test(path)) return;
-    files.push({ path, content: await readFile(path, 'utf8') });
+    await readOne(path);
   };
+  const readOne = async (path: string) => {
+    const read = await readYamlFile(path);
+    if ('content' in read) files.push({ path, content: read.content });
+    else unreadable.push({ file: path, line: 1, column: 1, message: read.problem, excerpt: '' });
+  };
+  const unreadable: RulebookProblem[] = [];
   for (const path of paths) await visit(path, true);
+  if (unreadable.length > 0) throw new RulebookError(unreadable);
   if (files.length === 0 && paths.length > 0) {
     throw new ReflexError('REFLEX_ERR_RULEBOOK_NOT_FOUND', { path: paths.join(', ') });
   }
@@ -142,9 +170,17 @@ export function compileRulebook(files: readonly RulebookFile[], options: Ruleboo
   const ruleNames = new Map<string, SourceLocation>();
   for (const file of files) {
     const source = new SourceFile(file);
-    const document = source.parse(problems);
-    if (document === undefined) continue;
-    compileFile(document, source, options, { rules, webhooks, ruleNames, problems });
+    const read = source.read(problems);
+    if (read === undefined) continue;
+    // Parts the schema refused are skipped; the rest is compiled all the same, so that a misspelt key in
+    // one step does not hide a broken condition in another rule until the next round.
+    compileFile(read.value as RulebookDocument, source, options, {
+      rules,
+      webhooks,
+      ruleNames,
+      problems,
+      refused: read.refused,
+    });
     if (problems.length >= maxProblems) break;
   }
   if (problems.length > 0) {
@@ -163,7 +199,15 @@ interface CompileState {
   webhooks: Map<string, Webhook>;
   ruleNames: Map<string, SourceLocation>;
   problems: RulebookProblem[];
+  /** Whether the schema refused the value at `path` (or something in it): it is not compiled. */
+  refused: (path: Path) => boolean;
 }
+
+/** The keys of a rule that its flow is compiled from. */
+const flowKeys = ['when', 'dedupe', 'throttle', 'debounce', 'rateLimit', 'batch', 'concurrency', 'ttl'];
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
 
 type Path = ReadonlyArray<string | number>;
 
@@ -186,11 +230,20 @@ export class SourceFile<T = RulebookDocument> {
 
   /** Parses and schema-checks the file; records problems and returns undefined when it cannot be used. */
   parse(problems: RulebookProblem[]): T | undefined {
-    const doc = parseDocument(this.content, {
-      lineCounter: this.lines,
-      prettyErrors: false,
-      uniqueKeys: true,
-    });
+    const read = this.read(problems);
+    return read === undefined || read.refused([]) ? undefined : (read.value as T);
+  }
+
+  /**
+   * Parses and schema-checks the file, recording every problem. Unless the file is not even a YAML
+   * document, returns what it holds with the places the schema refused, so that the parts it did not
+   * refuse can still be compiled and their problems reported in the same round.
+   */
+  read(problems: RulebookProblem[]): { value: unknown; refused: (path: Path) => boolean } | undefined {
+    const { document: doc, problems: found } = parseYaml(this.content, this.lines);
+    for (const problem of found)
+      problems.push(this.problemAt(problem.offset, `invalid YAML: ${problem.message}`));
+    if (doc === undefined || found.length > 0) return undefined;
     this.doc = doc;
     if (doc.errors.length > 0) {
       for (const error of doc.errors) {
@@ -199,17 +252,32 @@ export class SourceFile<T = RulebookDocument> {
       }
       return undefined;
     }
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    const plain = toPlainValues(doc);
+    if ('problem' in plain) {
+      problems.push(this.problemAt(plain.problem.offset, `invalid YAML: ${plain.problem.message}`));
+      return undefined;
+    }
+    const value = plain.value;
     if (value === null || value === undefined) {
       problems.push(this.problemAt(0, this.format.empty));
       return undefined;
     }
-    const [valid, errors] = this.format.validator.Errors(value);
-    if (!valid) {
-      for (const problem of this.schemaProblems(errors)) problems.push(problem);
-      return undefined;
-    }
-    return value as T;
+    const [valid, errors] = allSchemaErrors(this.format.validator, value);
+    if (valid) return { value, refused: () => false };
+    for (const problem of this.schemaProblems(errors)) problems.push(problem);
+    // Past the cap, a refused place may be missing from the list: nothing is compiled then.
+    if (errors.length >= maxSchemaErrors) return { value, refused: () => true };
+    const pointers = errors.map((error) => error.instancePath);
+    return {
+      value,
+      // A place is refused when an error is at it or below it; one at a parent leaves it to the parent.
+      refused: (path) => {
+        const at = path
+          .map((segment) => `/${String(segment).replace(/~/g, '~0').replace(/\//g, '~1')}`)
+          .join('');
+        return pointers.some((pointer) => pointer === at || pointer.startsWith(`${at}/`) || at === '');
+      },
+    };
   }
 
   /** Location of the node at `path` (or of its key, for a key that should not be there). */
@@ -224,10 +292,31 @@ export class SourceFile<T = RulebookDocument> {
   }
 
   private problemAt(offset: number, message: string): RulebookProblem {
-    const pos = this.lines.linePos(offset);
-    const lineText = this.content.split(/\r?\n/)[pos.line - 1] ?? '';
-    const excerpt = `  ${lineText}\n  ${' '.repeat(Math.max(0, pos.col - 1))}^`;
+    const pos = this.lines.lineStarts.length > 0 ? this.lines.linePos(offset) : this.countLines(offset);
+    const lineStart = offset - (pos.col - 1);
+    const lineEnd = this.content.indexOf('\n', lineStart);
+    const lineText = this.content.slice(lineStart, lineEnd === -1 ? undefined : lineEnd).replace(/\r$/, '');
+    // A line of a megabyte would be quoted whole: show the part around the column.
+    let from = 0;
+    if (lineText.length > maxExcerpt)
+      from = Math.max(0, Math.min(pos.col - 1 - maxExcerpt / 2, lineText.length - maxExcerpt));
+    const shown = lineText.slice(from, from + maxExcerpt);
+    const left = from > 0 ? '…' : '';
+    const right = from + maxExcerpt < lineText.length ? '…' : '';
+    const caret = ' '.repeat(Math.max(0, pos.col - 1 - from + left.length));
+    const excerpt = `  ${left}${shown}${right}\n  ${caret}^`;
     return { file: this.path, line: pos.line, column: pos.col, message, excerpt };
+  }
+
+  /** Line and column of `offset` for a file refused before the parser counted its lines. */
+  private countLines(offset: number): { line: number; col: number } {
+    let line = 1;
+    let start = 0;
+    for (let i = this.content.indexOf('\n'); i !== -1 && i < offset; i = this.content.indexOf('\n', i + 1)) {
+      line++;
+      start = i + 1;
+    }
+    return { line, col: offset - start + 1 };
   }
 
   private offsetOf(path: Path, options: { key?: string; offset?: number }): number {
@@ -324,6 +413,24 @@ export class SourceFile<T = RulebookDocument> {
       default:
         return this.problem(path, `${where} ${error.message}.`);
     }
+  }
+}
+
+/** Raw schema errors gathered for one file (several make one problem); a bound, as TypeBox advises. */
+const maxSchemaErrors = 1000;
+
+/**
+ * Validates with every error gathered up to {@link maxSchemaErrors}. TypeBox stops at 8 by default (a
+ * process-wide setting, raised here only for this call), which hid every problem after the first two
+ * or three: `reflex validate` then reported a rulebook's mistakes a few at a time.
+ */
+function allSchemaErrors(validator: Validator, value: unknown): [boolean, SchemaError[]] {
+  const before = Settings.Get().maxErrors;
+  Settings.Set({ maxErrors: maxSchemaErrors });
+  try {
+    return validator.Errors(value) as [boolean, SchemaError[]];
+  } finally {
+    Settings.Set({ maxErrors: before });
   }
 }
 
@@ -478,7 +585,11 @@ function compileFile(
   options: RulebookCompileOptions,
   state: CompileState,
 ) {
-  const vars = Object.freeze({ ...(document.vars ?? {}) }) as Record<string, unknown>;
+  const { refused } = state;
+  const vars = Object.freeze({ ...(refused(['vars']) ? {} : (document.vars ?? {})) }) as Record<
+    string,
+    unknown
+  >;
   const fileDefaults = {
     timeoutMs: 30_000,
     retry: defaultRetryPolicy,
@@ -496,7 +607,7 @@ function compileFile(
       throw error;
     }
   };
-  if (document.defaults) {
+  if (document.defaults && !refused(['defaults'])) {
     const defaults = document.defaults;
     attempt(() => {
       if (defaults.timeout !== undefined)
@@ -508,7 +619,8 @@ function compileFile(
     });
   }
 
-  for (const [name, hook] of Object.entries(document.webhooks ?? {})) {
+  for (const [name, hook] of Object.entries(isObject(document.webhooks) ? document.webhooks : {})) {
+    if (refused(['webhooks', name])) continue;
     const location = source.locate(['webhooks', name], { key: name });
     const existing = state.webhooks.get(name);
     if (existing) {
@@ -527,10 +639,11 @@ function compileFile(
     if (webhook !== undefined) state.webhooks.set(name, webhook);
   }
 
-  document.rules.forEach((doc, i) => {
+  (Array.isArray(document.rules) ? document.rules : []).forEach((doc, i) => {
+    if (!isObject(doc)) return;
     const path = ['rules', i] as const;
     const location = source.locate([...path, 'name']);
-    const earlier = state.ruleNames.get(doc.name);
+    const earlier = typeof doc.name === 'string' ? state.ruleNames.get(doc.name) : undefined;
     if (earlier) {
       state.problems.push(
         source.problem(
@@ -538,22 +651,25 @@ function compileFile(
           `the rule name \`${doc.name}\` is already used at ${at(earlier)}. To fix: rule names must be unique across all loaded rulebooks.`,
         ),
       );
-      return;
-    }
-    state.ruleNames.set(doc.name, location);
-    const flow = attempt(() =>
-      compileFlow(doc, {
-        at: (inner, compile) => locatedCompile(source, [...path, ...inner], compile),
-        fail: (inner, message) => {
-          throw new LocatedProblem(source.problem([...path, ...inner], message));
-        },
-        duration: (inner, value) => duration(source, [...path, ...inner], value),
-        ttlMs: fileDefaults.ttlMs,
-      }),
-    );
+      // The rest of the rule is still checked, so its own problems are reported in the same round.
+    } else if (typeof doc.name === 'string') state.ruleNames.set(doc.name, location);
+    const flowRefused = !isObject(doc.when) || flowKeys.some((key) => refused([...path, key]));
+    const flow = flowRefused
+      ? undefined
+      : attempt(() =>
+          compileFlow(doc, {
+            at: (inner, compile) => locatedCompile(source, [...path, ...inner], compile),
+            fail: (inner, message) => {
+              throw new LocatedProblem(source.problem([...path, ...inner], message));
+            },
+            duration: (inner, value) => duration(source, [...path, ...inner], value),
+            ttlMs: fileDefaults.ttlMs,
+          }),
+        );
     const then: ActionStep[] = [];
     const stepIds = new Set<string>();
-    doc.then.forEach((step, j) => {
+    (Array.isArray(doc.then) ? doc.then : []).forEach((step, j) => {
+      if (refused([...path, 'then', j])) return;
       const compiled = attempt(() =>
         compileStep(source, [...path, 'then', j], step, j, options, fileDefaults),
       );
@@ -570,7 +686,8 @@ function compileFile(
       stepIds.add(compiled.id);
       then.push(compiled);
     });
-    if (!flow) return;
+    // A rule with a problem is never loaded: the whole rulebook is refused with its problems.
+    if (!flow || earlier || refused(path)) return;
     const rule: Rule = {
       name: doc.name,
       index: state.rules.length,

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { chainExtension } from '../core/decide.js';
-import { ReflexError, toErrorInfo } from '../core/errors.js';
+import { type ErrorCode, ReflexError, toErrorInfo } from '../core/errors.js';
 import { type AppendResult, type CloudEvent, checkDepth, checkNotReserved } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { testPattern } from '../core/pattern/pattern-test.js';
@@ -21,12 +21,15 @@ import {
 } from './front-door.js';
 import { verifyWebhookRequest, webhookRequestToEvent } from './webhook-request.js';
 
+/** The largest request body accepted, unless told otherwise (`reflex start --body-limit`). */
+export const defaultBodyLimit = 1_048_576;
+
 export interface ServerOptions {
   engine: Engine;
   logger: Logger;
   /**
    * Largest request body accepted, in bytes.
-   * @default 1048576 (1 MiB)
+   * @default {@link defaultBodyLimit} (1 MiB)
    */
   bodyLimit?: number;
   /** When set, `/api/v1/*` requires `Authorization: Bearer <apiToken>`. Webhooks use their own auth. */
@@ -65,7 +68,7 @@ const maxParamLength = 1000;
  */
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const { engine } = options;
-  const bodyLimit = options.bodyLimit ?? 1_048_576;
+  const bodyLimit = options.bodyLimit ?? defaultBodyLimit;
   const env = options.env ?? process.env;
   const now = options.now ?? Date.now;
   const timeouts = compileServerTimeouts(options.timeouts);
@@ -149,19 +152,16 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
       return;
     }
     const coded = toReflexError(error, bodyLimit);
-    if (
-      coded.statusCode >= 500 &&
-      coded.code !== 'REFLEX_ERR_INGEST_OVERLOADED' &&
-      coded.code !== 'REFLEX_ERR_INGEST_STOPPED'
-    ) {
+    const retryAfter = retryAfterSeconds[coded.code];
+    // Refusals that say "later" are not failures of the request; a full disk is logged once per episode
+    // by the engine, not once per request.
+    if (coded.statusCode >= 500 && retryAfter === undefined) {
       options.logger.error(
         { error: toErrorInfo(error), method: request.method, url: request.url },
         'request failed',
       );
     }
-    if (coded.code === 'REFLEX_ERR_INGEST_OVERLOADED' || coded.code === 'REFLEX_ERR_INGEST_STOPPED') {
-      reply.header('retry-after', '1');
-    }
+    if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     void reply.status(coded.statusCode).send({ error: errorBody(coded) });
   });
   app.setNotFoundHandler((request, reply) => {
@@ -346,6 +346,16 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
 
   return app;
 }
+
+/**
+ * The 503s that ask the sender to come back, with the Retry-After they carry: a queue that drains within
+ * a second, and a full disk, which takes someone to free space (retrying every second would only add load).
+ */
+const retryAfterSeconds: Partial<Record<ErrorCode, number>> = {
+  REFLEX_ERR_INGEST_OVERLOADED: 1,
+  REFLEX_ERR_INGEST_STOPPED: 1,
+  REFLEX_ERR_STORE_DISK_FULL: 10,
+};
 
 function bodyOf(request: FastifyRequest): Buffer {
   return Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);

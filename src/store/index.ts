@@ -7,6 +7,7 @@ export { lockFileName } from './sqlite/data-dir-lock.js';
 export {
   createSqliteStore,
   databaseFileName,
+  defaultDurability,
   type SqliteStore,
   type SqliteStoreInfo,
   type SqliteStoreOptions,

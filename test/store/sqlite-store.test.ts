@@ -97,12 +97,14 @@ describe('sqlite store', () => {
     return store;
   };
   const lockFile = () => join(dir, lockFileName);
+  /** The pid a lock file names (its first line; the second identifies the process). */
+  const lockPid = () => readFileSync(lockFile(), 'utf8').split('\n')[0];
 
   it('sqlite store - creates the data directory, a database and a lock file holding the pid', async () => {
     const nested = join(dir, 'a', 'b');
     const store = await openStore({ dir: nested });
     expect(existsSync(join(nested, databaseFileName))).toBe(true);
-    expect(readFileSync(join(nested, lockFileName), 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(join(nested, lockFileName), 'utf8').split('\n')[0]).toBe(String(process.pid));
     // Events, outputs and rulebooks (inline secrets too) are for the owner only.
     expect(statSync(nested).mode & 0o777).toBe(0o700);
     expect(statSync(join(nested, databaseFileName)).mode & 0o777).toBe(0o600);
@@ -121,7 +123,7 @@ describe('sqlite store', () => {
       params: { dir, pid: process.pid },
     });
     // The refused store touched nothing: the first one still holds the lock and works.
-    expect(readFileSync(lockFile(), 'utf8').trim()).toBe(String(process.pid));
+    expect(lockPid()).toBe(String(process.pid));
     expect(await first.lastSeq()).toBe(1);
     await first.close();
     expect(existsSync(lockFile())).toBe(false);
@@ -139,9 +141,9 @@ describe('sqlite store', () => {
     child.kill('SIGKILL');
     await exited(child);
     // The killed process could not remove its lock: it is stale now.
-    expect(readFileSync(lockFile(), 'utf8').trim()).toBe(String(child.pid));
+    expect(lockPid()).toBe(String(child.pid));
     const store = await openStore({ dir });
-    expect(readFileSync(lockFile(), 'utf8').trim()).toBe(String(process.pid));
+    expect(lockPid()).toBe(String(process.pid));
     expect((await store.findEventsById('from-child'))[0]?.event.type).toBe('test.held');
   });
 
@@ -149,12 +151,12 @@ describe('sqlite store', () => {
     const gone = spawnSync(process.execPath, ['-e', '']).pid!;
     writeFileSync(lockFile(), `${gone}\n`);
     const store = await openStore({ dir });
-    expect(readFileSync(lockFile(), 'utf8').trim()).toBe(String(process.pid));
+    expect(lockPid()).toBe(String(process.pid));
     await store.close();
 
     writeFileSync(lockFile(), 'garbage');
     await openStore({ dir });
-    expect(readFileSync(lockFile(), 'utf8').trim()).toBe(String(process.pid));
+    expect(lockPid()).toBe(String(process.pid));
   });
 
   it('sqlite store - close is idempotent, and asyncDispose closes and releases the lock', async () => {
@@ -262,7 +264,7 @@ describe('sqlite store', () => {
     await expect(reader.appendEvents([ev('d')], 3)).rejects.toThrow(/readonly/);
     await reader.close();
     // The reader leaves the writer's lock alone.
-    expect(readFileSync(lockFile(), 'utf8').trim()).toBe(String(process.pid));
+    expect(lockPid()).toBe(String(process.pid));
     expect(await writer.appendEvents([ev('d')], 3)).toMatchObject([{ seq: 5, duplicate: false }]);
 
     // A stopped instance's data reads the same, and the writer can come back after the reader.
@@ -281,7 +283,10 @@ describe('sqlite store', () => {
     });
     expect(existsSync(missing)).toBe(false);
 
-    new Database(join(dir, databaseFileName)).close(); // an empty database, never migrated
+    // A database that was never migrated (an empty file is refused as damaged, see sqlite-open.test.ts).
+    const unmigrated = new Database(join(dir, databaseFileName));
+    unmigrated.exec('CREATE TABLE scratch (x)');
+    unmigrated.close();
     await expect(createSqliteStore({ dir, readonly: true })).rejects.toMatchObject({
       code: 'REFLEX_ERR_STORE_OLDER_SCHEMA',
       params: { found: 0, known: schemaVersion },

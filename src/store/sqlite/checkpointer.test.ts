@@ -41,4 +41,26 @@ describe('checkpointer', () => {
     // With PASSIVE checkpoints alone the file grew past 28 MiB in the same two seconds.
     expect(bounded).toBeLessThan(8 * 1024 * 1024);
   });
+
+  it('checkpointer - stop settles when the worker has already died', async () => {
+    const path = join(dir(), 'db');
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    // The worker cannot open a database that is not there: it dies at once, as it did when a full disk
+    // failed its checkpoint. Stopping then waited for an 'exit' that had already been emitted: the
+    // promise never settled, and `reflex start` ended with exit 13 and its lock left behind.
+    const checkpointer = startCheckpointer(db, join(dir(), 'missing', 'db'), { intervalMs: 10 });
+    // A dead worker switches SQLite's own checkpoints back on: that is how its death shows.
+    for (let i = 0; i < 500 && db.pragma('wal_autocheckpoint', { simple: true }) === 0; i++) await pause(10);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(1000);
+    // That is on its 'error' event; its 'exit' follows once the thread is torn down. Real time: a worker
+    // thread does not run on the test clock.
+    await pause(300);
+    const stopped = await Promise.race([
+      checkpointer.stop().then(() => 'stopped'),
+      pause(5000).then(() => 'hung'),
+    ]);
+    expect(stopped).toBe('stopped');
+    db.close();
+  });
 });

@@ -31,8 +31,11 @@ const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma('busy_timeout = 1000');
 // A checkpoint syncs the database file before the WAL may be reused: it must run synced.
 db.pragma('synchronous = FULL');
+// Busy: a writer holds the lock; full: the database file cannot grow now. Both pass: the WAL keeps every
+// commit meanwhile, and the next round copies it.
+const passes = (error) => error.code === 'SQLITE_BUSY' || error.code === 'SQLITE_FULL';
 const checkpoint = (mode) => {
-  try { return db.pragma('wal_checkpoint(' + mode + ')')[0]; } catch (error) { if (error.code !== 'SQLITE_BUSY') throw error; }
+  try { return db.pragma('wal_checkpoint(' + mode + ')')[0]; } catch (error) { if (!passes(error)) throw error; }
 };
 const timer = setInterval(() => {
   const done = checkpoint('PASSIVE');
@@ -40,7 +43,7 @@ const timer = setInterval(() => {
 }, workerData.intervalMs);
 parentPort.on('message', () => {
   clearInterval(timer);
-  try { db.pragma('wal_checkpoint(TRUNCATE)'); } finally { db.close(); parentPort.close(); }
+  try { checkpoint('TRUNCATE'); } finally { db.close(); parentPort.close(); }
 });
 `;
 
@@ -75,13 +78,15 @@ export function startCheckpointer(
     if (stopping || !db.open) return;
     db.pragma('wal_autocheckpoint = 1000');
   };
+  // Listened to from the start: a worker that has already died emits no second 'exit' for stop to wait
+  // on (waiting for one left `reflex start` with an unsettled promise: exit 13 and a stale lock).
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   worker.once('error', fallBack);
   worker.once('exit', fallBack);
   return {
     async stop() {
       if (stopping) return;
       stopping = true;
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
       // Unreferenced, the worker would let the process end before its last checkpoint: hold it now.
       worker.ref();
       worker.postMessage('stop');

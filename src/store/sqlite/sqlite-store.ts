@@ -1,4 +1,3 @@
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type ErrorInfo, ReflexError } from '../../core/errors.js';
@@ -26,12 +25,18 @@ import type {
   StorePage,
 } from '../../core/ports/store.js';
 import { type Checkpointer, startCheckpointer } from './checkpointer.js';
+import { codedStoreError, withCodedErrors } from './coded-errors.js';
+import { prepareDataDir } from './data-dir.js';
 import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
+import { createDatabaseFile, inspectDatabaseFile, quickCheck } from './database-file.js';
 import { migrate, readSchemaVersion, schemaVersion } from './migrations.js';
 import { WalSync } from './wal-sync.js';
 
 /** The name of the database file inside a data directory. */
 export const databaseFileName = 'reflex.db';
+
+/** How hard commits are pushed to disk unless told otherwise (`reflex start --durability`). */
+export const defaultDurability = 'full';
 
 /** Options of `createSqliteStore`. */
 export interface SqliteStoreOptions {
@@ -43,7 +48,7 @@ export interface SqliteStoreOptions {
    *   thread pool, so the event loop goes on meanwhile): what was acknowledged survives a power loss.
    * - `'normal'`: nothing waits for the disk (`synchronous=NORMAL` in WAL mode); survives a crash of
    *   the process, but the last commits may be lost on a power loss. Faster.
-   * @default 'full'
+   * @default {@link defaultDurability} ('full')
    */
   durability?: 'full' | 'normal';
   /**
@@ -86,6 +91,11 @@ export interface SqliteStore extends Store, AsyncDisposable {
  * Opens (creating and upgrading if needed) the SQLite store in `options.dir`. A writer takes the data
  * directory's lock: a second writer fails with REFLEX_ERR_STORE_LOCKED until the first closes or dies.
  *
+ * Nothing damaged is opened: an empty, truncated or foreign database file, a garbage write-ahead log or
+ * a page that SQLite's `quick_check` finds broken is refused with REFLEX_ERR_STORE_CORRUPT (a reader
+ * skips the quick_check). A data directory that cannot be used is REFLEX_ERR_STORE_DATA_DIR_INVALID, a
+ * full disk REFLEX_ERR_STORE_DISK_FULL — at open and on every later call.
+ *
  * @example
  * await using store = await createSqliteStore({ dir: '.reflex' });
  * const [result] = await store.appendEvents([event], Date.now());
@@ -96,35 +106,42 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<Sq
   if (options.readonly === true) return openReader(dir, path);
 
   // The database holds every event, step output and rulebook (inline secrets included): owner only.
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  prepareDataDir(dir);
   const lock = acquireDataDirLock(dir);
   let db: Database.Database | undefined;
   try {
-    // SQLite gives the -wal and -shm files the database file's mode, so create that one first.
-    if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
-    db = new Database(path);
+    if (inspectDatabaseFile(path) === 'missing') createDatabaseFile(path);
+    db = new Database(path, { fileMustExist: true });
     db.pragma('journal_mode = WAL');
     // Commits never wait for the disk inside SQLite: with durability full, the WAL is synced off the
     // event loop before an append or a fact change is acknowledged (see WalSync).
     db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
+    // Before anything is written: a damaged file refused now is not made worse by the migrations.
+    quickCheck(db, path);
     migrate(db, path);
     const walSync = options.durability === 'normal' ? undefined : new WalSync(`${path}-wal`);
-    return new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path), walSync, {
+    const store = new SqliteStoreImpl(db, dir, path, false, lock, startCheckpointer(db, path), walSync, {
       onSyncFailure: options.onSyncFailure,
     });
+    return withCodedErrors<SqliteStore>(store, path);
   } catch (error) {
-    db?.close();
-    lock.release();
-    throw error;
+    try {
+      db?.close();
+    } finally {
+      lock.release();
+    }
+    throw codedStoreError(error, path);
   }
 }
 
 function openReader(dir: string, path: string): SqliteStore {
-  if (!existsSync(path)) throw new ReflexError('REFLEX_ERR_STORE_NOT_FOUND', { path });
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  let db: Database.Database | undefined;
   try {
+    if (inspectDatabaseFile(path) === 'missing')
+      throw new ReflexError('REFLEX_ERR_STORE_NOT_FOUND', { path });
+    db = new Database(path, { readonly: true, fileMustExist: true });
     // The writer may be committing or checkpointing at the moment we read.
     db.pragma('busy_timeout = 5000');
     const found = readSchemaVersion(db);
@@ -134,10 +151,10 @@ function openReader(dir: string, path: string): SqliteStore {
     if (found < schemaVersion) {
       throw new ReflexError('REFLEX_ERR_STORE_OLDER_SCHEMA', { path, found, known: schemaVersion });
     }
-    return new SqliteStoreImpl(db, dir, path, true, undefined);
+    return withCodedErrors<SqliteStore>(new SqliteStoreImpl(db, dir, path, true, undefined), path);
   } catch (error) {
-    db.close();
-    throw error;
+    db?.close();
+    throw codedStoreError(error, path);
   }
 }
 
@@ -1285,14 +1302,19 @@ class SqliteStoreImpl implements SqliteStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#flushCompletions();
     this.#closed = true;
-    await this.#checkpointer?.stop();
+    // Whatever fails on the way (a full disk refuses the last completions and the last checkpoint), the
+    // database is closed and the lock released: the next start must not find this process's lock.
     try {
-      this.#db.close();
-      await this.#walSync?.close();
+      this.#flushCompletions();
+      await this.#checkpointer?.stop();
     } finally {
-      this.#lock?.release();
+      try {
+        this.#db.close();
+        await this.#walSync?.close();
+      } finally {
+        this.#lock?.release();
+      }
     }
   }
 
