@@ -245,8 +245,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         '--allowed-hosts <names>',
         'more names requests may address, comma-separated (`*.example.com` for a domain, `*` for any)',
       )
-        .env('REFLEX_ALLOWED_HOSTS')
-        .default(''),
+        .env('REFLEX_ALLOWED_HOSTS'),
     )
     .addOption(
       new Option('--headers-timeout <duration>', 'time a client has to send the request headers')
@@ -310,7 +309,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           apiToken: env.REFLEX_API_TOKEN,
           httpDeny: o.httpDeny,
           secrets: o.secrets,
-          allowedHosts: String(o.allowedHosts)
+          allowedHosts: String(o.allowedHosts ?? '')
             .split(',')
             .map((name) => name.trim())
             .filter((name) => name !== ''),

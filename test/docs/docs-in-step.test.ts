@@ -159,7 +159,8 @@ describe('docs', () => {
     const rows = tableRows(read('docs/operations.md'), ['limit', 'default', 'set with']);
     let checked = 0;
     for (const row of rows) {
-      const option = /--[\w-]+/.exec(row['set with'] ?? '')?.[0];
+      // A row set with a Reflex option names it first; one set otherwise (Node's own flags) is skipped.
+      const option = /^`(--[\w-]+)/.exec(row['set with'] ?? '')?.[1];
       if (option === undefined) continue;
       const [, digits, unit] = /^([\d ]+)\s*(MiB|KiB|ms|s)?\b/.exec(row.default ?? '') ?? [];
       const documented = Number(digits?.replace(/ /g, '')) * (unit === undefined ? 1 : units[unit]!);

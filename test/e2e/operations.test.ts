@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   cleanupReflex,
-  getJson,
+  getAllItems,
   jsonLines,
   makeTempDir,
   reflexBin,
@@ -178,8 +178,8 @@ describe('operations - full disk', () => {
 
     disk().resize('64m');
     const again = await startReflex(['start', rules, '--port', '0', '--data', data]);
-    const page = await getJson<{ items: unknown[] }>(again.url, '/api/v1/events?type=ops.fill&limit=1000');
-    expect(page.items).toHaveLength(acknowledged.length);
+    const items = await getAllItems<unknown>(again.url, '/api/v1/events?type=ops.fill&limit=1000');
+    expect(items).toHaveLength(acknowledged.length);
   }, 90_000);
 
   it('operations - starting on a full disk fails with REFLEX_ERR_STORE_DISK_FULL and exit 1, leaving nothing behind', async () => {

@@ -329,6 +329,25 @@ export async function getJson<T>(baseUrl: string, path: string): Promise<T> {
   return JSON.parse(text) as T;
 }
 
+/**
+ * Every item of a listing route, following its `next` cursor: a page ends at its `limit` or at about
+ * 1 MiB, whichever comes first, so one page of big events is not the whole listing.
+ */
+export async function getAllItems<T>(baseUrl: string, path: string): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const separator = path.includes('?') ? '&' : '?';
+    const page: { items: T[]; next: string | null } = await getJson(
+      baseUrl,
+      cursor === null ? path : `${path}${separator}cursor=${encodeURIComponent(cursor)}`,
+    );
+    items.push(...page.items);
+    cursor = page.next;
+  } while (cursor !== null);
+  return items;
+}
+
 /** POSTs one structured-mode CloudEvent (or, given an array, a batch) and returns the HTTP status and answer. */
 export async function postEvents(
   baseUrl: string,
