@@ -67,7 +67,7 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_EVENT_UNSUPPORTED_MEDIA_TYPE',
     status: 415,
     message:
-      'Cannot read an event from content type `{contentType}` without `ce-*` headers. To fix: send `application/cloudevents+json`, `application/cloudevents-batch+json`, or binary mode with `ce-specversion`, `ce-id`, `ce-source` and `ce-type` headers.',
+      'Cannot read an event from content type `{contentType}` without {attributes}. To fix: send {structured}, or binary mode with {required}.',
   },
   REFLEX_ERR_EVENT_NOT_FOUND: {
     code: 'REFLEX_ERR_EVENT_NOT_FOUND',

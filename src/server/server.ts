@@ -1,5 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { decodeCloudEventsRequest } from '../codec/cloudevents-http.js';
+import { parseJsonBody } from '../codec/json-body.js';
 import { chainExtension } from '../core/decide.js';
 import { type ErrorCode, ReflexError, toErrorInfo } from '../core/errors.js';
 import { type AppendResult, type CloudEvent, checkDepth, checkNotReserved } from '../core/event.js';
@@ -8,7 +10,6 @@ import { testPattern } from '../core/pattern/pattern-test.js';
 import type { Logger } from '../core/ports/logger.js';
 import { RunStatus } from '../core/ports/store.js';
 import type { Engine } from '../engine/engine.js';
-import { decodeCloudEventsRequest, parseJsonBody } from './cloudevents-http.js';
 import {
   answerOnSocket,
   checkHost,

@@ -1,10 +1,11 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { type HttpHeaders, headerValue } from '../codec/cloudevents-http.js';
+import { parseJsonBody } from '../codec/json-body.js';
 import { formatDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, checkNotReserved, type EventLimits, validateCloudEvent } from '../core/event.js';
 import type { AttributeSource, SecretRef, TimestampedScheme, Webhook, WebhookAuth } from '../core/rule.js';
-import { type HttpHeaders, headerValue, parseJsonBody } from './cloudevents-http.js';
 
 /** What `webhookRequestToEvent` needs besides the request. */
 export interface WebhookEventOptions {
