@@ -86,6 +86,14 @@ export const errorRegistry = {
     message: 'Reflex is shutting down and takes no more events. To fix: retry against a running instance.',
   },
 
+  // --- sources ---
+  REFLEX_ERR_SOURCE_UNKNOWN_KIND: {
+    code: 'REFLEX_ERR_SOURCE_UNKNOWN_KIND',
+    status: 400,
+    message:
+      'The source `{name}` is of kind `{kind}`, which this Reflex cannot run (it knows {kinds}). To fix: use one of the kinds it knows, or register the kind before loading the rulebook.',
+  },
+
   // --- webhooks ---
   REFLEX_ERR_WEBHOOK_NOT_FOUND: {
     code: 'REFLEX_ERR_WEBHOOK_NOT_FOUND',

@@ -12,9 +12,12 @@ const allowed: Record<string, readonly string[]> = {
   rulebook: ['core', 'rulebook'],
   store: ['core', 'store'],
   actions: ['core', 'codec', 'actions'],
+  // Sources implement the Source port; the engine runs them through the port, never by name.
+  sources: ['core', 'codec', 'sources'],
   engine: ['core', 'engine', 'rulebook'],
-  server: ['core', 'codec', 'engine', 'server'],
-  cli: ['core', 'codec', 'rulebook', 'store', 'actions', 'engine', 'server', 'cli'],
+  // The server serves the sources' HTTP routes from their table (sources/http-routes.ts).
+  server: ['core', 'codec', 'engine', 'sources', 'server'],
+  cli: ['core', 'codec', 'rulebook', 'store', 'actions', 'sources', 'engine', 'server', 'cli'],
 };
 
 function files(dir: string): string[] {
