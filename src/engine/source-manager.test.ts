@@ -280,6 +280,7 @@ describe('source manager', () => {
       { kind: 'queue', name: 'changed', config: { version: 2 } },
       { kind: 'queue', name: 'added', config: { version: 1 } },
     ]);
+    await until(() => journal.length === 6);
     // Both new sources are up before either old one lets go.
     expect(journal.slice(0, 2)).toEqual(['start changed@2', 'start added@1']);
     expect(journal.slice(2).sort()).toEqual([

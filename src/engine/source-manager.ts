@@ -59,8 +59,9 @@ export interface SourceManager extends AsyncDisposable {
    * closed, one whose kind and configuration are unchanged keeps running (and its connection and
    * position). A changed one is replaced: the new source starts before the old one drains, so an HTTP
    * route never goes missing (a broker source overlaps its replacement for as long as the old one
-   * drains; dedup by (`source`, `id`) makes a message both take harmless). Before `start`, only records
-   * the declarations.
+   * drains; dedup by (`source`, `id`) makes a message both take harmless). Resolves once the declared
+   * sources run; those that leave finish what they hold in the background (`drain` and `close` wait
+   * for them). Before `start`, only records the declarations.
    */
   reconcile(declarations: readonly SourceDeclaration[]): Promise<void>;
   /** Starts the declared sources. */
@@ -96,6 +97,8 @@ interface Running {
 export function createSourceManager(options: SourceManagerOptions): SourceManager {
   const { registry, ingest, clock, logger, limits } = options;
   const running = new Map<string, Running>();
+  // Sources a reload replaced or removed, still finishing what they hold; drain and close wait for them.
+  const retiring = new Set<Promise<void>>();
   let declared: readonly SourceDeclaration[] = [];
   const listeners = new Set<(info: SourceInfo) => void>();
   let started = false;
@@ -227,11 +230,11 @@ export function createSourceManager(options: SourceManagerOptions): SourceManage
 
   const apply = async () => {
     const wanted = new Map(declared.map((d) => [keyOf(d), d]));
-    const retiring: Running[] = [];
+    const leaving: Running[] = [];
     for (const [key, entry] of running) {
       if (!wanted.has(key)) {
         running.delete(key);
-        retiring.push(entry);
+        leaving.push(entry);
       }
     }
     const next = new Map<string, Running>();
@@ -243,12 +246,16 @@ export function createSourceManager(options: SourceManagerOptions): SourceManage
       }
       // The replacement starts first: its route takes over before the old source lets go of it.
       next.set(key, launch(declaration));
-      if (current !== undefined) retiring.push(current);
+      if (current !== undefined) leaving.push(current);
     }
     running.clear();
     for (const [key, entry] of next) running.set(key, entry);
     await Promise.all([...next.values()].map((entry) => entry.started));
-    await Promise.all(retiring.map(retire));
+    // The old sources finish what they hold in the background: a slow request does not hold up a reload.
+    for (const entry of leaving) {
+      const done = retire(entry).finally(() => retiring.delete(done));
+      retiring.add(done);
+    }
   };
 
   const manager: SourceManager = {
@@ -286,6 +293,7 @@ export function createSourceManager(options: SourceManagerOptions): SourceManage
     },
     drain() {
       return serially(async () => {
+        await Promise.all([...retiring]);
         await Promise.all(
           [...running.values()].map(async (entry) => {
             try {
@@ -306,6 +314,7 @@ export function createSourceManager(options: SourceManagerOptions): SourceManage
         if (closed) return;
         closed = true;
         await Promise.all([...running.values()].map(retire));
+        await Promise.all([...retiring]);
       });
     },
     [Symbol.asyncDispose]() {
