@@ -35,11 +35,16 @@ export interface SourceInfo {
   };
 }
 
+/** What the source manager runs sources with. */
 export interface SourceManagerOptions {
+  /** The kinds it can make sources of. */
   registry: SourceRegistry;
+  /** Where the sources' `emit` appends. */
   ingest: Ingest;
+  /** Stamps status changes and rejections. */
   clock: Clock;
   logger: Logger;
+  /** Given to every source to check incoming events with. */
   limits: EventLimits;
 }
 
@@ -94,6 +99,14 @@ interface Running {
   started: Promise<void>;
 }
 
+/**
+ * Makes the source manager of one engine; it runs nothing until `start`.
+ *
+ * @example
+ * const sources = createSourceManager({ registry, ingest, clock, logger, limits });
+ * await sources.reconcile([{ kind: 'http', name: 'events' }]);
+ * await sources.start();
+ */
 export function createSourceManager(options: SourceManagerOptions): SourceManager {
   const { registry, ingest, clock, logger, limits } = options;
   const running = new Map<string, Running>();

@@ -15,6 +15,7 @@ export interface HttpSourceReply {
   body: unknown;
 }
 
+/** Serves one request to a source's route: resolves with the answer once its events are committed. */
 export type HttpSourceHandler = (request: HttpSourceRequest) => Promise<HttpSourceReply>;
 
 /**

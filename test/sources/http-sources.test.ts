@@ -18,9 +18,15 @@ import type { WebhookSpec } from '../../src/sources/webhook-request.js';
 import { createSqliteStore } from '../../src/store/index.js';
 import { type DeliveryOutcome, describeSourceConformance, type SourceFixture } from './conformance.js';
 
-/** The sender's view of an answer: 2xx acknowledges, anything else carries a coded error. */
+/**
+ * The sender's view of an answer: 2xx acknowledges, anything else carries a coded error. A 503 must
+ * say when to come back (Retry-After), or the sender could not tell "later" from "never".
+ */
 async function outcome(response: Response): Promise<DeliveryOutcome> {
   const body = (await response.json()) as { duplicate?: boolean; error?: { code: string } };
+  if (response.status === 503 && !/^\d+$/.test(response.headers.get('retry-after') ?? '')) {
+    throw new Error(`a 503 (${body.error?.code}) without Retry-After`);
+  }
   if (response.status === 202 || response.status === 200)
     return { acked: true, duplicate: body.duplicate === true };
   return { acked: false, code: body.error?.code ?? `HTTP ${response.status}` };

@@ -86,22 +86,12 @@ export interface RejectedDelivery {
   origin?: Readonly<Record<string, string | number>>;
 }
 
-/** Where a source stands. */
-export const SourceState = {
-  /** Made and starting: connecting, mounting its route. */
-  starting: 'starting',
-  /** Taking deliveries. */
-  up: 'up',
-  /** Lost its connection and trying again (with backoff); nothing acknowledged is lost meanwhile. */
-  reconnecting: 'reconnecting',
-  /** Not taking deliveries and not trying again, for `reason` (e.g. a configuration it cannot use). */
-  down: 'down',
-  /** Drained and closed. */
-  stopped: 'stopped',
-} as const;
-export type SourceState = (typeof SourceState)[keyof typeof SourceState];
-
-/** A source's status; `reason` says what went wrong when it is `reconnecting` or `down`. */
+/**
+ * Where a source stands: `starting` (made, connecting or mounting its route), `up` (taking deliveries),
+ * `reconnecting` (lost its connection and trying again with backoff; nothing acknowledged is lost
+ * meanwhile), `down` (not taking deliveries and not trying again, e.g. a configuration it cannot use),
+ * `stopped` (drained and closed). `reason` says what went wrong when it is `reconnecting` or `down`.
+ */
 export type SourceStatus =
   | { type: 'starting' | 'up' | 'stopped' }
   | { type: 'reconnecting' | 'down'; reason: ErrorInfo };
