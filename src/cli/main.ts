@@ -244,8 +244,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       new Option(
         '--allowed-hosts <names>',
         'more names requests may address, comma-separated (`*.example.com` for a domain, `*` for any)',
-      )
-        .env('REFLEX_ALLOWED_HOSTS'),
+      ).env('REFLEX_ALLOWED_HOSTS'),
     )
     .addOption(
       new Option('--headers-timeout <duration>', 'time a client has to send the request headers')

@@ -15,6 +15,9 @@ import { systemClock } from '../engine/system-clock.js';
 import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
 import { compileServerTimeouts } from '../server/front-door.js';
 import { createServer } from '../server/server.js';
+import { createHttpRoutes } from '../sources/http-routes.js';
+import { cloudEventsEndpoint } from '../sources/http-source.js';
+import { createSourceRegistry, httpSourceKinds } from '../sources/registry.js';
 import { createSqliteStore } from '../store/index.js';
 import { exposedEnvironment } from './environment.js';
 import { readSecretsFile } from './secrets-file.js';
@@ -104,11 +107,18 @@ export async function runStart(
     durability: config.durability,
     onSyncFailure: (error) => syncFailed(error),
   });
+  // The HTTP sources mount their routes here; the server, made once the engine runs, serves them.
+  const routes = createHttpRoutes();
+  const sourceKinds = createSourceRegistry(
+    httpSourceKinds({ routes, newEventId: () => newSortableId(Date.now()), env: process.env }),
+  );
   let engine: Engine;
   try {
     engine = await createEngine({
       store,
       actions,
+      sourceKinds,
+      sources: [cloudEventsEndpoint],
       logger,
       limits: { maxDepth: config.maxDepth },
       concurrency: config.concurrency,
@@ -136,9 +146,9 @@ export async function runStart(
 
   const server = await createServer({
     engine,
+    routes,
     logger,
     bodyLimit: config.bodyLimit,
-    newEventId: () => newSortableId(Date.now()),
     ...(config.apiToken ? { apiToken: config.apiToken } : {}),
     listenHost: config.host,
     allowedHosts: config.allowedHosts,

@@ -67,7 +67,7 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_EVENT_UNSUPPORTED_MEDIA_TYPE',
     status: 415,
     message:
-      'Cannot read an event from content type `{contentType}` without `ce-*` headers. To fix: send `application/cloudevents+json`, `application/cloudevents-batch+json`, or binary mode with `ce-specversion`, `ce-id`, `ce-source` and `ce-type` headers.',
+      'Cannot read an event from content type `{contentType}` without {attributes}. To fix: send {structured}, or binary mode with {required}.',
   },
   REFLEX_ERR_EVENT_NOT_FOUND: {
     code: 'REFLEX_ERR_EVENT_NOT_FOUND',
@@ -84,6 +84,14 @@ export const errorRegistry = {
     code: 'REFLEX_ERR_INGEST_STOPPED',
     status: 503,
     message: 'Reflex is shutting down and takes no more events. To fix: retry against a running instance.',
+  },
+
+  // --- sources ---
+  REFLEX_ERR_SOURCE_UNKNOWN_KIND: {
+    code: 'REFLEX_ERR_SOURCE_UNKNOWN_KIND',
+    status: 400,
+    message:
+      'The source `{name}` is of kind `{kind}`, which this Reflex cannot run (it knows {kinds}). To fix: use one of the kinds it knows, or register the kind before loading the rulebook.',
   },
 
   // --- webhooks ---

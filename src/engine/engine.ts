@@ -6,6 +6,7 @@ import type { Matcher } from '../core/pattern/matcher.js';
 import type { Action } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import { type Logger, silentLogger } from '../core/ports/logger.js';
+import type { SourceDeclaration, SourceRegistry } from '../core/ports/source.js';
 import { AuditKind, type Store } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
 import { createSecretStore, type Secrets } from '../core/secrets.js';
@@ -18,6 +19,7 @@ import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
 import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
+import { createSourceManager, declaredSources, type SourceManager } from './source-manager.js';
 import { systemClock } from './system-clock.js';
 import { createTimerService, type TimerService } from './timers.js';
 
@@ -61,6 +63,17 @@ export interface EngineOptions {
    * @default the environment of the process
    */
   secrets?: Secrets;
+  /**
+   * The kinds of sources the engine can run. With them, every webhook a rulebook declares runs as a
+   * `webhook` source, and {@link EngineOptions.sources} run beside them.
+   * @default none: events come in only through `ingest.append`
+   */
+  sourceKinds?: SourceRegistry;
+  /**
+   * Sources that run whatever the rulebook declares (`reflex start`: the CloudEvents HTTP endpoint).
+   * @default []
+   */
+  sources?: readonly SourceDeclaration[];
 }
 
 /**
@@ -72,6 +85,8 @@ export interface Engine extends AsyncDisposable {
   readonly queries: Queries;
   readonly facts: Facts;
   readonly limits: EventLimits;
+  /** The sources that bring events in, and their status. */
+  readonly sources: SourceManager;
   /** The rulebook version in force, once one is loaded. */
   readonly rulebook: CompiledVersion | undefined;
   /**
@@ -79,7 +94,7 @@ export interface Engine extends AsyncDisposable {
    * keeps the rules in force when any file is invalid.
    */
   loadRulebook(files: readonly RulebookFile[]): Promise<CompiledVersion>;
-  /** Starts dispatching and executing. */
+  /** Starts dispatching and executing, then the sources. */
   start(): Promise<void>;
   /** Resolves once everything logged so far (or up to `seq`) has been dispatched. */
   caughtUp(seq?: number): Promise<void>;
@@ -91,11 +106,11 @@ export interface Engine extends AsyncDisposable {
   /** Runs being executed right now. */
   readonly runsInFlight: number;
   /**
-   * Stops intake (new appends fail with REFLEX_ERR_INGEST_STOPPED), commits what is queued, finishes the
+   * Stops intake (sources drain; new appends fail with REFLEX_ERR_INGEST_STOPPED), commits what is queued, finishes the
    * dispatch batch in hand, and lets running steps finish for up to `graceMs` before aborting them.
    */
   drain(graceMs?: number): Promise<void>;
-  /** Drains (with no grace) if needed, and closes the store. */
+  /** Drains (with no grace) if needed, and closes the sources and the store. */
   close(): Promise<void>;
 }
 
@@ -139,6 +154,16 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     diskFull,
   });
   const queries = createQueries({ store, versions, activeVersion: () => active?.id });
+  const sources = createSourceManager({
+    registry: options.sourceKinds ?? { get: () => undefined, kinds: () => [] },
+    ingest,
+    clock,
+    logger,
+    limits,
+  });
+  const fixedSources = options.sources ?? [];
+  const sourcesOf = (version: CompiledVersion) =>
+    options.sourceKinds === undefined ? [] : [...fixedSources, ...declaredSources(version.rulebook)];
 
   dispatcher = createDispatcher({
     store,
@@ -178,12 +203,15 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     queries,
     facts,
     limits,
+    sources,
     get rulebook() {
       return active;
     },
     async loadRulebook(files) {
       try {
         const version = await versions.save(files, clock.now());
+        // A rulebook whose sources cannot run is refused, and the one in force stays.
+        sources.check(sourcesOf(version));
         if (active?.id !== version.id) {
           await store.appendAudit([
             {
@@ -199,6 +227,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         }
         active = version;
         dispatcher?.setRulebook(version);
+        await sources.reconcile(sourcesOf(version));
         return version;
       } catch (error) {
         await store
@@ -215,6 +244,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       executor!.start();
       timers!.start();
       started = true;
+      await sources.start();
     },
     caughtUp: (seq) => dispatcher!.caughtUp(seq),
     async settled() {
@@ -241,6 +271,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     async drain(graceMs = defaultGraceMs) {
       if (drained) return;
       drained = true;
+      await sources.drain();
       await ingest.drain();
       if (!started) return;
       // Events not yet dispatched, and timers not yet due, stay in the store; the next start takes them up.
@@ -255,7 +286,11 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       } finally {
         // Closed even when draining failed: the store holds the data directory's lock.
         closed = true;
-        await store.close();
+        try {
+          await sources.close();
+        } finally {
+          await store.close();
+        }
       }
     },
     [Symbol.asyncDispose]() {

@@ -1,10 +1,10 @@
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { hostname } from 'node:os';
+import type { HttpHeaders } from '../codec/cloudevents-http.js';
+import { headerValue } from '../codec/cloudevents-http.js';
 import { formatDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
-import type { HttpHeaders } from './cloudevents-http.js';
-import { headerValue } from './cloudevents-http.js';
 
 /**
  * How long the server waits for a client. Without them, a client that sends its body a byte at a time

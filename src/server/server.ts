@@ -1,14 +1,20 @@
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { chainExtension } from '../core/decide.js';
+import { parseJsonBody } from '../codec/json-body.js';
 import { type ErrorCode, ReflexError, toErrorInfo } from '../core/errors.js';
-import { type AppendResult, type CloudEvent, checkDepth, checkNotReserved } from '../core/event.js';
+import { checkDepth } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { testPattern } from '../core/pattern/pattern-test.js';
 import type { Logger } from '../core/ports/logger.js';
 import { RunStatus } from '../core/ports/store.js';
 import type { Engine } from '../engine/engine.js';
-import { decodeCloudEventsRequest, parseJsonBody } from './cloudevents-http.js';
+import type { SourceInfo } from '../engine/source-manager.js';
+import {
+  cloudEventsPath,
+  type HttpRoutes,
+  type HttpSourceHandler,
+  webhookPath,
+} from '../sources/http-routes.js';
 import {
   answerOnSocket,
   checkHost,
@@ -19,7 +25,6 @@ import {
   compileServerTimeouts,
   type ServerTimeouts,
 } from './front-door.js';
-import { verifyWebhookRequest, webhookRequestToEvent } from './webhook-request.js';
 
 /** The largest request body accepted, unless told otherwise (`reflex start --body-limit`). */
 export const defaultBodyLimit = 1_048_576;
@@ -32,12 +37,13 @@ export interface ServerOptions {
    * @default {@link defaultBodyLimit} (1 MiB)
    */
   bodyLimit?: number;
+  /**
+   * The routes the HTTP sources mount (the CloudEvents endpoint, one per webhook): the server hands
+   * `POST /api/v1/events` and `POST /hooks/<name>` to the handler mounted for the path.
+   */
+  routes: HttpRoutes;
   /** When set, `/api/v1/*` requires `Authorization: Bearer <apiToken>`. Webhooks use their own auth. */
   apiToken?: string;
-  /** Environment read for webhook secrets given as `{ env: NAME }`. @default process.env */
-  env?: Record<string, string | undefined>;
-  /** Makes event ids for webhook requests that carry none. */
-  newEventId: () => string;
   /**
    * The address the server listens on. The names it answers to in `Host` follow from it (see
    * `compileHostPolicy`).
@@ -52,8 +58,6 @@ export interface ServerOptions {
   allowedHosts?: readonly string[];
   /** How long clients get to send a request; see `ServerTimeouts`. @default defaultServerTimeouts */
   timeouts?: Partial<ServerTimeouts>;
-  /** The clock that webhook replay windows are judged by, in milliseconds since the epoch. @default Date.now */
-  now?: () => number;
 }
 
 /**
@@ -63,14 +67,13 @@ export interface ServerOptions {
 const maxParamLength = 1000;
 
 /**
- * The HTTP face of Reflex: CloudEvents in, webhooks in, and the read API over events, runs and
- * explanations. Every error is answered as `{ error: { code, message, details? } }` with the code's status.
+ * The HTTP face of Reflex: the routes of the HTTP sources (CloudEvents in, webhooks in), and the read
+ * API over events, runs and explanations. Every error is answered as `{ error: { code, message,
+ * details? } }` with the code's status.
  */
 export async function createServer(options: ServerOptions): Promise<FastifyInstance> {
   const { engine } = options;
   const bodyLimit = options.bodyLimit ?? defaultBodyLimit;
-  const env = options.env ?? process.env;
-  const now = options.now ?? Date.now;
   const timeouts = compileServerTimeouts(options.timeouts);
   const hosts = compileHostPolicy(options.listenHost ?? '127.0.0.1', options.allowedHosts);
   const app = Fastify({
@@ -209,37 +212,26 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     checkQueryParameters(request.method, request.routeOptions.url ?? '', request.query);
   });
 
-  const answerAppend = (reply: FastifyReply, results: AppendResult[], batch: boolean) => {
-    const allDuplicates = results.every((r) => r.duplicate);
-    void reply.status(allDuplicates ? 200 : 202);
-    const item = (r: AppendResult) =>
-      r.duplicate
-        ? { seq: r.seq, id: r.id, source: r.source, duplicate: true }
-        : { seq: r.seq, id: r.id, source: r.source };
-    return batch ? { items: results.map(item) } : item(results[0]!);
+  // Requests to sources go to the handler their source mounted; the source answers once its events
+  // are committed.
+  const serve = async (handler: HttpSourceHandler, request: FastifyRequest, reply: FastifyReply) => {
+    const answer = await handler({ headers: request.headers, body: bodyOf(request) });
+    void reply.status(answer.status);
+    return answer.body;
   };
 
   app.post('/api/v1/events', async (request, reply) => {
-    const { events, batch } = decodeCloudEventsRequest(request.headers, bodyOf(request), engine.limits);
-    rejectReservedExtensions(events);
-    const results = await engine.ingest.append(events);
-    return answerAppend(reply, results, batch);
+    // Without its source (Reflex is stopping, or was started without it) nobody takes events here.
+    const handler = options.routes.find(cloudEventsPath);
+    if (handler === undefined) throw new ReflexError('REFLEX_ERR_INGEST_STOPPED');
+    return serve(handler, request, reply);
   });
 
   app.post<{ Params: { name: string } }>('/hooks/:name', async (request, reply) => {
-    const webhook = engine.rulebook?.rulebook.webhooks.get(request.params.name);
-    if (!webhook) throw new ReflexError('REFLEX_ERR_WEBHOOK_NOT_FOUND', { name: request.params.name });
-    const body = bodyOf(request);
-    const at = now();
-    const verified = verifyWebhookRequest(webhook, request.headers, body, env, at);
-    const event = webhookRequestToEvent(webhook, request.headers, body, {
-      now: at,
-      newId: options.newEventId,
-      limits: engine.limits,
-      ...(verified.deliveryId === undefined ? {} : { deliveryId: verified.deliveryId }),
-    });
-    const results = await engine.ingest.append([event]);
-    return answerAppend(reply, results, false);
+    const handler = options.routes.find(webhookPath(request.params.name));
+    if (handler === undefined)
+      throw new ReflexError('REFLEX_ERR_WEBHOOK_NOT_FOUND', { name: request.params.name });
+    return serve(handler, request, reply);
   });
 
   app.get<{ Querystring: Record<string, unknown> }>('/api/v1/events', async (request) => {
@@ -342,6 +334,7 @@ export async function createServer(options: ServerOptions): Promise<FastifyInsta
     rules: engine.rulebook?.rulebook.rules.length ?? 0,
     runsInFlight: engine.runsInFlight,
     pendingEvents: engine.ingest.pending,
+    sources: engine.sources.list().map(presentSource),
   }));
 
   return app;
@@ -400,26 +393,6 @@ function singleValues(query: Record<string, unknown>): Record<string, string | u
   return out;
 }
 
-/**
- * Events from outside must not pose as Reflex's own: no source `reflex` or `reflex.*` type (see
- * `checkNotReserved`), and no `reflexchain`, which counts how many rule outcomes led to an event — taken
- * from outside it could make rules skip an event, so it is refused rather than silently dropped.
- */
-function rejectReservedExtensions(events: readonly CloudEvent[]): void {
-  events.forEach((event, i) => {
-    const where = events.length > 1 ? ` (batch item ${i})` : '';
-    if (event[chainExtension] !== undefined) {
-      throw new ReflexError('REFLEX_ERR_EVENT_INVALID_ATTRIBUTE', {
-        attribute: chainExtension,
-        where,
-        reason: 'it is reserved for events Reflex derives from rule outcomes',
-        fix: `remove the \`${chainExtension}\` attribute.`,
-      });
-    }
-    checkNotReserved(event, where);
-  });
-}
-
 function wholeNumber(param: string, text: string): number {
   if (!/^\d+$/.test(text)) {
     throw new ReflexError('REFLEX_ERR_API_INVALID_QUERY', {
@@ -438,6 +411,19 @@ function iso(ms: number | null): string | null {
 /** The API's shape of a logged event. */
 export function presentEvent(logged: { seq: number; receivedAt: number; event: unknown }) {
   return { seq: logged.seq, receivedAt: new Date(logged.receivedAt).toISOString(), event: logged.event };
+}
+
+/** The API's shape of a source in health: its status, since when, and what it holds or refused. */
+export function presentSource(info: SourceInfo) {
+  return {
+    kind: info.kind,
+    name: info.name,
+    status: info.status.type,
+    since: iso(info.since),
+    ...('reason' in info.status ? { reason: info.status.reason } : {}),
+    inFlight: info.inFlight,
+    rejected: info.rejected,
+  };
 }
 
 /** The API's shape of a run: timestamps as ISO strings. */

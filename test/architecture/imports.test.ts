@@ -7,12 +7,17 @@ const src = new URL('../../src/', import.meta.url).pathname;
 /** Which rooms of src/ each room may import (DESIGN.md: core is pure, only cli wires everything). */
 const allowed: Record<string, readonly string[]> = {
   core: ['core'],
+  // The CloudEvents codec every transport shares: sources read with it, actions (publish) will write with it.
+  codec: ['core', 'codec'],
   rulebook: ['core', 'rulebook'],
   store: ['core', 'store'],
-  actions: ['core', 'actions'],
+  actions: ['core', 'codec', 'actions'],
+  // Sources implement the Source port; the engine runs them through the port, never by name.
+  sources: ['core', 'codec', 'sources'],
   engine: ['core', 'engine', 'rulebook'],
-  server: ['core', 'engine', 'server'],
-  cli: ['core', 'rulebook', 'store', 'actions', 'engine', 'server', 'cli'],
+  // The server serves the sources' HTTP routes from their table (sources/http-routes.ts).
+  server: ['core', 'codec', 'engine', 'sources', 'server'],
+  cli: ['core', 'codec', 'rulebook', 'store', 'actions', 'sources', 'engine', 'server', 'cli'],
 };
 
 function files(dir: string): string[] {

@@ -8,6 +8,9 @@ import { type Logger, silentLogger } from '../../src/core/ports/logger.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
 import { newSortableId } from '../../src/engine/ids.js';
 import { createServer, type ServerOptions } from '../../src/server/server.js';
+import { createHttpRoutes } from '../../src/sources/http-routes.js';
+import { cloudEventsEndpoint } from '../../src/sources/http-source.js';
+import { createSourceRegistry, httpSourceKinds } from '../../src/sources/registry.js';
 import { createSqliteStore } from '../../src/store/index.js';
 import { eventually } from './engine-harness.js';
 
@@ -108,14 +111,14 @@ export interface HttpApiOptions {
   apiToken?: string;
   /** Passed to createServer. @default the server's default (1 MiB) */
   bodyLimit?: number;
-  /** Environment the server reads webhook secrets from. @default {} (never process.env) */
+  /** Environment webhooks read their secrets from. @default {} (never process.env) */
   env?: Record<string, string | undefined>;
   /** Passed to createEngine. */
   limits?: Partial<EventLimits>;
   /** Given to the engine and the server. @default silentLogger */
   logger?: Logger;
-  /** More options for createServer (timeouts, allowed hosts, the webhook clock). */
-  server?: Pick<ServerOptions, 'timeouts' | 'allowedHosts' | 'listenHost' | 'now'>;
+  /** More options for createServer (timeouts, allowed hosts), and the clock webhooks judge replay windows by. */
+  server?: Pick<ServerOptions, 'timeouts' | 'allowedHosts' | 'listenHost'> & { now?: () => number };
 }
 
 /** A real Reflex (SQLite store in a temp dir, engine, HTTP server) listening on 127.0.0.1. */
@@ -134,9 +137,10 @@ export interface HttpApi {
 }
 
 /**
- * Starts the real thing in-process: `createSqliteStore` in a fresh temp dir, `createEngine` with the
- * built-in actions and the system clock, the rulebook loaded, the engine started, and `createServer`
- * listening on an ephemeral port of 127.0.0.1.
+ * Starts the real thing in-process, wired as `reflex start` wires it: `createSqliteStore` in a fresh
+ * temp dir, `createEngine` with the built-in actions, the system clock and the HTTP sources (the
+ * CloudEvents endpoint and one source per webhook), the rulebook loaded, the engine started, and
+ * `createServer` serving the sources' routes on an ephemeral port of 127.0.0.1.
  *
  * @example
  * const api = await startHttpApi({ rulebook: 'rules: []' });
@@ -149,20 +153,30 @@ export async function startHttpApi(options: HttpApiOptions = {}): Promise<HttpAp
   let app: FastifyInstance | undefined;
   try {
     const store = await createSqliteStore({ dir });
+    const routes = createHttpRoutes();
+    const { now, ...serverOptions } = options.server ?? {};
     engine = await createEngine({
       store,
       actions: createActionRegistry(),
+      sourceKinds: createSourceRegistry(
+        httpSourceKinds({
+          routes,
+          newEventId: () => newSortableId(Date.now()),
+          env: options.env ?? {},
+          ...(now === undefined ? {} : { now }),
+        }),
+      ),
+      sources: [cloudEventsEndpoint],
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
     });
     await engine.loadRulebook([{ path: 'rules.yaml', content: options.rulebook ?? 'rules: []\n' }]);
     await engine.start();
     app = await createServer({
-      ...options.server,
+      ...serverOptions,
       engine,
+      routes,
       logger: options.logger ?? silentLogger,
-      newEventId: () => newSortableId(Date.now()),
-      env: options.env ?? {},
       ...(options.apiToken === undefined ? {} : { apiToken: options.apiToken }),
       ...(options.bodyLimit === undefined ? {} : { bodyLimit: options.bodyLimit }),
     });

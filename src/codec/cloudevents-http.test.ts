@@ -5,7 +5,9 @@ import { HTTP, CloudEvent as SdkEvent } from 'cloudevents';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReflexError } from '../core/errors.js';
 import { defaultEventLimits, type EventLimits } from '../core/event.js';
-import { cloudEventsContentTypes, decodeCloudEventsRequest, parseJsonBody } from './cloudevents-http.js';
+import { cloudEventsContentTypes } from './cloudevents-binding.js';
+import { decodeCloudEventsRequest } from './cloudevents-http.js';
+import { parseJsonBody } from './json-body.js';
 
 // Requests go through a real HTTP server on loopback, so the decoder sees headers and bodies exactly as
 // Node hands them over (lower-cased names, latin1 header values, joined repeats, raw body bytes).

@@ -1,10 +1,14 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { type HttpHeaders, headerValue } from '../codec/cloudevents-http.js';
+import { parseJsonBody } from '../codec/json-body.js';
 import { formatDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, checkNotReserved, type EventLimits, validateCloudEvent } from '../core/event.js';
 import type { AttributeSource, SecretRef, TimestampedScheme, Webhook, WebhookAuth } from '../core/rule.js';
-import { type HttpHeaders, headerValue, parseJsonBody } from './cloudevents-http.js';
+
+/** A declared webhook as its source runs it: everything but where it was written. */
+export type WebhookSpec = Omit<Webhook, 'location'>;
 
 /** What `webhookRequestToEvent` needs besides the request. */
 export interface WebhookEventOptions {
@@ -138,7 +142,7 @@ const timestampedSchemes: Readonly<
  * verifyWebhookRequest(webhook, request.headers, rawBody, process.env, Date.now());
  */
 export function verifyWebhookRequest(
-  webhook: Webhook,
+  webhook: WebhookSpec,
   headers: HttpHeaders,
   rawBody: Buffer,
   env: Record<string, string | undefined>,
@@ -185,7 +189,7 @@ export function isTimestamped(auth: WebhookAuth): auth is TimestampedAuth {
 }
 
 function verifyTimestamped(
-  webhook: Webhook,
+  webhook: WebhookSpec,
   scheme: TimestampedScheme,
   replayWindowMs: number,
   secret: string,
@@ -250,7 +254,7 @@ function verifyTimestamped(
  * });
  */
 export function webhookRequestToEvent(
-  webhook: Webhook,
+  webhook: WebhookSpec,
   headers: HttpHeaders,
   rawBody: Buffer,
   options: WebhookEventOptions,
@@ -291,7 +295,7 @@ export function webhookRequestToEvent(
 }
 
 /** The provider's event id in a signed body (timestamped schemes), when it is a non-empty string. */
-function signedBodyId(webhook: Webhook, data: unknown): string | undefined {
+function signedBodyId(webhook: WebhookSpec, data: unknown): string | undefined {
   const auth = webhook.auth;
   if (!isTimestamped(auth)) return undefined;
   const field = timestampedSchemes[auth.type].idField;
@@ -320,7 +324,11 @@ function headerText(headers: HttpHeaders, name: string): string | undefined {
   return isUtf8(bytes) ? bytes.toString('utf8') : value;
 }
 
-function resolveSecret(webhook: Webhook, secret: SecretRef, env: Record<string, string | undefined>): string {
+function resolveSecret(
+  webhook: WebhookSpec,
+  secret: SecretRef,
+  env: Record<string, string | undefined>,
+): string {
   if ('value' in secret) return secret.value;
   const value = env[secret.env];
   // An empty secret would let anyone sign requests, so it counts as unset.
@@ -330,7 +338,7 @@ function resolveSecret(webhook: Webhook, secret: SecretRef, env: Record<string, 
   return value;
 }
 
-function unauthorized(webhook: Webhook, reason: string, fix: string): ReflexError {
+function unauthorized(webhook: WebhookSpec, reason: string, fix: string): ReflexError {
   return new ReflexError('REFLEX_ERR_WEBHOOK_UNAUTHORIZED', { name: webhook.name, reason, fix });
 }
 
