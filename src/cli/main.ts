@@ -30,6 +30,26 @@ import {
 import { runRuleTests } from './rule-test.js';
 import { runStart, secretsOf } from './start.js';
 
+/**
+ * Up to `limit` items of a listing, following its cursor: the API ends a page at about 1 MiB whatever its
+ * `limit`, so one page of big events may hold fewer than asked while more remain. `next` continues after
+ * the last item returned.
+ */
+async function fillPage<T>(
+  limit: number,
+  cursor: string | undefined,
+  fetchPage: (limit: number, cursor: string | undefined) => Promise<{ items: T[]; next: string | null }>,
+): Promise<{ items: T[]; next: string | null }> {
+  const items: T[] = [];
+  let next: string | null = cursor ?? null;
+  do {
+    const page = await fetchPage(limit - items.length, next ?? undefined);
+    items.push(...page.items);
+    next = page.next;
+  } while (next !== null && items.length < limit);
+  return { items, next };
+}
+
 /** Exit codes: 0 success; 1 a runtime failure (or `match` found no match); 2 invalid input or usage. */
 export const ExitCode = { ok: 0, failure: 1, invalid: 2 } as const;
 
@@ -404,13 +424,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       .option('--json', 'one JSON object per line'),
   ).action(async (o) => {
     await withClient(o, async (client) => {
-      const page = await client.listEvents({
-        ...(o.type ? { type: o.type } : {}),
-        ...(o.source ? { source: o.source } : {}),
-        ...(o.after !== undefined ? { after: o.after } : {}),
-        ...(o.cursor ? { cursor: o.cursor } : {}),
-        limit: o.limit,
-      });
+      const page = await fillPage(o.limit, o.cursor, (limit, cursor) =>
+        client.listEvents({
+          ...(o.type ? { type: o.type } : {}),
+          ...(o.source ? { source: o.source } : {}),
+          ...(o.after !== undefined ? { after: o.after } : {}),
+          ...(cursor ? { cursor } : {}),
+          limit,
+        }),
+      );
       printPage(page, o.json === true, formatEvents);
     });
   });
@@ -432,12 +454,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       .option('--json', 'one JSON object per line'),
   ).action(async (o) => {
     await withClient(o, async (client) => {
-      const page = await client.listRuns({
-        ...(o.rule ? { rule: o.rule } : {}),
-        ...(o.status ? { status: o.status } : {}),
-        ...(o.cursor ? { cursor: o.cursor } : {}),
-        limit: o.limit,
-      });
+      const page = await fillPage(o.limit, o.cursor, (limit, cursor) =>
+        client.listRuns({
+          ...(o.rule ? { rule: o.rule } : {}),
+          ...(o.status ? { status: o.status } : {}),
+          ...(cursor ? { cursor } : {}),
+          limit,
+        }),
+      );
       printPage(page, o.json === true, formatRuns);
     });
   });

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createSqliteStore } from '../../src/store/index.js';
 import {
   cleanupReflex,
   getJson,
@@ -229,6 +230,32 @@ describe('cli', () => {
     const human = await runReflex(['events', 'ls', '--data', data, '--type', 'demo.ping']);
     expect(human.stdout).toMatch(/^SEQ +RECEIVED +TYPE +SOURCE +ID$/m);
     expect(human.stdout).toMatch(/^1 .* demo\.ping +e2e +a-1$/m);
+  }, 60_000);
+
+  it('cli - events ls --limit follows the cursor past pages that end at about 1 MiB', async () => {
+    const { data } = await workspace(rulebook(logRule('log-ping', 'demo.ping')));
+    const store = await createSqliteStore({ dir: data });
+    const big = 'x'.repeat(400_000);
+    await store.appendEvents(
+      Array.from({ length: 6 }, (_, i) => ({
+        specversion: '1.0' as const,
+        id: `big-${i}`,
+        source: 'e2e',
+        type: 'demo.big',
+        data: { big },
+      })),
+      Date.now(),
+    );
+    await store.close();
+    const listed = await runReflex(['events', 'ls', '--json', '--data', data, '--limit', '5']);
+    expect(listed.code).toBe(0);
+    expect(jsonLines<EventLine>(listed.stdout).map((e) => e.event.id)).toEqual([
+      'big-5',
+      'big-4',
+      'big-3',
+      'big-2',
+      'big-1',
+    ]);
   }, 60_000);
 
   it('cli - validate exits 0 on a good rulebook, and 2 with file:line:column and the offending line on a bad one', async () => {
