@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { toErrorInfo } from '../core/errors.js';
-import { defaultEventLimits, type EventLimits } from '../core/event.js';
+import { ReflexError, toErrorInfo } from '../core/errors.js';
+import { type CloudEvent, defaultEventLimits, type EventLimits, reflexSource } from '../core/event.js';
+import { partitionOf } from '../core/partition.js';
 import { createCompiledMatcher } from '../core/pattern/compiled-matcher.js';
 import type { Matcher } from '../core/pattern/matcher.js';
 import type { Action } from '../core/ports/action.js';
@@ -36,6 +37,14 @@ export interface EngineOptions {
   logger?: Logger;
   /** Limits checked on every incoming event. */
   limits?: Partial<EventLimits>;
+  /**
+   * How many partitions the log is split into. An event goes to the partition of its `partitionkey`
+   * extension, or else of its `source` (FNV-1a modulo this); each partition has its own dispatcher,
+   * offset, flow states and timers, so events of one key stay in order while the partitions are decided
+   * side by side. Facts are shared: every dispatcher applies every fact change in seq order.
+   * @default 1
+   */
+  partitions?: number;
   /** @default 20000 — see IngestOptions.maxPending */
   maxPendingEvents?: number;
   /** Runs executed at once. @default {@link defaultExecutorSettings} `.concurrency` */
@@ -119,21 +128,35 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
-  let dispatcher: Dispatcher | undefined;
+  const partitions = options.partitions ?? 1;
+  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
+    throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+      option: 'partitions',
+      reason: `${String(partitions)} is not a whole number from 1 to 1024`,
+      fix: 'give the number of partitions the log is split into, 1 (the default) or more',
+    });
+  }
+  // One dispatcher per partition, by partition.
+  const dispatchers: Dispatcher[] = [];
+  const wakeDispatchers = () => {
+    for (const dispatcher of dispatchers) dispatcher.wake();
+  };
   let timers: TimerService | undefined;
   // One watch for every writer, so an episode of a full disk is logged once, whoever meets it first.
   const diskFull = createDiskFullWatch({ logger, clock });
   const facts = await createFacts(
     store,
     () => clock.now(),
-    () => dispatcher?.wake(),
+    // Every dispatcher applies every fact change, so all of them look.
+    wakeDispatchers,
+    partitionOf({ source: reflexSource }, partitions),
   );
   // Counted for the summary. A change that goes through is not reported as a write: an unchanged value
   // writes nothing (so proves no room), and a real change wakes the dispatcher, whose commit reports it.
   const setFact = facts.set.bind(facts);
-  facts.set = async (name, value, chain) => {
+  facts.set = async (name, value, chain, partition) => {
     try {
-      await setFact(name, value, chain);
+      await setFact(name, value, chain, partition);
     } catch (error) {
       diskFull.refused(error, { factChanges: 1 });
       throw error;
@@ -150,7 +173,11 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     log: store,
     clock,
     ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
-    onAppended: (events) => dispatcher?.offer(events),
+    ...(partitions > 1 ? { partitionOf: (event: CloudEvent) => partitionOf(event, partitions) } : {}),
+    onAppended: (events) => {
+      if (partitions === 1) dispatchers[0]?.offer(events);
+      else wakeDispatchers();
+    },
     diskFull,
   });
   const queries = createQueries({ store, versions, activeVersion: () => active?.id });
@@ -165,19 +192,27 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const sourcesOf = (version: CompiledVersion) =>
     options.sourceKinds === undefined ? [] : [...fixedSources, ...declaredSources(version.rulebook)];
 
-  dispatcher = createDispatcher({
-    log: store,
-    store,
-    clock,
-    logger,
-    runId,
-    indexer: createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher()),
-    ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
-    onRunsCreated: () => executor?.wake(),
-    onTimersChanged: () => timers?.reschedule(),
-    diskFull,
-  });
-  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake(), diskFull });
+  // The dispatchers share one matcher: each indexes the same rulebook into it between its batches.
+  const indexer = createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher());
+  for (let partition = 0; partition < partitions; partition++) {
+    dispatchers.push(
+      createDispatcher({
+        log: store,
+        store,
+        clock,
+        logger,
+        runId,
+        indexer,
+        partition,
+        partitions,
+        ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
+        onRunsCreated: () => executor?.wake(),
+        onTimersChanged: () => timers?.reschedule(),
+        diskFull,
+      }),
+    );
+  }
+  timers = createTimerService({ store, clock, logger, onFired: wakeDispatchers, diskFull });
   executor = createExecutor({
     store,
     clock,
@@ -187,7 +222,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     facts,
     emit: (events) => ingest.append(events, { internal: true }),
     owner: `${process.pid}-${randomUUID()}`,
-    onOutcomeLogged: () => dispatcher?.wake(),
+    onOutcomeLogged: wakeDispatchers,
     diskFull,
     ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
     ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
@@ -226,7 +261,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
           ]);
         }
         active = version;
-        dispatcher?.setRulebook(version);
+        for (const dispatcher of dispatchers) dispatcher.setRulebook(version);
         await sources.reconcile(sourcesOf(version));
         return version;
       } catch (error) {
@@ -240,16 +275,19 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     },
     async start() {
       if (!active) await engine.loadRulebook([]);
-      await dispatcher!.start();
+      for (const dispatcher of dispatchers) await dispatcher.start();
       executor!.start();
       timers!.start();
       started = true;
       await sources.start();
     },
-    caughtUp: (seq) => dispatcher!.caughtUp(seq),
+    async caughtUp(seq) {
+      const target = seq ?? (await store.lastSeq());
+      await Promise.all(dispatchers.map((dispatcher) => dispatcher.caughtUp(target)));
+    },
     async settled() {
       for (;;) {
-        await dispatcher!.caughtUp();
+        await engine.caughtUp();
         const now = clock.now();
         const [runDue, timerDue, last] = await Promise.all([
           store.nextRunDueAt(),
@@ -260,7 +298,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
           executor!.inFlight > 0 ||
           (runDue !== undefined && runDue <= now) ||
           (timerDue !== undefined && timerDue <= now) ||
-          dispatcher!.offset < last;
+          dispatchers.some((dispatcher) => dispatcher.offset < last);
         if (!busy) return;
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
@@ -276,7 +314,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       if (!started) return;
       // Events not yet dispatched, and timers not yet due, stay in the store; the next start takes them up.
       await timers!.drain();
-      await dispatcher!.drain();
+      await Promise.all(dispatchers.map((dispatcher) => dispatcher.drain()));
       await executor!.drain(graceMs);
     },
     async close() {

@@ -681,7 +681,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
           if (!bounded.ok) throw unstorable(spec.kind, `set fact \`${name}\` to a value`, bounded);
           stored = bounded.value;
         }
-        await options.facts.set(name, stored, depth + 1);
+        await options.facts.set(name, stored, depth + 1, run.trigger.partition);
       },
     };
   };
@@ -859,7 +859,8 @@ function outcomeEvent(
     runId: run.id,
     rule: run.rule,
     status,
-    trigger: run.trigger,
+    // The event's documented shape names the trigger by seq, which is log-wide: its partition stays out.
+    trigger: { seq: run.trigger.seq, id: run.trigger.id, source: run.trigger.source, type: run.trigger.type },
     outputs,
   };
   if (error) data.error = error;

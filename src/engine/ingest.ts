@@ -8,6 +8,11 @@ export interface IngestOptions {
   log: Pick<EventLog, 'appendEvents'>;
   clock: Clock;
   /**
+   * The partition each event goes to.
+   * @default every event to partition 0
+   */
+  partitionOf?: (event: CloudEvent) => number;
+  /**
    * Events waiting for a commit beyond which new requests are refused (503, Retry-After) instead of
    * queued: back-pressure rather than unbounded memory.
    * @default 20000
@@ -116,7 +121,11 @@ export function createIngest(options: IngestOptions): Ingest {
       for (const waiting of batch) for (const event of waiting.events) all.push(event);
       try {
         const receivedAt = options.clock.now();
-        const results = await options.log.appendEvents(all, receivedAt);
+        const partitionOf = options.partitionOf;
+        const results =
+          partitionOf === undefined
+            ? await options.log.appendEvents(all, receivedAt)
+            : await options.log.appendEvents(all, receivedAt, all.map(partitionOf));
         let offset = 0;
         for (const waiting of batch) {
           const mine = results.slice(offset, offset + waiting.events.length);
