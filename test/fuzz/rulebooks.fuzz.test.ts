@@ -26,7 +26,7 @@ const read = (folder: string, name: string) => readFileSync(join(examples, folde
  */
 function splitItems(content: string, key: string): string[] {
   const lines = content.split('\n');
-  const start = lines.findIndex((line) => line === `${key}:`);
+  const start = lines.indexOf(`${key}:`);
   if (start === -1) return [content];
   const head = lines.slice(0, start + 1);
   const items: string[][] = [];
