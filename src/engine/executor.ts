@@ -35,7 +35,7 @@ export interface ExecutorSettings {
   concurrency?: number;
   /**
    * How long a claimed run stays reserved, in milliseconds (at least 1000); renewed every third of it
-   * while a step runs. A crashed executor's runs are claimed again once it expires.
+   * while the run executes. A crashed executor's runs are claimed again once it expires.
    * @default 30000 (30s)
    */
   leaseMs?: number;
