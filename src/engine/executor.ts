@@ -35,7 +35,7 @@ export interface ExecutorSettings {
   concurrency?: number;
   /**
    * How long a claimed run stays reserved, in milliseconds (at least 1000); renewed every third of it
-   * while a step runs. A crashed executor's runs are claimed again once it expires.
+   * while the run executes. A crashed executor's runs are claimed again once it expires.
    * @default 30000 (30s)
    */
   leaseMs?: number;
@@ -199,7 +199,9 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
   });
   const diskFull = options.diskFull ?? createDiskFullWatch({ logger, clock });
   const shutdown = new AbortController();
-  const inFlight = new Map<string, Promise<void>>();
+  /** The runs being executed, each with the end of its lease as last written. */
+  const inFlight = new Map<string, { task: Promise<void>; leaseUntil: number }>();
+  let renewal: NodeJS.Timeout | undefined;
   let stopped = false;
   let dirty = true;
   let wakeUp: (() => void) | undefined;
@@ -211,6 +213,26 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
     const resolve = wakeUp;
     wakeUp = undefined;
     resolve?.();
+  };
+
+  /**
+   * Pushes out the leases of the runs being executed (with `lapsedOnly`, of those whose lease has run
+   * out by the clock). A run is executed from its claim to its end — every step, and the recording
+   * between them — so its lease is held for all of that, not only while a step runs: else a run of many
+   * short steps outlasts its lease, and is claimed again (by this executor too) while it still runs.
+   */
+  const renewLeases = async (lapsedOnly: boolean): Promise<void> => {
+    const now = clock.now();
+    const ids = [...inFlight]
+      .filter(([, { leaseUntil }]) => !lapsedOnly || leaseUntil <= now)
+      .map(([id]) => id);
+    if (ids.length === 0) return;
+    const until = now + leaseMs;
+    await store.extendLeases(options.owner, ids, until);
+    for (const id of ids) {
+      const entry = inFlight.get(id);
+      if (entry) entry.leaseUntil = until;
+    }
   };
 
   /** The events a run's templates read, loaded from the log by the seqs its context holds. */
@@ -560,12 +582,6 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         ),
       spec.timeoutMs,
     );
-    const renew = setInterval(() => {
-      store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
-        if (!diskFull.refused(error))
-          logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
-      });
-    }, leaseMs / 3);
     try {
       const { scope } = loaded;
       const steps: Record<string, { output: unknown }> = {};
@@ -619,7 +635,6 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       };
     } finally {
       clearTimeout(timer);
-      clearInterval(renew);
     }
   };
 
@@ -693,8 +708,12 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       const free = concurrency - inFlight.size;
       if (free > 0) {
         let claimed: Run[] = [];
+        const now = clock.now();
         try {
-          claimed = await store.claimRuns({ owner: options.owner, now: clock.now(), leaseMs, limit: free });
+          // A run whose lease ran out while this executor runs it (the process stalled past its lease, so
+          // the renewal did not come in time) is due to the store: it is renewed first, never claimed twice.
+          await renewLeases(true);
+          claimed = await store.claimRuns({ owner: options.owner, now, leaseMs, limit: free });
           claimFailures = 0;
           if (claimed.length > 0) diskFull.wrote();
         } catch (error) {
@@ -709,7 +728,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
               inFlight.delete(run.id);
               wake();
             });
-          inFlight.set(run.id, task);
+          inFlight.set(run.id, { task, leaseUntil: now + leaseMs });
         }
         if (claimed.length === free) {
           await yieldToEventLoop();
@@ -742,9 +761,16 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
     }
   };
 
+  const tasks = () => [...inFlight.values()].map((entry) => entry.task);
+
   return {
     start() {
       loop = loopBody();
+      renewal = setInterval(() => {
+        renewLeases(false).catch((error) => {
+          if (!diskFull.refused(error)) logger.warn({ error: toErrorInfo(error) }, 'could not renew leases');
+        });
+      }, leaseMs / 3);
     },
     wake,
     get inFlight() {
@@ -759,14 +785,15 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         const grace = new Promise<void>((resolve) => {
           timer = setTimeout(resolve, graceMs);
         });
-        await Promise.race([Promise.allSettled(inFlight.values()), grace]);
+        await Promise.race([Promise.allSettled(tasks()), grace]);
         clearTimeout(timer);
       }
       if (inFlight.size > 0) {
         logger.warn({ runs: [...inFlight.keys()] }, 'grace period over; aborting steps still running');
         shutdown.abort(new ReflexError('REFLEX_ERR_RUN_INTERRUPTED'));
-        await Promise.allSettled(inFlight.values());
+        await Promise.allSettled(tasks());
       }
+      clearInterval(renewal);
       try {
         await store.releaseLeases(options.owner, clock.now());
       } catch (error) {

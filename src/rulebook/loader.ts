@@ -27,6 +27,7 @@ import {
   type RulebookDocument,
   RulebookSchema,
   type StepDocument,
+  webhookNamePattern,
 } from './schema.js';
 import { parseYaml, readYamlFile, toPlainValues } from './yaml-source.js';
 
@@ -373,6 +374,14 @@ export class SourceFile<T = RulebookDocument> {
         const extra = (params.additionalProperties as string[] | undefined) ?? [];
         const name = extra[0] ?? '?';
         const allowed = allowedKeys(error.schemaPath, this.format.validator.Schema());
+        // A map of names (webhooks) lists no keys: the name is what is wrong.
+        if (allowed.length === 0 && path[path.length - 1] === 'webhooks') {
+          return this.problem(
+            path,
+            `the webhook name \`${name}\` is not allowed. To fix: use letters, digits, \`_\` and \`-\` only (it is the \`<name>\` of \`POST /hooks/<name>\`).`,
+            { key: name },
+          );
+        }
         const hint = closest(name, allowed);
         return this.problem(
           path,
@@ -620,7 +629,8 @@ function compileFile(
   }
 
   for (const [name, hook] of Object.entries(isObject(document.webhooks) ? document.webhooks : {})) {
-    if (refused(['webhooks', name])) continue;
+    // A name the schema refused is reported at the map (`webhooks`), and its value was never checked.
+    if (refused(['webhooks', name]) || !webhookNamePattern.test(name)) continue;
     const location = source.locate(['webhooks', name], { key: name });
     const existing = state.webhooks.get(name);
     if (existing) {
