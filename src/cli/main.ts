@@ -8,10 +8,8 @@ import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, defaultEventLimits } from '../core/event.js';
 import { testPattern } from '../core/pattern/pattern-test.js';
 import { RunStatus } from '../core/ports/store.js';
-import { defaultMaxChainDepth } from '../engine/dispatcher.js';
-import { defaultGraceMs } from '../engine/engine.js';
-import { defaultExecutorSettings } from '../engine/executor.js';
 import { newSortableId } from '../engine/ids.js';
+import { engineDefaults } from '../engine/options.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
 import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
@@ -221,19 +219,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(
       new Option('--max-depth <levels>', 'deepest nesting in an event')
         .env('REFLEX_MAX_DEPTH')
-        .default(defaultEventLimits.maxDepth)
+        .default(engineDefaults.limits.maxDepth)
         .argParser(integer('max depth', 1)),
     )
     .addOption(
       new Option('--grace <duration>', 'time in-flight actions get on SIGTERM')
         .env('REFLEX_GRACE')
-        .default(defaultGraceMs)
+        .default(engineDefaults.graceMs)
         .argParser(duration),
     )
     .addOption(
       new Option('--concurrency <n>', 'runs executed at once')
         .env('REFLEX_CONCURRENCY')
-        .default(defaultExecutorSettings.concurrency)
+        .default(engineDefaults.concurrency)
         .argParser(integer('concurrency', 1)),
     )
     .addOption(
@@ -242,13 +240,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         'how long a claimed run stays reserved; runs of a node that died resume after it',
       )
         .env('REFLEX_LEASE')
-        .default(defaultExecutorSettings.leaseMs)
+        .default(engineDefaults.leaseMs)
         .argParser(duration),
     )
     .addOption(
       new Option('--max-claims <n>', 'claims that die (kill -9, out of memory) before a run is failed')
         .env('REFLEX_MAX_CLAIMS')
-        .default(defaultExecutorSettings.maxClaims)
+        .default(engineDefaults.maxClaims)
         .argParser(integer('max claims', 1)),
     )
     .addOption(
@@ -257,7 +255,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         'rules do not fire on events derived from longer chains of rule outcomes',
       )
         .env('REFLEX_MAX_CHAIN_DEPTH')
-        .default(defaultMaxChainDepth)
+        .default(engineDefaults.maxChainDepth)
         .argParser(integer('max chain depth', 0)),
     )
     .addOption(

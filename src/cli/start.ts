@@ -125,6 +125,7 @@ export async function runStart(
       leaseMs: config.leaseMs,
       maxClaims: config.maxClaims,
       maxChainDepth: config.maxChainDepth,
+      graceMs: config.graceMs,
       secrets,
     });
   } catch (error) {
@@ -255,7 +256,7 @@ export async function runStart(
         // Closing the server first stops intake; requests in flight still get their commit and answer.
         await server.close();
         await reloading;
-        await engine.drain(config.graceMs);
+        await engine.drain();
       } catch (error) {
         logger.error({ error: toErrorInfo(error) }, 'error while stopping');
         code = 1;
