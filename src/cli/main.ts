@@ -7,12 +7,13 @@ import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, defaultEventLimits } from '../core/event.js';
 import { testPattern } from '../core/pattern/pattern-test.js';
+import { compileRulebookFiles, RulebookError } from '../core/ports/rulebook-compiler.js';
 import { RunStatus } from '../core/ports/store.js';
 import { newSortableId } from '../engine/ids.js';
 import { engineDefaults } from '../engine/options.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
-import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/loader.js';
 import { defaultServerTimeouts } from '../server/front-door.js';
 import { defaultBodyLimit } from '../server/server.js';
 import { createSqliteStore, defaultDurability } from '../store/index.js';
@@ -26,6 +27,7 @@ import {
   printableJson,
 } from './format.js';
 import { runRuleTests } from './rule-test.js';
+import { rulebookCompilers } from './rulebook-compilers.js';
 import { runStart, secretsOf } from './start.js';
 
 /**
@@ -146,7 +148,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const clientFor = async (options: { url?: string; data?: string }): Promise<ReflexClient> => {
     if (options.data) {
       const store = await createSqliteStore({ dir: resolve(options.data), readonly: true });
-      const versions = createRulebookVersions(store, { actions: createActionRegistry() });
+      const versions = createRulebookVersions(store, {
+        actions: createActionRegistry(),
+        compilers: rulebookCompilers,
+      });
       return createLocalClient(store, createQueries({ store, versions }));
     }
     return createHttpClient(options.url ?? url(), env.REFLEX_API_TOKEN);
@@ -344,7 +349,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .argument('<rulebooks...>', 'rulebook files or folders')
     .action(async (paths: string[]) => {
       const files = await readRulebookFiles(paths);
-      const rulebook = compileRulebook(files, { actions: createActionRegistry() });
+      const rulebook = compileRulebookFiles(rulebookCompilers, files, { actions: createActionRegistry() });
       io.stdout(
         `ok: ${files.length} file(s), ${rulebook.rules.length} rule(s), ${rulebook.webhooks.size} webhook(s)`,
       );

@@ -3,10 +3,10 @@ import { toErrorInfo } from '../core/errors.js';
 import type { EventLimits } from '../core/event.js';
 import { createCompiledMatcher } from '../core/pattern/compiled-matcher.js';
 import { silentLogger } from '../core/ports/logger.js';
+import type { RulebookFile } from '../core/ports/rulebook-compiler.js';
 import { AuditKind } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
 import { createSecretStore } from '../core/secrets.js';
-import type { RulebookFile } from '../rulebook/loader.js';
 import { createDiskFullWatch } from './disk-full.js';
 import { createDispatcher, type Dispatcher } from './dispatcher.js';
 import { createExecutor, type Executor } from './executor.js';
@@ -90,7 +90,10 @@ export async function createEngine(given: EngineOptions): Promise<Engine> {
       throw error;
     }
   };
-  const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
+  const versions: RulebookVersions = createRulebookVersions(store, {
+    actions: options.actions,
+    compilers: options.compilers,
+  });
   let active: CompiledVersion | undefined;
   let executor: Executor | undefined;
   let started = false;

@@ -4,7 +4,7 @@ import type { Store } from '../core/ports/store.js';
 import { compileEngineOptions, engineDefaults } from './options.js';
 
 // compileEngineOptions never touches the store or the actions; it only carries them through.
-const wiring = { store: {} as Store, actions: { get: () => undefined, kinds: () => [] } };
+const wiring = { store: {} as Store, actions: { get: () => undefined, kinds: () => [] }, compilers: [] };
 
 describe('engine options', () => {
   it('engine options - every setting left out takes its default, given ones are kept', () => {

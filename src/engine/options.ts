@@ -4,6 +4,7 @@ import type { Matcher } from '../core/pattern/matcher.js';
 import { type Action, defaultOutputLimits } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
+import type { RulebookCompiler } from '../core/ports/rulebook-compiler.js';
 import type { SourceDeclaration, SourceRegistry } from '../core/ports/source.js';
 import type { Store } from '../core/ports/store.js';
 import type { Secrets } from '../core/secrets.js';
@@ -61,6 +62,11 @@ export interface EngineOptions extends EngineSettings {
   store: Store;
   /** The actions rules may use, by kind. */
   actions: { get(kind: string): Action | undefined; kinds(): string[] };
+  /**
+   * The rulebook front ends (`reflex start`: the YAML one), asked in this order which one reads a file.
+   * The engine reads no rulebook format itself.
+   */
+  compilers: readonly RulebookCompiler[];
   /** @default the system clock */
   clock?: Clock;
   /** @default a silent logger */

@@ -8,6 +8,7 @@ import { ReflexError } from '../core/errors.js';
 import { isReservedSource, isReservedType, reflexTypePrefix } from '../core/event.js';
 import { allowedBy, type HostPattern, parseHostPattern } from '../core/host-allowlist.js';
 import type { Action } from '../core/ports/action.js';
+import { RulebookError, type RulebookFile, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
 import {
   type ActionStep,
   defaultRetryPolicy,
@@ -29,45 +30,6 @@ import {
   type StepDocument,
 } from './schema.js';
 import { parseYaml, readYamlFile, toPlainValues } from './yaml-source.js';
-
-/** A rulebook file as read from disk (or given by a test). */
-export interface RulebookFile {
-  path: string;
-  content: string;
-}
-
-/** One thing wrong in a rulebook, pointing at the place to fix. */
-export interface RulebookProblem {
-  file: string;
-  line: number;
-  column: number;
-  message: string;
-  /** The offending line of the file, with a caret under the column. */
-  excerpt: string;
-}
-
-/**
- * A rulebook that cannot be loaded. `problems` lists everything found (up to a limit), in file order;
- * the message renders them as `file:line:column: message` followed by the offending text.
- */
-export class RulebookError extends ReflexError {
-  readonly problems: RulebookProblem[];
-  constructor(problems: RulebookProblem[]) {
-    super(
-      'REFLEX_ERR_RULEBOOK_INVALID',
-      { count: problems.length, problems: formatProblems(problems) },
-      { details: { problems } },
-    );
-    this.problems = problems;
-  }
-}
-
-/** Renders problems the way compilers do, so editors and terminals can jump to them. */
-export function formatProblems(problems: readonly RulebookProblem[]): string {
-  return problems
-    .map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}${p.excerpt === '' ? '' : `\n${p.excerpt}`}`)
-    .join('\n');
-}
 
 /** What the compiler needs to know about actions: which kinds exist, and how each checks its parameters. */
 export interface RulebookCompileOptions {
