@@ -13,7 +13,7 @@ import { newSortableId } from '../engine/ids.js';
 import { engineDefaults } from '../engine/options.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
-import { readRulebookFiles } from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/discovery.js';
 import { defaultServerTimeouts } from '../server/front-door.js';
 import { defaultBodyLimit } from '../server/server.js';
 import { createSqliteStore, defaultDurability } from '../store/index.js';

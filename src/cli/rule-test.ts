@@ -17,7 +17,7 @@ import type { Run, RunStatus } from '../core/ports/store.js';
 import type { Rule, Rulebook } from '../core/rule.js';
 import type { Secrets } from '../core/secrets.js';
 import { createEngine, type Engine } from '../engine/engine.js';
-import { readRulebookFiles } from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/discovery.js';
 import {
   type CaseExpectation,
   outcomeKey,

@@ -13,7 +13,7 @@ import { createSecretStore, type Secrets } from '../core/secrets.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
 import { systemClock } from '../engine/system-clock.js';
-import { readRulebookFiles } from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/discovery.js';
 import { compileServerTimeouts } from '../server/front-door.js';
 import { createServer } from '../server/server.js';
 import { createHttpRoutes } from '../sources/http-routes.js';

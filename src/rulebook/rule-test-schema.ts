@@ -7,7 +7,7 @@ import { type CloudEvent, validateCloudEvent } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { formatProblems, type RulebookFile, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
 import type { Rule, Rulebook } from '../core/rule.js';
-import { type DocumentFormat, describePath, SourceFile } from './loader.js';
+import { type DocumentFormat, describePath, SourceFile } from './source-file.js';
 
 /**
  * The format of rule tests (`*.test.yaml` beside a rulebook): its JSON Schema, published as

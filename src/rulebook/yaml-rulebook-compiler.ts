@@ -1,5 +1,5 @@
 import type { RulebookCompiler } from '../core/ports/rulebook-compiler.js';
-import { compileRulebook } from './loader.js';
+import { compileRulebook } from './rule-compiler.js';
 
 /**
  * Reflex's own rulebook format (YAML, docs/rules.md) as a front end. It takes every file, so it goes

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { tempDirPerTest } from '../../test/helpers/temp-dir.js';
 import { createActionRegistry } from '../actions/registry.js';
 import { RulebookError, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
-import { compileRulebook, readRulebookFiles } from './loader.js';
+import { readRulebookFiles } from './discovery.js';
+import { compileRulebook } from './rule-compiler.js';
 import { parseRuleTest, RuleTestError } from './rule-test-schema.js';
 import { yamlLimits } from './yaml-source.js';
 

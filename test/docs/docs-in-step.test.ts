@@ -7,7 +7,7 @@ import { createActionRegistry } from '../../src/actions/registry.js';
 import { main } from '../../src/cli/main.js';
 import { errorRegistry } from '../../src/core/errors.js';
 import { engineDefaults } from '../../src/engine/options.js';
-import { compileRulebook } from '../../src/rulebook/loader.js';
+import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { parseRuleTest } from '../../src/rulebook/rule-test-schema.js';
 
 /**

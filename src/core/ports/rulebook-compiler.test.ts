@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../../actions/registry.js';
-import { compileRulebook } from '../../rulebook/loader.js';
+import { compileRulebook } from '../../rulebook/rule-compiler.js';
 import { yamlRulebookCompiler } from '../../rulebook/yaml-rulebook-compiler.js';
 import { compileRulebookFiles, type RulebookCompiler, RulebookError } from './rulebook-compiler.js';
 
