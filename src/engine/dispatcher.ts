@@ -8,13 +8,8 @@ import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
 import type { DiskFullWatch } from './disk-full.js';
 import type { Facts } from './facts.js';
 import { createFlowStateCache } from './flow-state-cache.js';
+import { engineDefaults } from './options.js';
 import type { CompiledVersion } from './rulebook-versions.js';
-
-/**
- * How many rule outcomes may lead to an event that rules still fire on, unless told otherwise
- * (`reflex start --max-chain-depth`).
- */
-export const defaultMaxChainDepth = 8;
 
 export interface DispatcherOptions {
   /** Where the events come from. */
@@ -42,7 +37,7 @@ export interface DispatcherOptions {
    * @default 512
    */
   batchSize?: number;
-  /** @default {@link defaultMaxChainDepth} */
+  /** How many rule outcomes may lead to an event that rules still fire on. @default engineDefaults.maxChainDepth */
   maxChainDepth?: number;
   /** Called after a commit that created runs. */
   onRunsCreated?: () => void;
@@ -85,7 +80,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const consumer = options.consumer ?? 'dispatcher';
   const partition = options.partition ?? 0;
   const batchSize = options.batchSize ?? 512;
-  const maxChainDepth = options.maxChainDepth ?? defaultMaxChainDepth;
+  const maxChainDepth = options.maxChainDepth ?? engineDefaults.maxChainDepth;
   /** The version deciding now, with its index; and one waiting to take over at the next batch. */
   let current: { version: CompiledVersion; index: RuleIndex } | undefined;
   let pending: CompiledVersion | undefined;

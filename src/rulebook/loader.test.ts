@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../actions/registry.js';
-import { compileRulebook, RulebookError, readRulebookFiles } from './loader.js';
+import { RulebookError } from '../core/ports/rulebook-compiler.js';
+import { readRulebookFiles } from './discovery.js';
+import { compileRulebook } from './rule-compiler.js';
 
 const actions = createActionRegistry();
 const compile = (content: string, path = 'rules.yaml') => compileRulebook([{ path, content }], { actions });

@@ -4,7 +4,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../../src/actions/registry.js';
 import { createRecordingActions } from '../../src/cli/rule-test.js';
-import { compileRulebook, type RulebookFile, type RulebookProblem } from '../../src/rulebook/loader.js';
+import type { RulebookFile, RulebookProblem } from '../../src/core/ports/rulebook-compiler.js';
+import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { parseRuleTest } from '../../src/rulebook/rule-test-schema.js';
 import { expectCodedRefusal, fuzz, hostileString, mutated, withinTimeBoundSync } from './fuzz-helpers.js';
 

@@ -7,6 +7,7 @@ import type { CloudEvent, EventLimits } from '../../src/core/event.js';
 import { type Logger, silentLogger } from '../../src/core/ports/logger.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
 import { newSortableId } from '../../src/engine/ids.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createServer, type ServerOptions } from '../../src/server/server.js';
 import { createHttpRoutes } from '../../src/sources/http-routes.js';
 import { cloudEventsEndpoint } from '../../src/sources/http-source.js';
@@ -165,6 +166,7 @@ export async function startHttpApi(options: HttpApiOptions = {}): Promise<HttpAp
     engine = await createEngine({
       store,
       actions: createActionRegistry(),
+      compilers: [yamlRulebookCompiler],
       sourceKinds: createSourceRegistry(
         httpSourceKinds({
           routes,
