@@ -166,7 +166,7 @@ describe('fuzz - action answers', () => {
 
   it('fuzz - the exec action turns any output and exit code into bounded text or a coded failure, in time', async () => {
     // A process per input: fewer inputs than the in-process surfaces (FUZZ_RUNS scales them all).
-    const runs = Math.max(1, Math.round(fuzzRuns() / 20));
+    const runs = Math.max(1, Math.round(fuzzRuns() / 40));
     await fuzz(
       fc.asyncProperty(
         hostileBytes,
