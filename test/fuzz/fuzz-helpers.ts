@@ -24,7 +24,8 @@ export const timeBoundMs = (() => {
 })();
 
 /**
- * Runs a property with the shared run count and seed, and on failure puts the command that replays it
+ * Runs a property with the shared run count (or exactly `options.runs`, for a surface that scales it
+ * from {@link fuzzRuns}) and seed, and on failure puts the command that replays it
  * in front of fast-check's report (which names the counterexample, the seed and the path).
  */
 export async function fuzz<T>(
@@ -37,7 +38,7 @@ export async function fuzz<T>(
       : Number(process.env.FUZZ_SEED);
   const path = process.env.FUZZ_PATH;
   const parameters: fc.Parameters<T> = {
-    numRuns: fuzzRuns(options.runs),
+    numRuns: options.runs ?? fuzzRuns(),
     seed,
     ...(path === undefined ? {} : { path }),
     // Shrinking a slow input re-runs it many times; a few hundred steps are enough to make it readable.

@@ -3,11 +3,18 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../../src/actions/registry.js';
-import { createRecordingActions } from '../../src/cli/rule-test.js';
+import { createRecordingActions, runRuleTestCase } from '../../src/cli/rule-test.js';
 import type { RulebookFile, RulebookProblem } from '../../src/core/ports/rulebook-compiler.js';
 import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { parseRuleTest } from '../../src/rulebook/rule-test-schema.js';
-import { expectCodedRefusal, fuzz, hostileString, mutated, withinTimeBoundSync } from './fuzz-helpers.js';
+import {
+  expectCodedRefusal,
+  fuzz,
+  fuzzRuns,
+  hostileString,
+  mutated,
+  withinTimeBoundSync,
+} from './fuzz-helpers.js';
 
 /**
  * Rulebook files and rule-test files, as `reflex validate`, `reflex start` and `reflex test` read them.
@@ -222,4 +229,41 @@ describe('fuzz - rule-test files', () => {
     );
     expect(compiled, 'no mutant compiled: the generator is off').toBeGreaterThan(0);
   }, 120_000);
+  it('fuzz - the cases of a mutated rule-test file that compiles run to a verdict, never a crash', async () => {
+    // Each case runs on a fresh engine over a fresh SQLite store: far fewer inputs than the parsers get.
+    const runs = Math.max(1, Math.round(fuzzRuns() / 200));
+    let ran = 0;
+    await fuzz(
+      fc.asyncProperty(
+        fc
+          .constantFrom(...ruleTests)
+          .chain((original) =>
+            files(fc.constant(original.content)).map((content) => ({ folder: original.folder, content })),
+          ),
+        async ({ folder, content }) => {
+          const path = `examples/${folder}/mutant.test.yaml`;
+          const rulebook = compiledRulebooks.get(folder) as never;
+          let test: ReturnType<ReturnType<typeof parseRuleTest>['compile']>;
+          try {
+            test = parseRuleTest({ path, content }).compile(rulebook);
+          } catch (error) {
+            expectCodedRefusal(error);
+            return;
+          }
+          const loaded = { test, files: [], rulebook };
+          for (const testCase of test.cases) {
+            // A verdict (passed or failed, with its differences). A case that never settles is failed by
+            // its timeout: the engine's work is bounded by the case, not by the per-input bound.
+            const result = await runRuleTestCase(loaded, testCase, { timeoutMs: 2000 });
+            expect(typeof result.ok).toBe('boolean');
+            expect(result.ms).toBeLessThan(10_000);
+            expect(() => JSON.stringify(result)).not.toThrow();
+            ran += 1;
+          }
+        },
+      ),
+      { runs },
+    );
+    expect(ran, 'no case ran: the generator is off').toBeGreaterThan(0);
+  }, 300_000);
 });
