@@ -255,7 +255,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       let listening = false;
       let stop = false;
       let killTimer: NodeJS.Timeout | undefined;
-      const kill = () => node.signal('SIGKILL');
+      // The senders stop with the kill: what they would send after it could only be refused at connect.
+      const kill = () => {
+        stop = true;
+        node.signal('SIGKILL');
+      };
       if (early) killTimer = setTimeout(kill, killDelay);
       let load: Promise<void> = Promise.resolve();
       try {
