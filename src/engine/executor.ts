@@ -773,6 +773,8 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
           if (!diskFull.refused(error)) logger.warn({ error: toErrorInfo(error) }, 'could not renew leases');
         });
       }, leaseMs / 3);
+      // Never what keeps the process alive: a drain that fails before the executor's still lets it exit.
+      renewal.unref();
     },
     wake,
     get inFlight() {

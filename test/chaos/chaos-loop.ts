@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +47,10 @@ export interface ChaosReport {
   cycles: number;
   /** Kills that landed before the node listened. */
   earlyKills: number;
+  /** Kills that left at least one run `running` (a step in flight or about to be), summed over cycles. */
+  killsWithRunsInFlight: number;
+  /** Kills that left at least one timer set (a debounce waiting to fire), summed over cycles. */
+  killsWithTimersSet: number;
   sent: number;
   acked: number;
   /** Sent, with no answer: the connection died with the process. */
@@ -234,6 +239,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let target: ChaosTarget | undefined;
   let reflex: ReflexProcess | undefined;
   let earlyKills = 0;
+  let killsWithRunsInFlight = 0;
+  let killsWithTimersSet = 0;
   let kept = false;
   try {
     target = await createChaosTarget({
@@ -255,7 +262,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       let listening = false;
       let stop = false;
       let killTimer: NodeJS.Timeout | undefined;
-      const kill = () => node.signal('SIGKILL');
+      // The senders stop with the kill: what they would send after it could only be refused at connect.
+      const kill = () => {
+        stop = true;
+        node.signal('SIGKILL');
+      };
       if (early) killTimer = setTimeout(kill, killDelay);
       let load: Promise<void> = Promise.resolve();
       try {
@@ -280,10 +291,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         violations.push(`cycle ${cycle}: reflex ended by itself (${JSON.stringify(exit)})\n${node.stderr}`);
         break;
       }
+      const left = leftByKill(database);
+      if (left.running > 0) killsWithRunsInFlight += 1;
+      if (left.timers > 0) killsWithTimersSet += 1;
       const at = listening ? `${killDelay} ms after it listened` : `${Date.now() - spawnedAt} ms after spawn`;
       progress(
-        `cycle ${cycle}/${options.cycles}: killed ${at}; sent ${ledger.sent.size}, acked ${ledger.acked.size}, ` +
-          `unanswered ${ledger.unanswered.size}, deliveries ${target.deliveries.length}`,
+        `cycle ${cycle}/${options.cycles}: killed ${at}, leaving ${left.running} runs running and ${left.timers} ` +
+          `timers set; sent ${ledger.sent.size}, acked ${ledger.acked.size}, unanswered ${ledger.unanswered.size}, ` +
+          `deliveries ${target.deliveries.length}`,
       );
       if (violations.length > 0) break;
     }
@@ -321,6 +336,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       seed: options.seed,
       cycles: options.cycles,
       earlyKills,
+      killsWithRunsInFlight,
+      killsWithTimersSet,
       sent: ledger.sent.size,
       acked: ledger.acked.size,
       unanswered: ledger.unanswered.size,
@@ -360,6 +377,21 @@ function quietState(database: string): string | undefined {
     };
     if ((offset?.seq ?? 0) < (last.seq ?? 0) || timers.n > 0 || open.n > 0) return undefined;
     return `${last.seq}`;
+  } finally {
+    db.close();
+  }
+}
+
+/** What a kill left behind in the store: runs still `running` and timers still set (none before the first start). */
+function leftByKill(database: string): { running: number; timers: number } {
+  if (!existsSync(database)) return { running: 0, timers: 0 };
+  const db = new Database(database, { readonly: true, fileMustExist: true });
+  try {
+    const running = db.prepare("SELECT count(*) AS n FROM runs WHERE status = 'running'").get() as {
+      n: number;
+    };
+    const timers = db.prepare('SELECT count(*) AS n FROM timers').get() as { n: number };
+    return { running: running.n, timers: timers.n };
   } finally {
     db.close();
   }
