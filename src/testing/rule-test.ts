@@ -97,6 +97,8 @@ export function createRecordingActions(
   return actions.map(
     (action): Action<{ rendered: unknown; parsed: unknown }> => ({
       kind: action.kind,
+      params: action.params,
+      ...(action.templates === undefined ? {} : { templates: action.templates }),
       parse: (params) => ({ rendered: params, parsed: action.parse(params) }),
       async run(params, context) {
         calls.push({
