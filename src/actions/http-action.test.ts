@@ -385,7 +385,6 @@ describe('http action - parameters', () => {
     );
     expect(invalid({ url: base, expect: 'ok' })).toContain('`expect` holds "ok"');
     expect(invalid({ url: base, expect: [] })).toContain('empty list');
-    expect(invalid({ url: base, heders: {} })).toContain('unknown parameter `heders`');
   });
 
   it('http - normalises what it accepts', () => {

@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../../src/actions/registry.js';
-import { createRecordingActions, runRuleTestCase } from '../../src/cli/rule-test.js';
 import type { RulebookFile, RulebookProblem } from '../../src/core/ports/rulebook-compiler.js';
 import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { parseRuleTest } from '../../src/rulebook/rule-test-schema.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
+import { createRecordingActions, runRuleTestCase } from '../../src/testing/rule-test.js';
 import {
   expectCodedRefusal,
   fuzz,
@@ -250,7 +251,13 @@ describe('fuzz - rule-test files', () => {
             expectCodedRefusal(error);
             return;
           }
-          const loaded = { test, files: [], rulebook };
+          const files = [
+            {
+              path: `examples/${folder}/rulebook.yaml`,
+              content: rulebookFiles[folders.indexOf(folder)] as string,
+            },
+          ];
+          const loaded = { test, files, rulebook, compilers: [yamlRulebookCompiler] };
           for (const testCase of test.cases) {
             // A verdict (passed or failed, with its differences). A case that never settles is failed by
             // its timeout: the engine's work is bounded by the case, not by the per-input bound.
