@@ -17,6 +17,12 @@ export function fuzzRuns(runs = 10_000): number {
   return Number.isInteger(given) && given > 0 ? given : runs;
 }
 
+/**
+ * How long one fuzz test may run: 10 minutes for the default 10 000 inputs, scaled with `FUZZ_RUNS`. Far
+ * above what a quiet machine needs (seconds): the bound is per input, this only stops a stuck run.
+ */
+export const fuzzTestTimeoutMs = Math.max(600_000, Math.ceil(fuzzRuns() / 10_000) * 600_000);
+
 /** The time one input may take, in milliseconds: `FUZZ_TIME_BOUND_MS`, else 250. */
 export const timeBoundMs = (() => {
   const given = Number(process.env.FUZZ_TIME_BOUND_MS);
