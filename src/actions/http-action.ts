@@ -567,7 +567,14 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
         jsonNestsWithin(text, context.outputLimits.maxDepth - 1)
       ) {
         try {
-          body = JSON.parse(text);
+          // A number beyond a double parses as ±Infinity, which the stored output would turn into null:
+          // such an answer stays text too, so the run records what the service sent.
+          let beyondDouble = false;
+          const parsed: unknown = JSON.parse(text, (_key, value: unknown) => {
+            if (typeof value === 'number' && !Number.isFinite(value)) beyondDouble = true;
+            return value;
+          });
+          if (!beyondDouble) body = parsed;
         } catch {
           // A server that labels non-JSON as JSON still gets its text through.
         }
