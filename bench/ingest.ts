@@ -59,7 +59,7 @@ const profilerPreload = join(repoRoot, 'bench', 'lib', 'cpu-profile-preload.mjs'
  * the store); the dispatcher and the executor claim everything they start, their SQLite commits included.
  * In list order, so the first area that matches a frame wins.
  */
-const ingestAreas: ProfileArea[] = [
+export const ingestAreas: ProfileArea[] = [
   {
     name: 'dispatcher and executor (decide each event, their own commit)',
     patterns: [/src\/engine\/(dispatcher|executor|timers)\.ts/],
