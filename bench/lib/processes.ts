@@ -150,7 +150,13 @@ export function startReflex(options: ReflexOptions): Promise<ServerProcess> {
       options.durability ?? 'full',
       ...(options.extraArgs ?? []),
     ],
-    { program: reflexBin, ...(options.env ? { env: options.env } : {}) },
+    {
+      program: reflexBin,
+      // Reflex compiles its TypeScript through tsx as it starts: on a busy machine that alone took
+      // over 20 s (2026-12-06, load average 14), and the bench then died instead of measuring.
+      readyTimeoutMs: 60_000,
+      ...(options.env ? { env: options.env } : {}),
+    },
   );
 }
 
