@@ -70,10 +70,14 @@ class KeyError extends Error {
  * handed to the stage that set it.
  */
 export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionContext): Decision {
+  const event = logged.event;
+  const timer = event.type === timerEventType && event.source === 'reflex';
+  const candidates = timer ? [] : ctx.index.candidates(event);
+  // Most events concern no rule: they are decided without making the closures and maps below.
+  if (!timer && candidates.length === 0) return { runs: [], audit: [] };
   const runs: NewRun[] = [];
   const audit: AuditEntry[] = [];
   const at = ctx.now;
-  const event = logged.event;
   const here: Held = { seq: logged.seq, t, event };
   const record = (kind: AuditEntry['kind'], rule: string, detail?: Record<string, unknown>) => {
     const entry: AuditEntry = { at, kind, seq: logged.seq, rule };
@@ -93,13 +97,11 @@ export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionCont
   };
 
   // A timer event is internal: it settles the stage that set it, and user rules do not see it.
-  if (event.type === timerEventType && event.source === 'reflex') {
+  if (timer) {
     routeTimer(logged, t, ctx, fire, record);
     return { runs, audit };
   }
 
-  const candidates = ctx.index.candidates(event);
-  if (candidates.length === 0) return { runs, audit };
   const tooDeep = chainDepth(event) > ctx.maxChainDepth;
   let stoppedBy: string | undefined;
   for (const candidate of candidates) {
