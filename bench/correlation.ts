@@ -40,6 +40,7 @@ import { createFacts } from '../src/engine/facts.js';
 import { runId } from '../src/engine/ids.js';
 import { createRulebookVersions } from '../src/engine/rulebook-versions.js';
 import { systemClock } from '../src/engine/system-clock.js';
+import { yamlRulebookCompiler } from '../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore, databaseFileName } from '../src/store/index.js';
 import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
 import { goalVerdict } from './lib/report.js';
@@ -209,9 +210,13 @@ async function measure(
   const diskBefore = databaseBytes(dir);
   const store = await createSqliteStore({ dir });
   const facts = await createFacts(store, () => systemClock.now());
-  const versions = createRulebookVersions(store, { actions: createActionRegistry() });
+  const versions = createRulebookVersions(store, {
+    actions: createActionRegistry(),
+    compilers: [yamlRulebookCompiler],
+  });
   const version = await versions.save([{ path: 'bench.yaml', content: makeRulebook(variant) }], Date.now());
   const dispatcher = createDispatcher({
+    log: store,
     store,
     clock: systemClock,
     logger: silentLogger,

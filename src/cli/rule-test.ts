@@ -7,17 +7,17 @@ import { type ErrorInfo, NonRetriableError, ReflexError, toErrorInfo } from '../
 import type { CloudEvent } from '../core/event.js';
 import type { Action } from '../core/ports/action.js';
 import { createTestClock, type TestClock } from '../core/ports/clock.js';
+import {
+  compileRulebookFiles,
+  RulebookError,
+  type RulebookFile,
+  type RulebookProblem,
+} from '../core/ports/rulebook-compiler.js';
 import type { Run, RunStatus } from '../core/ports/store.js';
 import type { Rule, Rulebook } from '../core/rule.js';
 import type { Secrets } from '../core/secrets.js';
 import { createEngine, type Engine } from '../engine/engine.js';
-import {
-  compileRulebook,
-  RulebookError,
-  type RulebookFile,
-  type RulebookProblem,
-  readRulebookFiles,
-} from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/discovery.js';
 import {
   type CaseExpectation,
   outcomeKey,
@@ -32,6 +32,7 @@ import {
 } from '../rulebook/rule-test-schema.js';
 import { readYamlFile } from '../rulebook/yaml-source.js';
 import { createSqliteStore, type SqliteStore } from '../store/index.js';
+import { rulebookCompilers } from './rulebook-compilers.js';
 
 /**
  * `reflex test`: runs rule tests (`*.test.yaml` beside rulebooks). Each case gets a fresh engine on a
@@ -201,7 +202,10 @@ export async function loadRuleTests(paths: readonly string[]): Promise<LoadedRul
     if (!rulebooks.has(key)) {
       try {
         const files = await readRulebookFiles(parsed.rulebooks);
-        rulebooks.set(key, { files, rulebook: compileRulebook(files, { actions: registry }) });
+        rulebooks.set(key, {
+          files,
+          rulebook: compileRulebookFiles(rulebookCompilers, files, { actions: registry }),
+        });
       } catch (error) {
         rulebooks.set(key, undefined);
         if (error instanceof RulebookError) {
@@ -321,6 +325,7 @@ export async function runRuleTestCase(
       actions: createActionRegistry(
         createRecordingActions(calls, builtinActions, realActionKinds, testCase.outcomes),
       ),
+      compilers: rulebookCompilers,
       random: () => 0.5,
       secrets: standInSecrets(testCase.secrets),
     });

@@ -1,80 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { toErrorInfo } from '../core/errors.js';
-import { defaultEventLimits, type EventLimits } from '../core/event.js';
+import type { EventLimits } from '../core/event.js';
 import { createCompiledMatcher } from '../core/pattern/compiled-matcher.js';
-import type { Matcher } from '../core/pattern/matcher.js';
-import type { Action } from '../core/ports/action.js';
-import type { Clock } from '../core/ports/clock.js';
-import { type Logger, silentLogger } from '../core/ports/logger.js';
-import type { SourceDeclaration, SourceRegistry } from '../core/ports/source.js';
-import { AuditKind, type Store } from '../core/ports/store.js';
+import { silentLogger } from '../core/ports/logger.js';
+import type { RulebookFile } from '../core/ports/rulebook-compiler.js';
+import { AuditKind } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
-import { createSecretStore, type Secrets } from '../core/secrets.js';
-import type { RulebookFile } from '../rulebook/loader.js';
+import { createSecretStore } from '../core/secrets.js';
 import { createDiskFullWatch } from './disk-full.js';
-import { createDispatcher, type Dispatcher, type defaultMaxChainDepth } from './dispatcher.js';
-import { createExecutor, type defaultExecutorSettings, type Executor } from './executor.js';
+import { createDispatcher, type Dispatcher } from './dispatcher.js';
+import { createExecutor, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
 import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
+import { compileEngineOptions, type EngineOptions } from './options.js';
 import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
 import { createSourceManager, declaredSources, type SourceManager } from './source-manager.js';
 import { systemClock } from './system-clock.js';
 import { createTimerService, type TimerService } from './timers.js';
-
-/** How long running steps get to finish when the engine drains (`reflex start --grace`). */
-export const defaultGraceMs = 10_000;
-
-export interface EngineOptions {
-  store: Store;
-  /** The actions rules may use, by kind. */
-  actions: { get(kind: string): Action | undefined; kinds(): string[] };
-  /** @default the system clock */
-  clock?: Clock;
-  /** @default a silent logger */
-  logger?: Logger;
-  /** Limits checked on every incoming event. */
-  limits?: Partial<EventLimits>;
-  /** @default 20000 — see IngestOptions.maxPending */
-  maxPendingEvents?: number;
-  /** Runs executed at once. @default {@link defaultExecutorSettings} `.concurrency` */
-  concurrency?: number;
-  /** @default 30000 — see ExecutorSettings.leaseMs */
-  leaseMs?: number;
-  /** @default 5 — see ExecutorSettings.maxClaims: claims that die before a run is failed */
-  maxClaims?: number;
-  /**
-   * @default 1048576 — see ExecutorSettings.maxOutputBytes. Outputs, emitted events and fact values an
-   * action hands over nest at most `limits.maxDepth` levels, like incoming events.
-   */
-  maxOutputBytes?: number;
-  /** Rules do not fire on events deeper in a chain of rule outcomes. @default {@link defaultMaxChainDepth} */
-  maxChainDepth?: number;
-  /** @default Math.random — retry jitter */
-  random?: () => number;
-  /**
-   * Makes the matcher all rules' patterns go into.
-   * @default the compiled matcher (one automaton for all patterns)
-   */
-  createMatcher?: () => Matcher;
-  /**
-   * Where steps read `${{ secrets.NAME }}` from.
-   * @default the environment of the process
-   */
-  secrets?: Secrets;
-  /**
-   * The kinds of sources the engine can run. With them, every webhook a rulebook declares runs as a
-   * `webhook` source, and {@link EngineOptions.sources} run beside them.
-   * @default none: events come in only through `ingest.append`
-   */
-  sourceKinds?: SourceRegistry;
-  /**
-   * Sources that run whatever the rulebook declares (`reflex start`: the CloudEvents HTTP endpoint).
-   * @default []
-   */
-  sources?: readonly SourceDeclaration[];
-}
 
 /**
  * One Reflex node: the ingest path into the log, the dispatcher, the executor, facts and rulebook
@@ -107,18 +51,25 @@ export interface Engine extends AsyncDisposable {
   readonly runsInFlight: number;
   /**
    * Stops intake (sources drain; new appends fail with REFLEX_ERR_INGEST_STOPPED), commits what is queued, finishes the
-   * dispatch batch in hand, and lets running steps finish for up to `graceMs` before aborting them.
+   * dispatch batch in hand, and lets running steps finish for up to `graceMs` (default: the engine's
+   * `graceMs`) before aborting them.
    */
   drain(graceMs?: number): Promise<void>;
   /** Drains (with no grace) if needed, and closes the sources and the store. */
   close(): Promise<void>;
 }
 
-export async function createEngine(options: EngineOptions): Promise<Engine> {
-  const { store } = options;
+export type { EngineOptions } from './options.js';
+
+/**
+ * Makes an engine over `options.store`. Throws REFLEX_ERR_CONFIG_INVALID for a setting out of range
+ * (see {@link compileEngineOptions}).
+ */
+export async function createEngine(given: EngineOptions): Promise<Engine> {
+  const options = compileEngineOptions(given);
+  const { store, limits } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
   let dispatcher: Dispatcher | undefined;
   let timers: TimerService | undefined;
   // One watch for every writer, so an episode of a full disk is logged once, whoever meets it first.
@@ -139,7 +90,10 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       throw error;
     }
   };
-  const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
+  const versions: RulebookVersions = createRulebookVersions(store, {
+    actions: options.actions,
+    compilers: options.compilers,
+  });
   let active: CompiledVersion | undefined;
   let executor: Executor | undefined;
   let started = false;
@@ -147,9 +101,9 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   let closed = false;
 
   const ingest = createIngest({
-    store,
+    log: store,
     clock,
-    ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
+    maxPending: options.maxPendingEvents,
     onAppended: (events) => dispatcher?.offer(events),
     diskFull,
   });
@@ -166,13 +120,14 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     options.sourceKinds === undefined ? [] : [...fixedSources, ...declaredSources(version.rulebook)];
 
   dispatcher = createDispatcher({
+    log: store,
     store,
     clock,
     logger,
     facts,
     runId,
     indexer: createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher()),
-    ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
+    maxChainDepth: options.maxChainDepth,
     onRunsCreated: () => executor?.wake(),
     onTimersChanged: () => timers?.reschedule(),
     diskFull,
@@ -189,10 +144,10 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     owner: `${process.pid}-${randomUUID()}`,
     onOutcomeLogged: () => dispatcher?.wake(),
     diskFull,
-    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
-    ...(options.maxClaims === undefined ? {} : { maxClaims: options.maxClaims }),
-    ...(options.maxOutputBytes === undefined ? {} : { maxOutputBytes: options.maxOutputBytes }),
+    concurrency: options.concurrency,
+    leaseMs: options.leaseMs,
+    maxClaims: options.maxClaims,
+    maxOutputBytes: options.maxOutputBytes,
     maxOutputDepth: limits.maxDepth,
     ...(options.random === undefined ? {} : { random: options.random }),
     secrets: options.secrets ?? createSecretStore({ env: process.env }),
@@ -268,7 +223,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     get runsInFlight() {
       return executor!.inFlight;
     },
-    async drain(graceMs = defaultGraceMs) {
+    async drain(graceMs = options.graceMs) {
       if (drained) return;
       drained = true;
       await sources.drain();

@@ -12,10 +12,10 @@ import {
 } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { type JsonLimits, type JsonProblem, shortText, toBoundedJson } from '../core/json-value.js';
-import { type Action, type ActionContext, defaultOutputLimits } from '../core/ports/action.js';
+import type { Action, ActionContext } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
+import type { Attempt, AttemptOutcome, EventLog, Run, RunQueue, Store } from '../core/ports/store.js';
 import { createSecretMask, mapStrings, redactUrlCredentials, type SecretMask } from '../core/redact.js';
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
@@ -23,6 +23,7 @@ import { resolveSecrets, type Secrets } from '../core/secrets.js';
 import { createDiskFullWatch, type DiskFullWatch } from './disk-full.js';
 import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
+import { engineDefaults } from './options.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
 /** The executor's tuning: each has a default, and is checked once by {@link compileExecutorOptions}. */
@@ -30,13 +31,13 @@ export interface ExecutorSettings {
   /**
    * Runs executed at the same time.
    * Actions mostly wait on the network, so many can run at once on one core.
-   * @default 128
+   * @default engineDefaults.concurrency (128)
    */
   concurrency?: number;
   /**
    * How long a claimed run stays reserved, in milliseconds (at least 1000); renewed every third of it
    * while the run executes. A crashed executor's runs are claimed again once it expires.
-   * @default 30000 (30s)
+   * @default engineDefaults.leaseMs (30000)
    */
   leaseMs?: number;
   /**
@@ -44,24 +45,25 @@ export interface ExecutorSettings {
    * executing it died (kill -9, out of memory, a native crash) — before the next claim fails the run with
    * REFLEX_ERR_RUN_ABANDONED, an attempt record, its `reflex.run.failed` event and a dead letter. A claim
    * that records an attempt, or whose lease is given back on drain, does not count.
-   * @default 5
+   * @default engineDefaults.maxClaims (5)
    */
   maxClaims?: number;
   /**
    * Deepest nesting of what an action hands over — its output, the `data` of an event it emits, a fact
    * value it sets — counted like an event's `data`.
-   * @default 32 (the default event depth limit)
+   * @default engineDefaults.limits.maxDepth (32)
    */
   maxOutputDepth?: number;
   /**
    * Largest JSON text, in UTF-8 bytes, of what an action hands over (output, emitted event, fact value).
-   * @default 1048576 (1 MiB)
+   * @default engineDefaults.maxOutputBytes (1048576)
    */
   maxOutputBytes?: number;
 }
 
 export interface ExecutorOptions extends ExecutorSettings {
-  store: Store;
+  /** The runs to claim and complete, the events they load, and the key their derived ids use. */
+  store: RunQueue & Pick<EventLog, 'getEvent'> & Pick<Store, 'idKey'>;
   clock: Clock;
   logger: Logger;
   actions: { get(kind: string): Action | undefined };
@@ -93,13 +95,13 @@ export type CompiledExecutorOptions = Readonly<
     Required<ExecutorSettings> & { random: () => number }
 >;
 
-/** The defaults of {@link ExecutorSettings}, for the CLI's help and the docs. */
+/** The defaults of {@link ExecutorSettings}: the engine's ({@link engineDefaults}). */
 export const defaultExecutorSettings: Readonly<Required<ExecutorSettings>> = Object.freeze({
-  concurrency: 128,
-  leaseMs: 30_000,
-  maxClaims: 5,
-  maxOutputDepth: defaultOutputLimits.maxDepth,
-  maxOutputBytes: defaultOutputLimits.maxBytes,
+  concurrency: engineDefaults.concurrency,
+  leaseMs: engineDefaults.leaseMs,
+  maxClaims: engineDefaults.maxClaims,
+  maxOutputDepth: engineDefaults.limits.maxDepth,
+  maxOutputBytes: engineDefaults.maxOutputBytes,
 });
 
 /**

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../actions/registry.js';
-import { compileRulebook, RulebookError, readRulebookFiles } from './loader.js';
+import { RulebookError } from '../core/ports/rulebook-compiler.js';
+import { readRulebookFiles } from './discovery.js';
+import { compileRulebook } from './rule-compiler.js';
 
 const actions = createActionRegistry();
 const compile = (content: string, path = 'rules.yaml') => compileRulebook([{ path, content }], { actions });
@@ -207,6 +209,20 @@ describe('rulebook loader', () => {
     );
     expect(problems[0]!.message).toMatch(/unique/i);
     expect(problems[0]!.line).toBe(3);
+  });
+
+  // Found by the fuzzer (test/fuzz/rulebooks.fuzz.test.ts): the schema checked only the webhooks whose
+  // names fit the pattern, so another name loaded, and its value went unchecked into the compiler,
+  // which threw a TypeError for a value that is not a map.
+  it.each([
+    ['bad name', '{ type: com.example.x, source: s }'],
+    ['bad/name', '{ type: com.example.x, source: s }'],
+    ['[ complex, key ]', 'value'],
+    ['é', '7'],
+  ])('rulebook - a webhook named %j is refused at its name, whatever its value', (name, value) => {
+    const problems = problemsOf(`webhooks:\n  ${JSON.stringify(name)}: ${value}\nrules: []\n`);
+    expect(problems.map((p) => [p.line, p.column])).toEqual([[2, 3]]);
+    expect(problems[0]?.message).toContain('letters, digits');
   });
 
   it('rulebook - an empty file says what to add', () => {

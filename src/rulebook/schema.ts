@@ -60,6 +60,9 @@ const timestampedAuth = (what: string) =>
     { additionalProperties: false, ...description(what) },
   );
 
+/** Webhook names: letters, digits, `_` and `-`, so that `/hooks/<name>` needs no escaping. */
+export const webhookNamePattern = /^[A-Za-z0-9_-]+$/;
+
 const Webhook = Type.Object(
   {
     type: Attribute,
@@ -461,7 +464,12 @@ export const RulebookSchema = Type.Object(
         },
       ),
     ),
-    webhooks: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), Webhook)),
+    // Without `additionalProperties: false` a name outside the pattern would be accepted, its value unchecked.
+    webhooks: Type.Optional(
+      Type.Record(Type.String({ pattern: webhookNamePattern.source }), Webhook, {
+        additionalProperties: false,
+      }),
+    ),
     rules: Type.Array(Rule),
   },
   {

@@ -28,13 +28,14 @@ describe('chaos invariants', () => {
       const version = await store.saveRulebookVersion({ hash: 'h', files: [], createdAt: t0 });
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: first!.seq + 1,
         runs: [
           {
             id: 'run-1',
             rule: 'deliver',
             rulebookVersion: version,
-            trigger: { seq: first!.seq, id: 'e1', source: 'chaos', type: 'chaos.order' },
+            trigger: { seq: first!.seq, partition: 0, id: 'e1', source: 'chaos', type: 'chaos.order' },
             ordinal: 0,
             context: { event: first!.seq },
             createdAt: t0,

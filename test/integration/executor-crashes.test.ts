@@ -7,6 +7,7 @@ import { createTestClock, type TestClock } from '../../src/core/ports/clock.js';
 import type { AttemptCompletion, RunDetail, Store } from '../../src/core/ports/store.js';
 import { createEngine, type Engine, type EngineOptions } from '../../src/engine/engine.js';
 import { compileExecutorOptions } from '../../src/engine/executor.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore, type SqliteStore } from '../../src/store/index.js';
 import { createEngineHarness, type EngineHarness, eventually } from '../helpers/engine-harness.js';
 import { createHttpTarget, type HttpTarget } from '../helpers/http-target.js';
@@ -52,6 +53,7 @@ async function openEngine(
     clock,
     random: () => 0.5,
     ...engineOptions,
+    compilers: [yamlRulebookCompiler],
     store: wrap ? wrap(store) : store,
   });
   opened = { engine, store, dir };
@@ -91,13 +93,14 @@ async function seedRun(store: SqliteStore, version: number, rule: string, at: nu
   );
   await store.commitDispatch({
     consumer: 'dispatcher',
+    partition: 0,
     offset: trigger!.seq,
     runs: [
       {
         id: 'run-1',
         rule,
         rulebookVersion: version,
-        trigger: { seq: trigger!.seq, id: 'trigger-1', source: 'test', type: 'go' },
+        trigger: { seq: trigger!.seq, partition: 0, id: 'trigger-1', source: 'test', type: 'go' },
         ordinal: 0,
         context: { event: trigger!.seq },
         createdAt: at,
