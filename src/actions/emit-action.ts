@@ -1,9 +1,25 @@
+import Type from 'typebox';
 import { ReflexError } from '../core/errors.js';
 import { isReservedSource, isReservedType, reflexSource, validateCloudEvent } from '../core/event.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
-import { describeValue, invalidParams, isRecord } from './params.js';
+import { describeValue, description, invalidParams, isRecord } from './params.js';
 
 const kind = 'emit';
+
+/**
+ * The `emit` step's parameters as a rulebook writes them (see Action.params); templates may stand for
+ * the values typed loosely here.
+ */
+export const emitParamsSchema = Type.Object(
+  {
+    type: Type.String({ minLength: 1 }),
+    source: Type.Optional(Type.String()),
+    subject: Type.Optional(Type.String()),
+    id: Type.Optional(Type.String()),
+    data: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false, ...description('Put a new event into the log.') },
+);
 
 /** The `emit` action's parameters once checked: the event to append, without `specversion`. */
 export type EmitParams = Parameters<ActionContext['emit']>[0];
@@ -82,6 +98,8 @@ export function parseEmitParams(params: unknown): EmitParams {
  */
 export const emitAction: Action<EmitParams> = {
   kind,
+  params: emitParamsSchema,
+  templates: { secrets: false },
   parse: parseEmitParams,
   async run(params: EmitParams, context: ActionContext): Promise<EmitOutput> {
     const result = await context.emit(params);

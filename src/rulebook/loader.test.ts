@@ -1,9 +1,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Type from 'typebox';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createActionRegistry } from '../actions/registry.js';
-import { RulebookError } from '../core/ports/rulebook-compiler.js';
+import { builtinActions, createActionRegistry } from '../actions/registry.js';
+import type { Action } from '../core/ports/action.js';
+import { RulebookError, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
 import { readRulebookFiles } from './discovery.js';
 import { compileRulebook } from './rule-compiler.js';
 
@@ -84,6 +86,55 @@ describe('rulebook loader', () => {
     expect(problems[0]!.message).toContain('unknown key `stpo`');
     expect(problems[0]!.message).toContain('Did you mean `stop`?');
     expect(problems[0]!.excerpt).toBe('      stpo: true\n      ^');
+  });
+
+  it("rulebook - each action's parameter schema refuses an unknown parameter where it stands, with a suggestion", () => {
+    const step = (action: string) =>
+      compile(`rules:\n  - name: r\n    when: { pattern: { type: [a] } }\n    then:\n      - ${action}\n`);
+    const cases = [
+      ['http: { url: "http://127.0.0.1/", heders: {} }', 'heders', 'headers'],
+      ['exec: { command: [ls], envv: {} }', 'envv', 'env'],
+      ['log: { message: x, levle: warn }', 'levle', 'level'],
+      ['emit: { type: a.b, dat: 1 }', 'dat', 'data'],
+    ] as const;
+    for (const [action, key, meant] of cases) {
+      let problems: RulebookProblem[] = [];
+      try {
+        step(action);
+      } catch (error) {
+        if (!(error instanceof RulebookError)) throw error;
+        problems = error.problems;
+      }
+      const unknown = problems.find((p) => p.message.startsWith(`unknown key \`${key}\``));
+      expect(unknown?.line).toBe(5);
+      expect(unknown?.message).toContain(
+        `in \`rules[0].then[0].${action.split(':')[0]}\`. Did you mean \`${meant}\`?`,
+      );
+    }
+  });
+
+  it('rulebook - an action of a plugin brings its parameter schema, and its steps are checked with it', () => {
+    const pager: Action = {
+      kind: 'page',
+      params: Type.Object({ to: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      parse: (params) => params,
+      run: async () => null,
+    };
+    const withPager = createActionRegistry([...builtinActions, pager]);
+    const rulebook = (params: string) => [
+      {
+        path: 'rules.yaml',
+        content: `rules:\n  - name: r\n    when: { pattern: { type: [a] } }\n    then:\n      - page: ${params}\n`,
+      },
+    ];
+    expect(compileRulebook(rulebook('{ to: oncall }'), { actions: withPager }).rules[0]!.then[0]!.kind).toBe(
+      'page',
+    );
+    expect(() => compileRulebook(rulebook('{ too: oncall }'), { actions: withPager })).toThrow(
+      /rules.yaml:5:\d+: unknown key `too` in `rules\[0\]\.then\[0\]\.page`\. Did you mean `to`\?/,
+    );
+    // Without the plugin, `page` is no action at all.
+    expect(() => compileRulebook(rulebook('{ to: oncall }'), { actions })).toThrow(/unknown key `page`/);
   });
 
   it('rulebook - a misspelt action names the step and the known actions', () => {

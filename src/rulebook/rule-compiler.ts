@@ -13,26 +13,21 @@ import {
 } from '../core/rule.js';
 import { compileTemplate, type Template } from '../core/template.js';
 import { compileFlow } from './flow-compiler.js';
-import {
-  actionParamSchemas,
-  actionTemplateOptions,
-  type RulebookDocument,
-  type StepDocument,
-  webhookNamePattern,
-} from './schema.js';
+import { type RulebookDocument, type StepDocument, webhookNamePattern } from './schema.js';
 import {
   describePath,
   durationAt,
   LocatedProblem,
   locatedCompile,
   type Path,
+  rulebookFormatFor,
   SourceFile,
 } from './source-file.js';
 import { compileWebhook } from './webhook-compiler.js';
 
 /** What the compiler needs to know about actions: which kinds exist, and how each checks its parameters. */
 export interface RulebookCompileOptions {
-  actions: ReadonlyMap<string, Action> | { get(kind: string): Action | undefined; kinds(): string[] };
+  actions: { get(kind: string): Action | undefined; kinds(): string[] };
 }
 
 const maxProblems = 50;
@@ -47,7 +42,7 @@ export function compileRulebook(files: readonly RulebookFile[], options: Ruleboo
   const webhooks = new Map<string, Webhook>();
   const ruleNames = new Map<string, SourceLocation>();
   for (const file of files) {
-    const source = new SourceFile(file);
+    const source = new SourceFile(file, rulebookFormatFor(options.actions));
     const read = source.read(problems);
     if (read === undefined) continue;
     // Parts the schema refused are skipped; the rest is compiled all the same, so that a misspelt key in
@@ -244,15 +239,11 @@ function compileStep(
   defaults: { timeoutMs: number; retry: RetryPolicy },
 ): ActionStep {
   const record = step as Record<string, unknown>;
-  const kind = Object.keys(actionParamSchemas).find((k) => record[k] !== undefined)!;
-  const action = options.actions.get(kind);
+  // The schema let exactly one action of the catalog through.
+  const kind = options.actions.kinds().find((k) => record[k] !== undefined)!;
+  const action = options.actions.get(kind)!;
   const location = source.locate([...path, kind], { key: kind });
-  if (!action) {
-    throw new LocatedProblem(
-      source.problem(path, `the action \`${kind}\` is not available in this Reflex.`, { key: kind }),
-    );
-  }
-  const params = compileStepParams(source, [...path, kind], kind, record[kind]);
+  const params = compileStepParams(source, [...path, kind], action, record[kind]);
   if (params.isStatic) {
     // Parameters without templates can be checked now instead of failing the first run.
     locatedCompile(source, [...path, kind], () => action.parse(params.render(staticContext)));
@@ -281,8 +272,9 @@ const storedBy: Record<string, string> = {
  * Compiles a step's parameters with what its action needs: URLs in URL mode, their host checked
  * against the step's `hosts` where it is written out, and secrets only where the action may read them.
  */
-function compileStepParams(source: SourceFile, path: Path, kind: string, value: unknown): Template {
-  const options = actionTemplateOptions[kind as keyof typeof actionTemplateOptions];
+function compileStepParams(source: SourceFile, path: Path, action: Action, value: unknown): Template {
+  const { kind } = action;
+  const options = action.templates ?? { secrets: false };
   const hostsKey = options.hostsParam;
   const record = value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : {};
   const hostsText = hostsKey === undefined ? undefined : (record[hostsKey] as string[] | undefined);

@@ -5,7 +5,7 @@ import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import type { RulebookFile, RulebookProblem } from '../core/ports/rulebook-compiler.js';
 import type { SourceLocation } from '../core/rule.js';
-import { actionParamSchemas, type RulebookDocument, RulebookSchema } from './schema.js';
+import { type ActionCatalog, createRulebookSchema, type RulebookDocument } from './schema.js';
 import { parseYaml, toPlainValues } from './yaml-source.js';
 
 /** Characters of a line quoted under a problem. */
@@ -13,7 +13,7 @@ const maxExcerpt = 160;
 
 /**
  * What the YAML machinery of this file needs to know about a file format: its schema, for validation
- * and "did you mean" hints, and how its messages name things. Rulebooks use {@link rulebookFormat};
+ * and "did you mean" hints, and how its messages name things. Rulebooks use {@link rulebookFormatFor};
  * another format (rule tests) brings its own and gets the same `file:line:column` problems.
  */
 export interface DocumentFormat {
@@ -25,15 +25,30 @@ export interface DocumentFormat {
   empty: string;
   /** Where the accepted forms are described, for a value that fits none of them. */
   reference: string;
+  /** The action kinds a step may name, listed when a step names none or several. */
+  actionKinds?: readonly string[];
 }
 
-/** The rulebook file format. */
-export const rulebookFormat: DocumentFormat = {
-  validator: Schema.Compile(RulebookSchema),
-  root: 'the rulebook',
-  empty: 'the file is empty. To fix: add `rules:` with at least one rule.',
-  reference: 'docs/rules.md or schemas/rulebook.schema.json',
-};
+const rulebookFormats = new WeakMap<ActionCatalog, DocumentFormat>();
+
+/**
+ * The rulebook file format for the actions of `actions`, whose parameter schemas it validates steps
+ * with. Made once per catalog: compiling the schema is the costly part.
+ */
+export function rulebookFormatFor(actions: ActionCatalog): DocumentFormat {
+  let format = rulebookFormats.get(actions);
+  if (format === undefined) {
+    format = {
+      validator: Schema.Compile(createRulebookSchema(actions)),
+      root: 'the rulebook',
+      empty: 'the file is empty. To fix: add `rules:` with at least one rule.',
+      reference: 'docs/rules.md or schemas/rulebook.schema.json',
+      actionKinds: actions.kinds(),
+    };
+    rulebookFormats.set(actions, format);
+  }
+  return format;
+}
 
 /** A place in a document: keys and list indexes from its root. */
 export type Path = ReadonlyArray<string | number>;
@@ -49,7 +64,7 @@ export class SourceFile<T = RulebookDocument> {
   private readonly lines: LineCounter = new LineCounter();
   private doc: Document | undefined;
 
-  constructor(file: RulebookFile, format: DocumentFormat = rulebookFormat) {
+  constructor(file: RulebookFile, format: DocumentFormat) {
     this.path = file.path;
     this.content = file.content;
     this.format = format;
@@ -220,10 +235,10 @@ export class SourceFile<T = RulebookDocument> {
         return this.problem(path, `${where} needs \`${missing.join('`, `')}\`.`);
       }
       case 'oneOf':
-        if (/\/then\/items$/.test(error.schemaPath)) {
+        if (this.format.actionKinds !== undefined && /\/then\/items$/.test(error.schemaPath)) {
           return this.problem(
             path,
-            `a step needs exactly one action. To fix: give one of ${Object.keys(actionParamSchemas)
+            `a step needs exactly one action. To fix: give one of ${this.format.actionKinds
               .map((k) => `\`${k}\``)
               .join(', ')} (other keys: \`id\`, \`timeout\`, \`retry\`).`,
           );

@@ -35,7 +35,7 @@ describe('chaos invariants', () => {
             id: 'run-1',
             rule: 'deliver',
             rulebookVersion: version,
-            trigger: { seq: first!.seq, partition: 0, id: 'e1', source: 'chaos', type: 'chaos.order' },
+            trigger: { partition: 0, seq: first!.seq, id: 'e1', source: 'chaos', type: 'chaos.order' },
             ordinal: 0,
             context: { event: first!.seq },
             createdAt: t0,

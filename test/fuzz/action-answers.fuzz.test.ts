@@ -7,7 +7,14 @@ import { httpAction } from '../../src/actions/http-action.js';
 import { createRecordingContext } from '../../src/actions/test-context.js';
 import { errorRegistry, toErrorInfo } from '../../src/core/errors.js';
 import { toBoundedJson } from '../../src/core/json-value.js';
-import { fuzz, fuzzRuns, hostileBytes, hostileJsonText, withinTimeBound } from './fuzz-helpers.js';
+import {
+  fuzz,
+  fuzzRuns,
+  fuzzTestTimeoutMs,
+  hostileBytes,
+  hostileJsonText,
+  withinTimeBound,
+} from './fuzz-helpers.js';
 
 /**
  * What actions read back: the `http` action reading the answers of a hostile server (a real HTTP server
@@ -131,75 +138,83 @@ const answer: fc.Arbitrary<Answer> = fc.record({
 });
 
 describe('fuzz - action answers', () => {
-  it('fuzz - the http action turns any answer into bounded plain JSON or a coded failure, in time', async () => {
-    const outcomes = { ok: 0, failed: 0 };
-    await fuzz(
-      fc.asyncProperty(answer, fc.constantFrom('GET', 'POST'), async (given, method) => {
-        next = given;
-        // The step's deadline ends an answer that never comes (a 1xx status with nothing after it).
-        const context = createRecordingContext({
-          outputLimits,
-          timeoutMs: 100,
-          signal: AbortSignal.timeout(100),
-        });
-        try {
-          const output = await withinTimeBound('http action', () =>
-            httpAction.run(httpAction.parse({ url: `${base}/answer`, method }), context),
-          );
-          expect(depthOfPlainJson(output)).toBeLessThanOrEqual(outputLimits.maxDepth);
-          // What the executor stores: a bounded copy, or a recorded failure when the output is too large.
-          const bounded = toBoundedJson(output, outputLimits);
-          if (bounded.ok)
-            expect(Buffer.byteLength(JSON.stringify(bounded.value))).toBeLessThanOrEqual(
-              outputLimits.maxBytes,
-            );
-          outcomes.ok += 1;
-        } catch (error) {
-          expectRecordableFailure(error);
-          outcomes.failed += 1;
-        }
-      }),
-    );
-    expect(outcomes.ok).toBeGreaterThan(0);
-    expect(outcomes.failed).toBeGreaterThan(0);
-  }, 120_000);
-
-  it('fuzz - the exec action turns any output and exit code into bounded text or a coded failure, in time', async () => {
-    // A process per input: fewer inputs than the in-process surfaces (FUZZ_RUNS scales them all).
-    const runs = Math.max(1, Math.round(fuzzRuns() / 40));
-    await fuzz(
-      fc.asyncProperty(
-        hostileBytes,
-        hostileBytes,
-        fc.integer({ min: 0, max: 255 }),
-        fc.integer({ min: 0, max: 20_000 }),
-        async (stdout, stderr, code, repeat) => {
-          const hex = (bytes: Uint8Array) =>
-            [...bytes].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
-          const script = `printf '${hex(stdout)}'; head -c ${repeat} /dev/zero; printf '${hex(stderr)}' >&2; exit ${code}`;
+  it(
+    'fuzz - the http action turns any answer into bounded plain JSON or a coded failure, in time',
+    async () => {
+      const outcomes = { ok: 0, failed: 0 };
+      await fuzz(
+        fc.asyncProperty(answer, fc.constantFrom('GET', 'POST'), async (given, method) => {
+          next = given;
+          // The step's deadline ends an answer that never comes (a 1xx status with nothing after it).
           const context = createRecordingContext({
             outputLimits,
-            timeoutMs: 5000,
-            signal: AbortSignal.timeout(5000),
+            timeoutMs: 100,
+            signal: AbortSignal.timeout(100),
           });
           try {
-            const output = await withinTimeBound('exec action', () =>
-              execAction.run(
-                execAction.parse({ command: ['sh', '-c', script], maxOutput: outputLimits.maxBytes }),
-                context,
-              ),
+            const output = await withinTimeBound('http action', () =>
+              httpAction.run(httpAction.parse({ url: `${base}/answer`, method }), context),
             );
-            expect(depthOfPlainJson(output)).toBeLessThanOrEqual(2);
-            // exec cuts each stream at `maxOutput` itself, before the executor's bounding.
-            const { stdout: out, stderr: err } = output as { stdout: string; stderr: string };
-            expect(Buffer.byteLength(out, 'latin1')).toBeLessThanOrEqual(outputLimits.maxBytes * 3);
-            expect(Buffer.byteLength(err, 'latin1')).toBeLessThanOrEqual(outputLimits.maxBytes * 3);
+            expect(depthOfPlainJson(output)).toBeLessThanOrEqual(outputLimits.maxDepth);
+            // What the executor stores: a bounded copy, or a recorded failure when the output is too large.
+            const bounded = toBoundedJson(output, outputLimits);
+            if (bounded.ok)
+              expect(Buffer.byteLength(JSON.stringify(bounded.value))).toBeLessThanOrEqual(
+                outputLimits.maxBytes,
+              );
+            outcomes.ok += 1;
           } catch (error) {
             expectRecordableFailure(error);
+            outcomes.failed += 1;
           }
-        },
-      ),
-      { runs },
-    );
-  }, 120_000);
+        }),
+      );
+      expect(outcomes.ok).toBeGreaterThan(0);
+      expect(outcomes.failed).toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
+
+  it(
+    'fuzz - the exec action turns any output and exit code into bounded text or a coded failure, in time',
+    async () => {
+      // A process per input: fewer inputs than the in-process surfaces (FUZZ_RUNS scales them all).
+      const runs = Math.max(1, Math.round(fuzzRuns() / 40));
+      await fuzz(
+        fc.asyncProperty(
+          hostileBytes,
+          hostileBytes,
+          fc.integer({ min: 0, max: 255 }),
+          fc.integer({ min: 0, max: 20_000 }),
+          async (stdout, stderr, code, repeat) => {
+            const hex = (bytes: Uint8Array) =>
+              [...bytes].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
+            const script = `printf '${hex(stdout)}'; head -c ${repeat} /dev/zero; printf '${hex(stderr)}' >&2; exit ${code}`;
+            const context = createRecordingContext({
+              outputLimits,
+              timeoutMs: 5000,
+              signal: AbortSignal.timeout(5000),
+            });
+            try {
+              const output = await withinTimeBound('exec action', () =>
+                execAction.run(
+                  execAction.parse({ command: ['sh', '-c', script], maxOutput: outputLimits.maxBytes }),
+                  context,
+                ),
+              );
+              expect(depthOfPlainJson(output)).toBeLessThanOrEqual(2);
+              // exec cuts each stream at `maxOutput` itself, before the executor's bounding.
+              const { stdout: out, stderr: err } = output as { stdout: string; stderr: string };
+              expect(Buffer.byteLength(out, 'latin1')).toBeLessThanOrEqual(outputLimits.maxBytes * 3);
+              expect(Buffer.byteLength(err, 'latin1')).toBeLessThanOrEqual(outputLimits.maxBytes * 3);
+            } catch (error) {
+              expectRecordableFailure(error);
+            }
+          },
+        ),
+        { runs },
+      );
+    },
+    fuzzTestTimeoutMs,
+  );
 });

@@ -4,6 +4,7 @@ import { type HttpApi, startHttpApi } from '../helpers/http-api-server.js';
 import {
   expectSuccessOrCodedRefusal,
   fuzz,
+  fuzzTestTimeoutMs,
   hostileJsonText,
   hostileKeys,
   hostileString,
@@ -204,38 +205,45 @@ const request = fc.record({
 });
 
 describe('fuzz - HTTP API', () => {
-  it('fuzz - every route answers 2xx or a coded 4xx in time, and a refusal changes neither the log nor the facts', async () => {
-    const statuses = new Map<number, number>();
-    await fuzz(
-      fc.asyncProperty(request, async ({ method, path, query, body, contentType }) => {
-        const before = { seq: await api.store.lastSeq(), facts: JSON.stringify(api.engine.facts.snapshot()) };
-        const answer = await withinTimeBound(`${method} ${path}${query}`, () =>
-          api.app.inject({
-            method: method as 'GET',
-            url: `${path}${query}`,
-            headers: {
-              host: '127.0.0.1',
-              ...(contentType === undefined ? {} : { 'content-type': contentType }),
-            },
-            ...(body === undefined ? {} : { payload: body }),
-          }),
-        );
-        statuses.set(answer.statusCode, (statuses.get(answer.statusCode) ?? 0) + 1);
-        if (method === 'HEAD') {
-          expect(answer.statusCode, `${method} ${path}${query}`).toBeLessThan(500);
-          return;
-        }
-        const refused = expectSuccessOrCodedRefusal(answer);
-        if (refused !== undefined) {
-          expect(await api.store.lastSeq(), `${refused} appended to the log`).toBe(before.seq);
-          expect(JSON.stringify(api.engine.facts.snapshot()), `${refused} changed the facts`).toBe(
-            before.facts,
+  it(
+    'fuzz - every route answers 2xx or a coded 4xx in time, and a refusal changes neither the log nor the facts',
+    async () => {
+      const statuses = new Map<number, number>();
+      await fuzz(
+        fc.asyncProperty(request, async ({ method, path, query, body, contentType }) => {
+          const before = {
+            seq: await api.store.lastSeq(),
+            facts: JSON.stringify(api.engine.facts.snapshot()),
+          };
+          const answer = await withinTimeBound(`${method} ${path}${query}`, () =>
+            api.app.inject({
+              method: method as 'GET',
+              url: `${path}${query}`,
+              headers: {
+                host: '127.0.0.1',
+                ...(contentType === undefined ? {} : { 'content-type': contentType }),
+              },
+              ...(body === undefined ? {} : { payload: body }),
+            }),
           );
-        }
-      }),
-    );
-    // Both sides were reached: answers and refusals.
-    expect([...statuses.keys()].some((s) => s < 300)).toBe(true);
-    expect([...statuses.keys()].some((s) => s >= 400)).toBe(true);
-  }, 120_000);
+          statuses.set(answer.statusCode, (statuses.get(answer.statusCode) ?? 0) + 1);
+          if (method === 'HEAD') {
+            expect(answer.statusCode, `${method} ${path}${query}`).toBeLessThan(500);
+            return;
+          }
+          const refused = expectSuccessOrCodedRefusal(answer);
+          if (refused !== undefined) {
+            expect(await api.store.lastSeq(), `${refused} appended to the log`).toBe(before.seq);
+            expect(JSON.stringify(api.engine.facts.snapshot()), `${refused} changed the facts`).toBe(
+              before.facts,
+            );
+          }
+        }),
+      );
+      // Both sides were reached: answers and refusals.
+      expect([...statuses.keys()].some((s) => s < 300)).toBe(true);
+      expect([...statuses.keys()].some((s) => s >= 400)).toBe(true);
+    },
+    fuzzTestTimeoutMs,
+  );
 });

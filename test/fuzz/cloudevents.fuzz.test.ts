@@ -4,6 +4,7 @@ import { type HttpApi, startHttpApi } from '../helpers/http-api-server.js';
 import {
   expectSuccessOrCodedRefusal,
   fuzz,
+  fuzzTestTimeoutMs,
   hostileJsonText,
   hostileNumberText,
   hostileString,
@@ -245,13 +246,17 @@ async function check(request: { headers: Record<string, string>; body: Buffer })
 }
 
 describe('fuzz - CloudEvents over HTTP', () => {
-  it('fuzz - structured, batch and binary requests answer 2xx or a coded 4xx in time and store nothing when refused', async () => {
-    await fuzz(
-      fc.asyncProperty(fc.oneof(structuredRequest, batchRequest, binaryRequest), async (request) => {
-        await check(request);
-      }),
-    );
-    // The property must have exercised both sides: acceptance and refusal.
-    expect(await api.store.lastSeq()).toBeGreaterThan(0);
-  }, 120_000);
+  it(
+    'fuzz - structured, batch and binary requests answer 2xx or a coded 4xx in time and store nothing when refused',
+    async () => {
+      await fuzz(
+        fc.asyncProperty(fc.oneof(structuredRequest, batchRequest, binaryRequest), async (request) => {
+          await check(request);
+        }),
+      );
+      // The property must have exercised both sides: acceptance and refusal.
+      expect(await api.store.lastSeq()).toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });

@@ -8,6 +8,7 @@ import { compileTemplate } from '../../src/core/template.js';
 import {
   expectCodedRefusal,
   fuzz,
+  fuzzTestTimeoutMs,
   hostileJsonText,
   hostileKeys,
   hostileString,
@@ -232,31 +233,35 @@ function outcome(work: () => unknown): string {
 }
 
 describe('fuzz - CEL expressions and conditions', () => {
-  it('fuzz - compiling and evaluating give a value or a coded error in time, plain JSON, the same twice', async () => {
-    let evaluated = 0;
-    await fuzz(
-      fc.property(source, context, (text, ctx) => {
-        for (const compile of [compileExpression, compileCondition]) {
-          let compiled: { evaluate(ctx: ExpressionContext): unknown };
-          try {
-            compiled = withinTimeBoundSync(`compiling ${text.slice(0, 80)}`, () => compile(text));
-          } catch (error) {
-            expect(expectCodedRefusal(error).code).toBe('REFLEX_ERR_CONDITION_INVALID');
-            continue;
+  it(
+    'fuzz - compiling and evaluating give a value or a coded error in time, plain JSON, the same twice',
+    async () => {
+      let evaluated = 0;
+      await fuzz(
+        fc.property(source, context, (text, ctx) => {
+          for (const compile of [compileExpression, compileCondition]) {
+            let compiled: { evaluate(ctx: ExpressionContext): unknown };
+            try {
+              compiled = withinTimeBoundSync(`compiling ${text.slice(0, 80)}`, () => compile(text));
+            } catch (error) {
+              expect(expectCodedRefusal(error).code).toBe('REFLEX_ERR_CONDITION_INVALID');
+              continue;
+            }
+            const first = withinTimeBoundSync(`evaluating ${text.slice(0, 80)}`, () =>
+              outcome(() => compiled.evaluate(ctx)),
+            );
+            const second = outcome(() => compiled.evaluate(ctx));
+            expect(second).toBe(first);
+            if (compile === compileCondition && first.startsWith('='))
+              expect(['= true', '= false']).toContain(first);
+            evaluated += 1;
           }
-          const first = withinTimeBoundSync(`evaluating ${text.slice(0, 80)}`, () =>
-            outcome(() => compiled.evaluate(ctx)),
-          );
-          const second = outcome(() => compiled.evaluate(ctx));
-          expect(second).toBe(first);
-          if (compile === compileCondition && first.startsWith('='))
-            expect(['= true', '= false']).toContain(first);
-          evaluated += 1;
-        }
-      }),
-    );
-    expect(evaluated, 'nothing compiled: the generator is off').toBeGreaterThan(0);
-  }, 120_000);
+        }),
+      );
+      expect(evaluated, 'nothing compiled: the generator is off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });
 
 describe('fuzz - URL templates', () => {
@@ -301,47 +306,51 @@ describe('fuzz - URL templates', () => {
     list: fc.array(hostileString, { maxLength: 3 }),
   });
 
-  it('fuzz - whatever the event holds, a rendered URL keeps the host the rulebook wrote, or is refused with a code', async () => {
-    let rendered = 0;
-    await fuzz(
-      fc.property(url, values, (template, data) => {
-        let compiled: ReturnType<typeof compileTemplate>;
-        try {
-          compiled = withinTimeBoundSync('compileTemplate', () =>
-            compileTemplate({ url: template }, { urls: ['url'] }),
-          );
-        } catch (error) {
-          expectCodedRefusal(error);
-          return;
-        }
-        const ctx: ExpressionContext = {
-          event: { specversion: '1.0', id: 'e', source: 's', type: 't', data },
-          facts: {},
-          vars: { a: 'fixed' },
-          now: 0,
-        };
-        let result: unknown;
-        try {
-          result = withinTimeBoundSync('render', () => compiled.render(ctx));
-        } catch (error) {
-          if (!(error instanceof ReflexError)) throw error;
-          expectCodedRefusal(error, { clientError: false });
-          return;
-        }
-        const { url: out } = result as { url: string };
-        let parsedUrl: URL;
-        try {
-          parsedUrl = new URL(out);
-        } catch {
-          return; // Not a URL at all: the http action refuses it before any request.
-        }
-        if (/^\s*https?:[/\\]*api\.example\.com(:8443)?([/?#\\]|$)/.test(template)) {
-          expect(parsedUrl.hostname, `${template} with ${JSON.stringify(data)} gave ${out}`).toBe(host);
-          expect(parsedUrl.username + parsedUrl.password, out).toBe('');
-          rendered += 1;
-        }
-      }),
-    );
-    expect(rendered, 'no URL was rendered: the generator is off').toBeGreaterThan(0);
-  }, 120_000);
+  it(
+    'fuzz - whatever the event holds, a rendered URL keeps the host the rulebook wrote, or is refused with a code',
+    async () => {
+      let rendered = 0;
+      await fuzz(
+        fc.property(url, values, (template, data) => {
+          let compiled: ReturnType<typeof compileTemplate>;
+          try {
+            compiled = withinTimeBoundSync('compileTemplate', () =>
+              compileTemplate({ url: template }, { urls: ['url'] }),
+            );
+          } catch (error) {
+            expectCodedRefusal(error);
+            return;
+          }
+          const ctx: ExpressionContext = {
+            event: { specversion: '1.0', id: 'e', source: 's', type: 't', data },
+            facts: {},
+            vars: { a: 'fixed' },
+            now: 0,
+          };
+          let result: unknown;
+          try {
+            result = withinTimeBoundSync('render', () => compiled.render(ctx));
+          } catch (error) {
+            if (!(error instanceof ReflexError)) throw error;
+            expectCodedRefusal(error, { clientError: false });
+            return;
+          }
+          const { url: out } = result as { url: string };
+          let parsedUrl: URL;
+          try {
+            parsedUrl = new URL(out);
+          } catch {
+            return; // Not a URL at all: the http action refuses it before any request.
+          }
+          if (/^\s*https?:[/\\]*api\.example\.com(:8443)?([/?#\\]|$)/.test(template)) {
+            expect(parsedUrl.hostname, `${template} with ${JSON.stringify(data)} gave ${out}`).toBe(host);
+            expect(parsedUrl.username + parsedUrl.password, out).toBe('');
+            rendered += 1;
+          }
+        }),
+      );
+      expect(rendered, 'no URL was rendered: the generator is off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });

@@ -17,6 +17,12 @@ export function fuzzRuns(runs = 10_000): number {
   return Number.isInteger(given) && given > 0 ? given : runs;
 }
 
+/**
+ * How long one fuzz test may run: 10 minutes for the default 10 000 inputs, scaled with `FUZZ_RUNS`. Far
+ * above what a quiet machine needs (seconds): the bound is per input, this only stops a stuck run.
+ */
+export const fuzzTestTimeoutMs = Math.max(600_000, Math.ceil(fuzzRuns() / 10_000) * 600_000);
+
 /** The time one input may take, in milliseconds: `FUZZ_TIME_BOUND_MS`, else 250. */
 export const timeBoundMs = (() => {
   const given = Number(process.env.FUZZ_TIME_BOUND_MS);
@@ -25,8 +31,9 @@ export const timeBoundMs = (() => {
 
 /**
  * Runs a property with the shared run count (or exactly `options.runs`, for a surface that scales it
- * from {@link fuzzRuns}) and seed, and on failure puts the command that replays it
- * in front of fast-check's report (which names the counterexample, the seed and the path).
+ * from {@link fuzzRuns}) and seed (`FUZZ_SEED`, else a new one each run), and on failure throws the
+ * command that replays it, the seed, the path and the shrunk counterexample, with the property's own
+ * error as the cause.
  */
 export async function fuzz<T>(
   property: fc.IAsyncProperty<T> | fc.IProperty<T>,
@@ -41,12 +48,12 @@ export async function fuzz<T>(
     numRuns: options.runs ?? fuzzRuns(),
     seed,
     ...(path === undefined ? {} : { path }),
-    // Shrinking a slow input re-runs it many times; a few hundred steps are enough to make it readable.
+    // Shrink a failure to the smallest input that still fails: that is the counterexample reported.
     endOnFailure: false,
   };
   const details = await fc.check(property as fc.IAsyncProperty<T>, parameters);
   if (details.failed) {
-    const replay = `FUZZ_SEED=${details.seed} FUZZ_PATH=${details.counterexamplePath ?? ''} FUZZ_RUNS=${details.numRuns}`;
+    const replay = `FUZZ_SEED=${details.seed} FUZZ_PATH=${details.counterexamplePath ?? ''}`;
     throw new Error(`fuzz failure; replay with ${replay} npx vitest run <this file>\n${report(details)}`, {
       cause: details.errorInstance,
     });

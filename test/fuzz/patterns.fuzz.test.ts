@@ -7,6 +7,7 @@ import { matchPattern } from '../../src/core/pattern/reference-matcher.js';
 import {
   expectCodedRefusal,
   fuzz,
+  fuzzTestTimeoutMs,
   hostileJsonText,
   hostileKeys,
   hostileString,
@@ -118,35 +119,39 @@ const parsedJson = (arbitrary: fc.Arbitrary<string>) =>
   });
 
 describe('fuzz - patterns', () => {
-  it('fuzz - testing a pattern against an event answers or refuses with a code, in time, as the reference matcher and the explanation say', async () => {
-    let matches = 0;
-    let refusals = 0;
-    await fuzz(
-      fc.property(
-        fc.oneof({ weight: 4, arbitrary: pattern }, parsedJson(hostileJsonText())),
-        fc.oneof({ weight: 4, arbitrary: event }, parsedJson(hostileJsonText())),
-        (patternJson, eventJson) => {
-          let matched: boolean;
-          try {
-            matched = withinTimeBoundSync('testPattern', () =>
-              testPattern(patternJson, eventJson, defaultEventLimits),
-            );
-          } catch (error) {
-            expectCodedRefusal(error);
-            refusals += 1;
-            return;
-          }
-          if (matched) matches += 1;
-          const parsed = parsePattern(patternJson);
-          expect(withinTimeBoundSync('explainPattern', () => explainPattern(parsed, eventJson)).matched).toBe(
-            matched,
-          );
-          // The reference matcher is exponential in the number of arrays: only small events go to it.
-          if (JSON.stringify(eventJson).length < 400) expect(matchPattern(parsed, eventJson)).toBe(matched);
-        },
-      ),
-    );
-    expect(matches, 'no pattern matched: the generators are off').toBeGreaterThan(0);
-    expect(refusals, 'no pattern was refused: the generators are off').toBeGreaterThan(0);
-  }, 120_000);
+  it(
+    'fuzz - testing a pattern against an event answers or refuses with a code, in time, as the reference matcher and the explanation say',
+    async () => {
+      let matches = 0;
+      let refusals = 0;
+      await fuzz(
+        fc.property(
+          fc.oneof({ weight: 4, arbitrary: pattern }, parsedJson(hostileJsonText())),
+          fc.oneof({ weight: 4, arbitrary: event }, parsedJson(hostileJsonText())),
+          (patternJson, eventJson) => {
+            let matched: boolean;
+            try {
+              matched = withinTimeBoundSync('testPattern', () =>
+                testPattern(patternJson, eventJson, defaultEventLimits),
+              );
+            } catch (error) {
+              expectCodedRefusal(error);
+              refusals += 1;
+              return;
+            }
+            if (matched) matches += 1;
+            const parsed = parsePattern(patternJson);
+            expect(
+              withinTimeBoundSync('explainPattern', () => explainPattern(parsed, eventJson)).matched,
+            ).toBe(matched);
+            // The reference matcher is exponential in the number of arrays: only small events go to it.
+            if (JSON.stringify(eventJson).length < 400) expect(matchPattern(parsed, eventJson)).toBe(matched);
+          },
+        ),
+      );
+      expect(matches, 'no pattern matched: the generators are off').toBeGreaterThan(0);
+      expect(refusals, 'no pattern was refused: the generators are off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });

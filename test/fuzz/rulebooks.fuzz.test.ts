@@ -3,14 +3,16 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../../src/actions/registry.js';
-import { createRecordingActions, runRuleTestCase } from '../../src/cli/rule-test.js';
 import type { RulebookFile, RulebookProblem } from '../../src/core/ports/rulebook-compiler.js';
 import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { parseRuleTest } from '../../src/rulebook/rule-test-schema.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
+import { createRecordingActions, runRuleTestCase } from '../../src/testing/rule-test.js';
 import {
   expectCodedRefusal,
   fuzz,
   fuzzRuns,
+  fuzzTestTimeoutMs,
   hostileString,
   mutated,
   withinTimeBoundSync,
@@ -167,27 +169,31 @@ function expectPlacedProblems(problems: readonly RulebookProblem[], inputs: Reco
 }
 
 describe('fuzz - rulebooks', () => {
-  it('fuzz - a mutated rulebook compiles, or is refused with problems at a real file:line:column, in time', async () => {
-    // The seeds are valid: a mutant that fails says something about the mutation, not the seed.
-    for (const content of rulebooks) compileRulebook([{ path: 'seed.yaml', content }], { actions });
-    let compiled = 0;
-    await fuzz(
-      fc.property(files(fc.constantFrom(...rulebooks)), (content) => {
-        const file: RulebookFile = { path: 'rules/mutant.yaml', content };
-        try {
-          withinTimeBoundSync('compileRulebook', () => compileRulebook([file], { actions }));
-          compiled += 1;
-        } catch (error) {
-          const refusal = expectCodedRefusal(error);
-          expect(refusal.code).toBe('REFLEX_ERR_RULEBOOK_INVALID');
-          expectPlacedProblems((refusal as unknown as { problems: RulebookProblem[] }).problems, {
-            [file.path]: content,
-          });
-        }
-      }),
-    );
-    expect(compiled, 'no mutant compiled: the generator is off').toBeGreaterThan(0);
-  }, 120_000);
+  it(
+    'fuzz - a mutated rulebook compiles, or is refused with problems at a real file:line:column, in time',
+    async () => {
+      // The seeds are valid: a mutant that fails says something about the mutation, not the seed.
+      for (const content of rulebooks) compileRulebook([{ path: 'seed.yaml', content }], { actions });
+      let compiled = 0;
+      await fuzz(
+        fc.property(files(fc.constantFrom(...rulebooks)), (content) => {
+          const file: RulebookFile = { path: 'rules/mutant.yaml', content };
+          try {
+            withinTimeBoundSync('compileRulebook', () => compileRulebook([file], { actions }));
+            compiled += 1;
+          } catch (error) {
+            const refusal = expectCodedRefusal(error);
+            expect(refusal.code).toBe('REFLEX_ERR_RULEBOOK_INVALID');
+            expectPlacedProblems((refusal as unknown as { problems: RulebookProblem[] }).problems, {
+              [file.path]: content,
+            });
+          }
+        }),
+      );
+      expect(compiled, 'no mutant compiled: the generator is off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });
 
 describe('fuzz - rule-test files', () => {
@@ -201,69 +207,83 @@ describe('fuzz - rule-test files', () => {
     ]),
   );
 
-  it('fuzz - a mutated rule-test file parses and compiles against its rulebook, or is refused with problems at a real file:line:column, in time', async () => {
-    let compiled = 0;
-    await fuzz(
-      fc.property(
-        fc
-          .constantFrom(...ruleTests)
-          .chain((original) =>
-            files(fc.constant(original.content)).map((content) => ({ folder: original.folder, content })),
-          ),
-        ({ folder, content }) => {
-          const path = `examples/${folder}/mutant.test.yaml`;
-          try {
-            withinTimeBoundSync('parseRuleTest + compile', () =>
-              parseRuleTest({ path, content }).compile(compiledRulebooks.get(folder) as never),
-            );
-            compiled += 1;
-          } catch (error) {
-            const refusal = expectCodedRefusal(error);
-            expect(refusal.code).toBe('REFLEX_ERR_RULETEST_INVALID');
-            expectPlacedProblems((refusal as unknown as { problems: RulebookProblem[] }).problems, {
-              [path]: content,
-            });
-          }
-        },
-      ),
-    );
-    expect(compiled, 'no mutant compiled: the generator is off').toBeGreaterThan(0);
-  }, 120_000);
-  it('fuzz - the cases of a mutated rule-test file that compiles run to a verdict, never a crash', async () => {
-    // Each case runs on a fresh engine over a fresh SQLite store: far fewer inputs than the parsers get.
-    const runs = Math.max(1, Math.round(fuzzRuns() / 200));
-    let ran = 0;
-    await fuzz(
-      fc.asyncProperty(
-        fc
-          .constantFrom(...ruleTests)
-          .chain((original) =>
-            files(fc.constant(original.content)).map((content) => ({ folder: original.folder, content })),
-          ),
-        async ({ folder, content }) => {
-          const path = `examples/${folder}/mutant.test.yaml`;
-          const rulebook = compiledRulebooks.get(folder) as never;
-          let test: ReturnType<ReturnType<typeof parseRuleTest>['compile']>;
-          try {
-            test = parseRuleTest({ path, content }).compile(rulebook);
-          } catch (error) {
-            expectCodedRefusal(error);
-            return;
-          }
-          const loaded = { test, files: [], rulebook };
-          for (const testCase of test.cases) {
-            // A verdict (passed or failed, with its differences). A case that never settles is failed by
-            // its timeout: the engine's work is bounded by the case, not by the per-input bound.
-            const result = await runRuleTestCase(loaded, testCase, { timeoutMs: 2000 });
-            expect(typeof result.ok).toBe('boolean');
-            expect(result.ms).toBeLessThan(10_000);
-            expect(() => JSON.stringify(result)).not.toThrow();
-            ran += 1;
-          }
-        },
-      ),
-      { runs },
-    );
-    expect(ran, 'no case ran: the generator is off').toBeGreaterThan(0);
-  }, 300_000);
+  it(
+    'fuzz - a mutated rule-test file parses and compiles against its rulebook, or is refused with problems at a real file:line:column, in time',
+    async () => {
+      let compiled = 0;
+      await fuzz(
+        fc.property(
+          fc
+            .constantFrom(...ruleTests)
+            .chain((original) =>
+              files(fc.constant(original.content)).map((content) => ({ folder: original.folder, content })),
+            ),
+          ({ folder, content }) => {
+            const path = `examples/${folder}/mutant.test.yaml`;
+            try {
+              withinTimeBoundSync('parseRuleTest + compile', () =>
+                parseRuleTest({ path, content }).compile(compiledRulebooks.get(folder) as never),
+              );
+              compiled += 1;
+            } catch (error) {
+              const refusal = expectCodedRefusal(error);
+              expect(refusal.code).toBe('REFLEX_ERR_RULETEST_INVALID');
+              expectPlacedProblems((refusal as unknown as { problems: RulebookProblem[] }).problems, {
+                [path]: content,
+              });
+            }
+          },
+        ),
+      );
+      expect(compiled, 'no mutant compiled: the generator is off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
+  it(
+    'fuzz - the cases of a mutated rule-test file that compiles run to a verdict, never a crash',
+    async () => {
+      // Each case runs on a fresh engine over a fresh SQLite store: far fewer inputs than the parsers get.
+      const runs = Math.max(1, Math.round(fuzzRuns() / 200));
+      let ran = 0;
+      await fuzz(
+        fc.asyncProperty(
+          fc
+            .constantFrom(...ruleTests)
+            .chain((original) =>
+              files(fc.constant(original.content)).map((content) => ({ folder: original.folder, content })),
+            ),
+          async ({ folder, content }) => {
+            const path = `examples/${folder}/mutant.test.yaml`;
+            const rulebook = compiledRulebooks.get(folder) as never;
+            let test: ReturnType<ReturnType<typeof parseRuleTest>['compile']>;
+            try {
+              test = parseRuleTest({ path, content }).compile(rulebook);
+            } catch (error) {
+              expectCodedRefusal(error);
+              return;
+            }
+            const files = [
+              {
+                path: `examples/${folder}/rulebook.yaml`,
+                content: rulebookFiles[folders.indexOf(folder)] as string,
+              },
+            ];
+            const loaded = { test, files, rulebook, compilers: [yamlRulebookCompiler] };
+            for (const testCase of test.cases) {
+              // A verdict (passed or failed, with its differences). A case that never settles is failed by
+              // its timeout: the engine's work is bounded by the case, not by the per-input bound.
+              const result = await runRuleTestCase(loaded, testCase, { timeoutMs: 2000 });
+              expect(typeof result.ok).toBe('boolean');
+              expect(result.ms).toBeLessThan(10_000);
+              expect(() => JSON.stringify(result)).not.toThrow();
+              ran += 1;
+            }
+          },
+        ),
+        { runs },
+      );
+      expect(ran, 'no case ran: the generator is off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });

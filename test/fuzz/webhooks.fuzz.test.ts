@@ -5,6 +5,7 @@ import { type HttpApi, startHttpApi } from '../helpers/http-api-server.js';
 import {
   expectSuccessOrCodedRefusal,
   fuzz,
+  fuzzTestTimeoutMs,
   hostileJsonText,
   mutated,
   withinTimeBound,
@@ -170,48 +171,52 @@ const request = fc.record({
 });
 
 describe('fuzz - webhooks', () => {
-  it('fuzz - every auth scheme answers 2xx or a coded 4xx in time, stores nothing when refused, and never takes a tampered or stale delivery', async () => {
-    let accepted = 0;
-    await fuzz(
-      fc.asyncProperty(request, async ({ hook, body, skew, id, tamper }) => {
-        const seconds = Math.floor(now / 1000) + skew;
-        const signed = sign(hook, body, seconds, id);
-        const headers: Record<string, string> = { host: '127.0.0.1', ...signed };
-        let sent = body;
-        // Whether what the signature covers was changed: the body (not for a token, which covers only
-        // itself) or a signed header (the type header of 'standard' is not signed; 'open' signs nothing).
-        let changed = false;
-        if (tamper.kind === 'body' && body.length > 0) {
-          sent = Buffer.from(body);
-          const at = tamper.at % body.length;
-          changed = sent[at] !== tamper.byte && hook !== 'token';
-          sent[at] = tamper.byte;
-        } else if (tamper.kind === 'header' || tamper.kind === 'drop') {
-          const names = Object.keys(signed);
-          const name = names[tamper.which % names.length] as string;
-          if (tamper.kind === 'drop') delete headers[name];
-          else headers[name] = tamper.value;
-          changed = name !== 'webhook-type' && headers[name] !== signed[name];
-        } else if (tamper.kind === 'extra') headers[tamper.name] = tamper.value;
-        changed &&= hook !== 'open';
+  it(
+    'fuzz - every auth scheme answers 2xx or a coded 4xx in time, stores nothing when refused, and never takes a tampered or stale delivery',
+    async () => {
+      let accepted = 0;
+      await fuzz(
+        fc.asyncProperty(request, async ({ hook, body, skew, id, tamper }) => {
+          const seconds = Math.floor(now / 1000) + skew;
+          const signed = sign(hook, body, seconds, id);
+          const headers: Record<string, string> = { host: '127.0.0.1', ...signed };
+          let sent = body;
+          // Whether what the signature covers was changed: the body (not for a token, which covers only
+          // itself) or a signed header (the type header of 'standard' is not signed; 'open' signs nothing).
+          let changed = false;
+          if (tamper.kind === 'body' && body.length > 0) {
+            sent = Buffer.from(body);
+            const at = tamper.at % body.length;
+            changed = sent[at] !== tamper.byte && hook !== 'token';
+            sent[at] = tamper.byte;
+          } else if (tamper.kind === 'header' || tamper.kind === 'drop') {
+            const names = Object.keys(signed);
+            const name = names[tamper.which % names.length] as string;
+            if (tamper.kind === 'drop') delete headers[name];
+            else headers[name] = tamper.value;
+            changed = name !== 'webhook-type' && headers[name] !== signed[name];
+          } else if (tamper.kind === 'extra') headers[tamper.name] = tamper.value;
+          changed &&= hook !== 'open';
 
-        const before = await api.store.lastSeq();
-        const answer = await withinTimeBound(`POST /hooks/${hook}`, () =>
-          api.app.inject({ method: 'POST', url: `/hooks/${hook}`, headers, payload: sent }),
-        );
-        const refused = expectSuccessOrCodedRefusal(answer);
-        const after = await api.store.lastSeq();
-        if (refused !== undefined) expect(after, `${refused} stored an event`).toBe(before);
-        else accepted += 1;
-        if (changed) expect(answer.statusCode, `a tampered ${hook} delivery: ${answer.body}`).toBe(401);
-        if (
-          ['stripe', 'slack', 'standard'].includes(hook) &&
-          Math.abs(skew) > (hook === 'slack' ? 120 : 300)
-        ) {
-          expect(answer.statusCode, `a stale ${hook} delivery: ${answer.body}`).toBe(401);
-        }
-      }),
-    );
-    expect(accepted, 'no delivery was accepted: the generator is off').toBeGreaterThan(0);
-  }, 120_000);
+          const before = await api.store.lastSeq();
+          const answer = await withinTimeBound(`POST /hooks/${hook}`, () =>
+            api.app.inject({ method: 'POST', url: `/hooks/${hook}`, headers, payload: sent }),
+          );
+          const refused = expectSuccessOrCodedRefusal(answer);
+          const after = await api.store.lastSeq();
+          if (refused !== undefined) expect(after, `${refused} stored an event`).toBe(before);
+          else accepted += 1;
+          if (changed) expect(answer.statusCode, `a tampered ${hook} delivery: ${answer.body}`).toBe(401);
+          if (
+            ['stripe', 'slack', 'standard'].includes(hook) &&
+            Math.abs(skew) > (hook === 'slack' ? 120 : 300)
+          ) {
+            expect(answer.statusCode, `a stale ${hook} delivery: ${answer.body}`).toBe(401);
+          }
+        }),
+      );
+      expect(accepted, 'no delivery was accepted: the generator is off').toBeGreaterThan(0);
+    },
+    fuzzTestTimeoutMs,
+  );
 });
