@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Type from 'typebox';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { builtinActions, createActionRegistry } from '../actions/registry.js';
 import type { Action } from '../core/ports/action.js';
 import { RulebookError, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
@@ -275,6 +275,27 @@ describe('rulebook loader', () => {
     expect(problems.map((p) => [p.line, p.column])).toEqual([[2, 3]]);
     expect(problems[0]?.message).toContain('letters, digits');
   });
+
+  // Found by the rulebook fuzzer: YAML allows a list or a mapping as a key (`? [a, b]`); it was turned
+  // into text with a raw Node warning on stderr ("Keys with collection values will be stringified").
+  it.each([
+    ['rules:\n  - ? [complex, key]\n    : value\n', [2, 7]],
+    ['vars:\n  ? { a: 1 }\n  : 2\nrules: []\n', [2, 5]],
+    ['vars:\n  x: &k [1]\n  *k : 2\nrules: []\n', [3, 3]],
+  ])(
+    'rulebook - a key that is not text is refused where it stands, without a process warning (%#)',
+    (content, at) => {
+      const warn = vi.spyOn(process, 'emitWarning');
+      try {
+        const problems = problemsOf(content);
+        expect(problems.map((p) => [p.line, p.column])).toEqual([at]);
+        expect(problems[0]?.message).toContain('keys must be text');
+        expect(warn).not.toHaveBeenCalled();
+      } finally {
+        warn.mockRestore();
+      }
+    },
+  );
 
   it('rulebook - an empty file says what to add', () => {
     const problems = problemsOf('# nothing yet\n');
