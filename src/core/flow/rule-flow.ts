@@ -18,10 +18,11 @@ export type WhenSpec =
 /** The storm-control stages that act on firings. */
 type StormStage = (typeof stormStages)[number];
 
-/** A rule's flow: its `when`, `dedupe`, and its storm-control stages, each configured for its kind. */
-export type FlowSpec = { when: WhenSpec; dedupe?: WindowSpec } & {
-  [K in StormStage]?: StageTypes[K]['spec'];
-};
+/** A rule's storm-control stages, each configured for its kind. */
+export type StormSpecs = { [K in StormStage]?: StageTypes[K]['spec'] };
+
+/** A rule's flow: its `when`, `dedupe`, and its storm-control stages. */
+export type FlowSpec = { when: WhenSpec; dedupe?: WindowSpec } & StormSpecs;
 
 /** Where a stage's state is kept: `when` (whatever correlation it is), `dedupe`, or a storm stage. */
 export type StageName = 'dedupe' | 'when' | StormStage;
