@@ -1,7 +1,7 @@
 import { toErrorInfo } from './errors.js';
 import type { CloudEvent, LoggedEvent } from './event.js';
 import type { ExpressionContext } from './expression.js';
-import { type FlowStates, flowEvent, flowTimer, type StageName, stormStages } from './flow/rule-flow.js';
+import { type FlowStates, flowEvent, flowTimer, isStageName, type stormStages } from './flow/rule-flow.js';
 import type { Firing, Held, StageNote } from './flow/stage.js';
 import { type AuditEntry, AuditKind, type NewRun, type RunContext } from './ports/store.js';
 import type { Rule } from './rule.js';
@@ -189,8 +189,9 @@ function routeTimer(
   const rule = ctx.index.rules.find((r) => r.name === data.rule);
   // A timer of a rule that has since been removed or disabled has nothing left to settle.
   if (!rule?.enabled || !rule.stateful) return;
-  const stage = data.stage as StageName;
-  if (stage !== 'when' && !(stormStages as readonly string[]).includes(stage)) return;
+  const stage = data.stage;
+  // `dedupe` sets no timer: a timer naming it is not Reflex's.
+  if (!isStageName(stage) || stage === 'dedupe') return;
   const check = checker(rule, ctx, []);
   const states = ctx.states(rule, t);
   try {
