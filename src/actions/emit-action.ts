@@ -35,7 +35,8 @@ export interface EmitOutput {
 /**
  * Checks an `emit` step's rendered parameters: a CloudEvent without `specversion`, whose `id` and
  * `source` may be left out (the engine derives the id from the step's idempotency key, so a retried step
- * does not emit twice; the source defaults to `reflex`). Other keys are extension attributes.
+ * does not emit twice; the source defaults to `reflex`). The rulebook schema refuses other keys: extension
+ * attributes cannot be set yet (docs/actions.md says so).
  * A `reflex.*` type is refused (those are Reflex's own events), and so is an `id` without a `source` of
  * the rule's own: in source `reflex` the ids are Reflex's. Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
