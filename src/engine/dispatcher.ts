@@ -7,13 +7,8 @@ import type { AuditEntry, DispatchStore, EventLog, FactViewChange, NewRun } from
 import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
 import type { DiskFullWatch } from './disk-full.js';
 import { createFlowStateCache } from './flow-state-cache.js';
+import { engineDefaults } from './options.js';
 import type { CompiledVersion } from './rulebook-versions.js';
-
-/**
- * How many rule outcomes may lead to an event that rules still fire on, unless told otherwise
- * (`reflex start --max-chain-depth`).
- */
-export const defaultMaxChainDepth = 8;
 
 export interface DispatcherOptions {
   /** Where the events come from. */
@@ -46,7 +41,7 @@ export interface DispatcherOptions {
    * @default 512
    */
   batchSize?: number;
-  /** @default {@link defaultMaxChainDepth} */
+  /** How many rule outcomes may lead to an event that rules still fire on. @default engineDefaults.maxChainDepth */
   maxChainDepth?: number;
   /** Called after a commit that created runs. */
   onRunsCreated?: () => void;
@@ -98,7 +93,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const partition = options.partition ?? 0;
   const crossPartition = (options.partitions ?? 1) > 1;
   const batchSize = options.batchSize ?? 512;
-  const maxChainDepth = options.maxChainDepth ?? defaultMaxChainDepth;
+  const maxChainDepth = options.maxChainDepth ?? engineDefaults.maxChainDepth;
   /** The version deciding now, with its index; and one waiting to take over at the next batch. */
   let current: { version: CompiledVersion; index: RuleIndex } | undefined;
   let pending: CompiledVersion | undefined;

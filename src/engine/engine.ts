@@ -1,89 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import { ReflexError, toErrorInfo } from '../core/errors.js';
-import { type CloudEvent, defaultEventLimits, type EventLimits, reflexSource } from '../core/event.js';
+import { toErrorInfo } from '../core/errors.js';
+import { type CloudEvent, type EventLimits, reflexSource } from '../core/event.js';
 import { partitionOf } from '../core/partition.js';
 import { createCompiledMatcher } from '../core/pattern/compiled-matcher.js';
-import type { Matcher } from '../core/pattern/matcher.js';
-import type { Action } from '../core/ports/action.js';
-import type { Clock } from '../core/ports/clock.js';
-import { type Logger, silentLogger } from '../core/ports/logger.js';
-import type { SourceDeclaration, SourceRegistry } from '../core/ports/source.js';
-import { AuditKind, type Store } from '../core/ports/store.js';
+import { silentLogger } from '../core/ports/logger.js';
+import type { RulebookFile } from '../core/ports/rulebook-compiler.js';
+import { AuditKind } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
-import { createSecretStore, type Secrets } from '../core/secrets.js';
-import type { RulebookFile } from '../rulebook/loader.js';
+import { createSecretStore } from '../core/secrets.js';
 import { createDiskFullWatch } from './disk-full.js';
-import { createDispatcher, type Dispatcher, type defaultMaxChainDepth } from './dispatcher.js';
-import { createExecutor, type defaultExecutorSettings, type Executor } from './executor.js';
+import { createDispatcher, type Dispatcher } from './dispatcher.js';
+import { createExecutor, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
 import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
+import { compileEngineOptions, type EngineOptions } from './options.js';
 import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
 import { createSourceManager, declaredSources, type SourceManager } from './source-manager.js';
 import { systemClock } from './system-clock.js';
 import { createTimerService, type TimerService } from './timers.js';
-
-/** How long running steps get to finish when the engine drains (`reflex start --grace`). */
-export const defaultGraceMs = 10_000;
-
-export interface EngineOptions {
-  store: Store;
-  /** The actions rules may use, by kind. */
-  actions: { get(kind: string): Action | undefined; kinds(): string[] };
-  /** @default the system clock */
-  clock?: Clock;
-  /** @default a silent logger */
-  logger?: Logger;
-  /** Limits checked on every incoming event. */
-  limits?: Partial<EventLimits>;
-  /**
-   * How many partitions the log is split into. An event goes to the partition of its `partitionkey`
-   * extension, or else of its `source` (FNV-1a modulo this); each partition has its own dispatcher,
-   * offset, flow states and timers, so events of one key stay in order while the partitions are decided
-   * side by side. Facts are shared: every dispatcher applies every fact change in seq order.
-   * @default 1
-   */
-  partitions?: number;
-  /** @default 20000 — see IngestOptions.maxPending */
-  maxPendingEvents?: number;
-  /** Runs executed at once. @default {@link defaultExecutorSettings} `.concurrency` */
-  concurrency?: number;
-  /** @default 30000 — see ExecutorSettings.leaseMs */
-  leaseMs?: number;
-  /** @default 5 — see ExecutorSettings.maxClaims: claims that die before a run is failed */
-  maxClaims?: number;
-  /**
-   * @default 1048576 — see ExecutorSettings.maxOutputBytes. Outputs, emitted events and fact values an
-   * action hands over nest at most `limits.maxDepth` levels, like incoming events.
-   */
-  maxOutputBytes?: number;
-  /** Rules do not fire on events deeper in a chain of rule outcomes. @default {@link defaultMaxChainDepth} */
-  maxChainDepth?: number;
-  /** @default Math.random — retry jitter */
-  random?: () => number;
-  /**
-   * Makes the matcher all rules' patterns go into.
-   * @default the compiled matcher (one automaton for all patterns)
-   */
-  createMatcher?: () => Matcher;
-  /**
-   * Where steps read `${{ secrets.NAME }}` from.
-   * @default the environment of the process
-   */
-  secrets?: Secrets;
-  /**
-   * The kinds of sources the engine can run. With them, every webhook a rulebook declares runs as a
-   * `webhook` source, and {@link EngineOptions.sources} run beside them.
-   * @default none: events come in only through `ingest.append`
-   */
-  sourceKinds?: SourceRegistry;
-  /**
-   * Sources that run whatever the rulebook declares (`reflex start`: the CloudEvents HTTP endpoint).
-   * @default []
-   */
-  sources?: readonly SourceDeclaration[];
-}
 
 /**
  * One Reflex node: the ingest path into the log, the dispatcher, the executor, facts and rulebook
@@ -116,26 +52,26 @@ export interface Engine extends AsyncDisposable {
   readonly runsInFlight: number;
   /**
    * Stops intake (sources drain; new appends fail with REFLEX_ERR_INGEST_STOPPED), commits what is queued, finishes the
-   * dispatch batch in hand, and lets running steps finish for up to `graceMs` before aborting them.
+   * dispatch batch in hand, and lets running steps finish for up to `graceMs` (default: the engine's
+   * `graceMs`) before aborting them.
    */
   drain(graceMs?: number): Promise<void>;
   /** Drains (with no grace) if needed, and closes the sources and the store. */
   close(): Promise<void>;
 }
 
-export async function createEngine(options: EngineOptions): Promise<Engine> {
-  const { store } = options;
+export type { EngineOptions } from './options.js';
+
+/**
+ * Makes an engine over `options.store`. Throws REFLEX_ERR_CONFIG_INVALID for a setting out of range
+ * (see {@link compileEngineOptions}).
+ */
+export async function createEngine(given: EngineOptions): Promise<Engine> {
+  const options = compileEngineOptions(given);
+  const { store, limits } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
-  const partitions = options.partitions ?? 1;
-  if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
-    throw new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
-      option: 'partitions',
-      reason: `${String(partitions)} is not a whole number from 1 to 1024`,
-      fix: 'give the number of partitions the log is split into, 1 (the default) or more',
-    });
-  }
+  const { partitions } = options;
   // One dispatcher per partition, by partition.
   const dispatchers: Dispatcher[] = [];
   const wakeDispatchers = () => {
@@ -162,7 +98,10 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       throw error;
     }
   };
-  const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
+  const versions: RulebookVersions = createRulebookVersions(store, {
+    actions: options.actions,
+    compilers: options.compilers,
+  });
   let active: CompiledVersion | undefined;
   let executor: Executor | undefined;
   let started = false;
@@ -172,7 +111,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const ingest = createIngest({
     log: store,
     clock,
-    ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
+    maxPending: options.maxPendingEvents,
     ...(partitions > 1 ? { partitionOf: (event: CloudEvent) => partitionOf(event, partitions) } : {}),
     onAppended: (events) => {
       if (partitions === 1) dispatchers[0]?.offer(events);
@@ -205,7 +144,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         indexer,
         partition,
         partitions,
-        ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
+        maxChainDepth: options.maxChainDepth,
         onRunsCreated: () => executor?.wake(),
         onTimersChanged: () => timers?.reschedule(),
         diskFull,
@@ -224,10 +163,10 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     owner: `${process.pid}-${randomUUID()}`,
     onOutcomeLogged: wakeDispatchers,
     diskFull,
-    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
-    ...(options.maxClaims === undefined ? {} : { maxClaims: options.maxClaims }),
-    ...(options.maxOutputBytes === undefined ? {} : { maxOutputBytes: options.maxOutputBytes }),
+    concurrency: options.concurrency,
+    leaseMs: options.leaseMs,
+    maxClaims: options.maxClaims,
+    maxOutputBytes: options.maxOutputBytes,
     maxOutputDepth: limits.maxDepth,
     ...(options.random === undefined ? {} : { random: options.random }),
     secrets: options.secrets ?? createSecretStore({ env: process.env }),
@@ -306,7 +245,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     get runsInFlight() {
       return executor!.inFlight;
     },
-    async drain(graceMs = defaultGraceMs) {
+    async drain(graceMs = options.graceMs) {
       if (drained) return;
       drained = true;
       await sources.drain();

@@ -3,6 +3,7 @@ import type { AppendResult, CloudEvent, LoggedEvent } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { EventLog } from '../core/ports/store.js';
 import type { DiskFullWatch } from './disk-full.js';
+import { engineDefaults } from './options.js';
 
 export interface IngestOptions {
   log: Pick<EventLog, 'appendEvents'>;
@@ -15,7 +16,7 @@ export interface IngestOptions {
   /**
    * Events waiting for a commit beyond which new requests are refused (503, Retry-After) instead of
    * queued: back-pressure rather than unbounded memory.
-   * @default 20000
+   * @default engineDefaults.maxPendingEvents (20000)
    */
   maxPending?: number;
   /** Called after every commit that appended at least one new event, with those events in log order. */
@@ -81,7 +82,7 @@ interface WaitingForRoom extends Waiting {
 }
 
 export function createIngest(options: IngestOptions): Ingest {
-  const maxPending = options.maxPending ?? 20_000;
+  const maxPending = options.maxPending ?? engineDefaults.maxPendingEvents;
   let queue: Waiting[] = [];
   let queued = 0;
   // Bounded by the callers: each waiting append is one caller awaiting it (a source awaits its emit).

@@ -7,6 +7,7 @@ import type { CloudEvent } from '../../src/core/event.js';
 import { partitionOf } from '../../src/core/partition.js';
 import type { Run } from '../../src/core/ports/store.js';
 import { createEngine } from '../../src/engine/engine.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore } from '../../src/store/index.js';
 import { createEngineHarness, type EngineHarness, eventually } from '../helpers/engine-harness.js';
 
@@ -135,7 +136,12 @@ describe('partitions', () => {
     try {
       for (const partitions of [0, 1.5, -1]) {
         await expect(
-          createEngine({ store, actions: createActionRegistry(), partitions }),
+          createEngine({
+            store,
+            actions: createActionRegistry(),
+            compilers: [yamlRulebookCompiler],
+            partitions,
+          }),
         ).rejects.toMatchObject({
           code: 'REFLEX_ERR_CONFIG_INVALID',
         });
