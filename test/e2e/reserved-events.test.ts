@@ -217,6 +217,7 @@ rules:
       data: { runId: run.id, error: { code: 'REFLEX_ERR_ACTION_HTTP_STATUS' } },
     });
     expect(reaction?.trigger).toEqual({
+      partition: 0,
       seq: outcome.seq,
       id: `${run.id}.failed`,
       source: 'reflex',
