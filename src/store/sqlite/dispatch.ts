@@ -74,14 +74,20 @@ export class SqliteDispatchStore implements DispatchStore {
   readonly #deleteTimer;
   readonly #dueTimers;
   readonly #nextTimer;
+  readonly #getMeta;
+  readonly #insertMeta;
+  readonly #lastPartition;
+  readonly #path: string;
 
   // Transactions: better-sqlite3 wraps the function in BEGIN/COMMIT and rolls back if it throws.
   readonly #commitDispatch;
   readonly #fireTimers;
+  readonly #keepPartitionCount;
 
-  constructor({ db }: SqliteContext, log: SqliteEventLog, audit: SqliteAuditLog) {
+  constructor({ db, path }: SqliteContext, log: SqliteEventLog, audit: SqliteAuditLog) {
     this.#log = log;
     this.#audit = audit;
+    this.#path = path;
 
     this.#getOffset = db.prepare<[string, number], { seq: number }>(
       'SELECT seq FROM offsets WHERE consumer = ? AND partition = ?',
@@ -160,6 +166,13 @@ export class SqliteDispatchStore implements DispatchStore {
     );
     this.#nextTimer = db.prepare<[], { due: number | null }>('SELECT min(due) AS due FROM timers');
 
+    this.#getMeta = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?');
+    this.#insertMeta = db.prepare<[string, string]>('INSERT INTO meta (name, value) VALUES (?, ?)');
+    // Read once per data directory, at the first start that keeps the count: a scan of the log is fine.
+    this.#lastPartition = db.prepare<[], { partition: number | null }>(
+      'SELECT max(partition) AS partition FROM events',
+    );
+
     this.#commitDispatch = db.transaction((commit: DispatchCommit) => {
       for (const run of commit.runs) this.#insertNewRun(run, commit.consumer);
       for (const entry of commit.audit) this.#audit.writeAudit(entry);
@@ -200,12 +213,42 @@ export class SqliteDispatchStore implements DispatchStore {
       }
       this.#upsertOffset.run(commit.consumer, commit.partition, commit.offset);
     });
+    this.#keepPartitionCount = db.transaction((partitions: number) => {
+      const kept = this.#getMeta.get('partitions');
+      if (kept !== undefined) {
+        const count = Number(kept.value);
+        if (count !== partitions)
+          throw this.#otherPartitionCount(partitions, `${count} partitions`, `${count}`);
+        return;
+      }
+      const last = this.#lastPartition.get()?.partition ?? null;
+      if (last !== null && last >= partitions) {
+        throw this.#otherPartitionCount(partitions, `events in partition ${last}`, `${last + 1} or more`);
+      }
+      this.#insertMeta.run('partitions', String(partitions));
+    });
     this.#fireTimers = db.transaction((now: number, limit: number): AppendResult[] => {
       const due = this.#dueTimers.all(now, Math.max(0, limit));
       return due.map((timer) => {
         this.#deleteTimer.run(timer.partition, timer.rule, timer.stage, timer.key);
         return this.#log.appendOne(timerEvent(timer, now), now, timer.partition);
       });
+    });
+  }
+
+  async keepPartitionCount(partitions: number): Promise<void> {
+    this.#keepPartitionCount.immediate(partitions);
+  }
+
+  /**
+   * The error for a start whose partition count does not fit the data: `written` says what the data
+   * holds, `needed` which counts fit it.
+   */
+  #otherPartitionCount(partitions: number, written: string, needed: string): ReflexError {
+    return new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+      option: 'partitions',
+      reason: `it is ${partitions}, but the data at \`${this.#path}\` was written with ${written} (the count is kept with the data: events of a partition the engine lacks would never be dispatched)`,
+      fix: `start with partitions: ${needed}; to use another count, start on a new data directory`,
     });
   }
 

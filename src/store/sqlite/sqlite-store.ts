@@ -244,6 +244,10 @@ class SqliteStoreImpl implements SqliteStore {
 
   // --- dispatch ---
 
+  keepPartitionCount(partitions: number): Promise<void> {
+    return this.#dispatch.keepPartitionCount(partitions);
+  }
+
   getOffset(consumer: string, partition: number): Promise<number> {
     return this.#dispatch.getOffset(consumer, partition);
   }
