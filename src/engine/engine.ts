@@ -72,6 +72,8 @@ export async function createEngine(given: EngineOptions): Promise<Engine> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const { partitions } = options;
+  // Before anything is read or written: a count the data was not written with is refused.
+  await store.keepPartitionCount(partitions);
   // One dispatcher per partition, by partition.
   const dispatchers: Dispatcher[] = [];
   const wakeDispatchers = () => {

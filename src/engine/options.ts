@@ -19,6 +19,8 @@ export interface EngineSettings {
    * extension, or else of its `source` (FNV-1a modulo this); each partition has its own dispatcher,
    * offset, flow states and timers, so events of one key stay in order while the partitions are decided
    * side by side. Facts are shared: every dispatcher applies every fact change in seq order.
+   * The count is kept with the data at the first start: a store written with another count is refused
+   * with REFLEX_ERR_CONFIG_INVALID.
    * @default 1
    */
   partitions?: number;

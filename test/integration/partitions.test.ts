@@ -151,4 +151,35 @@ describe('partitions', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('partitions - the count is kept with the data: a restart with another count is refused and changes nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reflex-partitions-'));
+    const start = async (partitions: number) => {
+      const store = await createSqliteStore({ dir });
+      try {
+        const engine = await createEngine({
+          store,
+          actions: createActionRegistry(),
+          compilers: [yamlRulebookCompiler],
+          partitions,
+        });
+        await engine.close();
+      } finally {
+        await store.close();
+      }
+    };
+    try {
+      await start(4);
+      // Fewer partitions would leave the others' events undispatched; more would move keys between them.
+      for (const partitions of [1, 2, 8]) {
+        await expect(start(partitions)).rejects.toMatchObject({
+          code: 'REFLEX_ERR_CONFIG_INVALID',
+          params: { option: 'partitions' },
+        });
+      }
+      await start(4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -266,6 +266,27 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       ]);
     });
 
+    it('partitions - the first count kept is the only one accepted, also after a reopen', async () => {
+      await store.keepPartitionCount(4);
+      await store.keepPartitionCount(4);
+      await reopen();
+      for (const other of [1, 3, 5]) {
+        await expect(store.keepPartitionCount(other)).rejects.toMatchObject({
+          code: 'REFLEX_ERR_CONFIG_INVALID',
+          params: { option: 'partitions' },
+        });
+      }
+      await store.keepPartitionCount(4);
+    });
+
+    it('partitions - a log written before the count was kept takes any count that covers its events', async () => {
+      await store.appendEvents([ev('a'), ev('b')], t0, [0, 2]);
+      // Partition 2 holds an event: a count of 2 would never dispatch it. A refused count is not kept.
+      await expect(store.keepPartitionCount(2)).rejects.toMatchObject({ code: 'REFLEX_ERR_CONFIG_INVALID' });
+      await store.keepPartitionCount(3);
+      await expect(store.keepPartitionCount(4)).rejects.toMatchObject({ code: 'REFLEX_ERR_CONFIG_INVALID' });
+    });
+
     it('partitions - one seq for the whole log, each partition read on its own, dedup across partitions', async () => {
       const appended = await store.appendEvents([ev('a'), ev('b'), ev('c'), ev('d')], t0, [0, 2, 2, 1]);
       expect(appended.map((r) => [r.seq, r.partition])).toEqual([

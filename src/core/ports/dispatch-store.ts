@@ -8,6 +8,14 @@ import type { NewRun } from './run-queue.js';
  * version decided which events.
  */
 export interface DispatchStore {
+  /**
+   * Keeps the log's partition count with the data: the first call records `partitions`, and a later
+   * call with another count is refused with REFLEX_ERR_CONFIG_INVALID and changes nothing — events
+   * already in a partition the new count lacks would never be dispatched, and keys would move between
+   * partitions. A log written before the count was kept records `partitions`, unless one of its events
+   * lies in a partition beyond it.
+   */
+  keepPartitionCount(partitions: number): Promise<void>;
   /** The seq the named consumer has read `partition` through, 0 if it has none. */
   getOffset(consumer: string, partition: number): Promise<number>;
   /**

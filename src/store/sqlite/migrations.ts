@@ -332,6 +332,18 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX timers_by_due ON timers (due, partition, rule, stage, key);
     `,
   },
+  {
+    version: 7,
+    description: 'settings kept with the data, which a start must not change: the partition count',
+    sql: `
+      -- Recorded at the first start (see DispatchStore.keepPartitionCount), not here: a log written
+      -- before may hold several partitions.
+      CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */
