@@ -3,6 +3,18 @@
  * picked from.
  */
 
+export {
+  createPostgresStore,
+  type PostgresStore,
+  type PostgresStoreInfo,
+  type PostgresStoreOptions,
+} from './postgres/postgres-store.js';
+export {
+  defaultSchema,
+  isPostgresUrl,
+  type PostgresLocation,
+  parsePostgresUrl,
+} from './postgres/postgres-url.js';
 export { lockFileName } from './sqlite/data-dir-lock.js';
 export {
   createSqliteStore,
