@@ -3,6 +3,7 @@
  * picked from.
  */
 
+export { checkStoreOption, type OpenStoreOptions, openStore, sqliteStoreName } from './open-store.js';
 export {
   createPostgresStore,
   type PostgresStore,

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import pg from 'pg';
 import { type ErrorInfo, ReflexError } from '../../core/errors.js';
 import type { AppendResult, CloudEvent, LoggedEvent } from '../../core/event.js';
@@ -23,6 +24,8 @@ import type {
   Store,
   StorePage,
 } from '../../core/ports/store.js';
+import { prepareDataDir } from '../sqlite/data-dir.js';
+import { acquireDataDirLock, type DataDirLock } from '../sqlite/data-dir-lock.js';
 import {
   byDueThenId,
   type ClaimCandidate,
@@ -55,6 +58,20 @@ export interface PostgresStoreOptions {
    */
   url: string;
   /**
+   * A data directory that this instance owns alongside its schema (a writer only): created if missing
+   * and locked as in SQLite mode, so one directory stays one instance. Nothing else is kept there.
+   */
+  dataDir?: string;
+  /**
+   * When appends and fact changes return.
+   * - `'full'`: once PostgreSQL has flushed their commit to its WAL: what was acknowledged survives a
+   *   crash of the server or the machine.
+   * - `'normal'`: at once (`synchronous_commit = off` for them too); a crash of the server may take
+   *   back the last fraction of a second of commits. Faster.
+   * @default 'full'
+   */
+  durability?: 'full' | 'normal';
+  /**
    * Open for reading only (the CLI reading a live instance's data): no instance lock, no migrations,
    * and every transaction read-only.
    * @default false
@@ -76,6 +93,8 @@ export interface PostgresStoreInfo {
   readonly: boolean;
   /** The version recorded in the schema's `schema_migrations`. */
   schemaVersion: number;
+  /** Whether appends and fact changes wait for the WAL flush (`full`), or not (`normal`). */
+  durability: 'full' | 'normal';
 }
 
 /** The networked `Store`: the tables of one schema in a PostgreSQL database, owned by one instance. */
@@ -117,6 +136,12 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     connectionTimeoutMillis: 10_000,
   };
   let owner: pg.Client | undefined;
+  let dirLock: DataDirLock | undefined;
+  if (!readonly && options.dataDir !== undefined) {
+    const dir = resolve(options.dataDir);
+    prepareDataDir(dir);
+    dirLock = acquireDataDirLock(dir);
+  }
   const pool = new pg.Pool({ ...connection, max: options.poolSize ?? 10 });
   // An idle connection that the server drops is taken out of the pool; the next query reports it.
   pool.on('error', () => {});
@@ -163,11 +188,13 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       await migratePostgres(owner, location.schema, location.display);
       found = postgresSchemaVersion;
     }
-    const store = new PostgresStoreImpl(pool, owner, location, readonly, found);
+    const appends = options.durability === 'normal' ? 'lazy' : 'durable';
+    const store = new PostgresStoreImpl(pool, owner, dirLock, location, readonly, found, appends);
     return withCodedPostgresErrors(store, location);
   } catch (error) {
     await owner?.end().catch(() => {});
     await pool.end().catch(() => {});
+    dirLock?.release();
     throw codedPostgresError(error, location);
   }
 }
@@ -350,9 +377,12 @@ class PostgresStoreImpl implements PostgresStore {
   readonly #pool: pg.Pool;
   /** The session that holds the instance lock (writers only). */
   readonly #owner: pg.Client | undefined;
+  readonly #dirLock: DataDirLock | undefined;
   readonly #location: PostgresLocation;
   readonly #readonly: boolean;
   readonly #schemaVersion: number;
+  /** How appends and fact changes commit (`durability`). */
+  readonly #appends: Durability;
   #closed = false;
   /**
    * The first seq of each append and fact change that has written its events but whose COMMIT has not
@@ -364,12 +394,16 @@ class PostgresStoreImpl implements PostgresStore {
   constructor(
     pool: pg.Pool,
     owner: pg.Client | undefined,
+    dirLock: DataDirLock | undefined,
     location: PostgresLocation,
     readonly: boolean,
     schemaVersion: number,
+    appends: Durability,
   ) {
+    this.#appends = appends;
     this.#pool = pool;
     this.#owner = owner;
+    this.#dirLock = dirLock;
     this.#location = location;
     this.schema = location.schema;
     this.#readonly = readonly;
@@ -505,7 +539,7 @@ class PostgresStoreImpl implements PostgresStore {
   async appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
     if (events.length === 0) return [];
     return this.#transaction(
-      'durable',
+      this.#appends,
       (tx) => this.#append(tx, events, receivedAt),
       this.#acknowledging((results) => results),
     );
@@ -1097,7 +1131,7 @@ class PostgresStoreImpl implements PostgresStore {
 
   async changeFact(name: string, value: unknown, at: number, chain = 0): Promise<FactChange> {
     return this.#transaction(
-      'durable',
+      this.#appends,
       async (tx): Promise<FactChange> => {
         // The row lock orders changes of one fact; a fact never set gets its row first, so there is one.
         await tx.query(
@@ -1231,6 +1265,7 @@ class PostgresStoreImpl implements PostgresStore {
       schema: this.schema,
       readonly: this.#readonly,
       schemaVersion: this.#schemaVersion,
+      durability: this.#appends === 'durable' ? 'full' : 'normal',
     };
   }
 
@@ -1240,8 +1275,12 @@ class PostgresStoreImpl implements PostgresStore {
     try {
       await this.#pool.end();
     } finally {
-      // Last: the schema stays locked until every transaction of this instance has ended.
-      await this.#owner?.end();
+      try {
+        // After the pool: the schema stays locked until every transaction of this instance has ended.
+        await this.#owner?.end();
+      } finally {
+        this.#dirLock?.release();
+      }
     }
   }
 

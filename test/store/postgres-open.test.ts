@@ -1,0 +1,205 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ReflexError } from '../../src/core/errors.js';
+import type { CloudEvent } from '../../src/core/event.js';
+import { createPostgresStore, lockFileName, openStore, parsePostgresUrl } from '../../src/store/index.js';
+import { migratePostgres, postgresSchemaVersion } from '../../src/store/postgres/migrations.js';
+import {
+  dropSchema,
+  postgresUrlFor,
+  skipWithoutPostgres,
+  testPostgresUrl,
+  uniqueSchema,
+} from '../helpers/postgres.js';
+
+const skip = await skipWithoutPostgres();
+const schemas = new Set<string>();
+const newSchema = () => {
+  const schema = uniqueSchema('reflex_open');
+  schemas.add(schema);
+  return schema;
+};
+
+afterAll(async () => {
+  if (!skip) for (const schema of schemas) await dropSchema(schema);
+});
+
+const ev = (id: string): CloudEvent => ({
+  specversion: '1.0',
+  id,
+  source: 'test/source',
+  type: 'test.happened',
+});
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ReflexError) return error.code;
+    throw error;
+  }
+  throw new Error('expected a coded error');
+}
+
+describe('postgres url', () => {
+  it('postgres url - the schema comes from ?schema=, reflex by default, and the password is hidden', () => {
+    const location = parsePostgresUrl(
+      'postgres://me:secret@db.example:6543/ops?schema=reflex_a&sslmode=disable',
+    );
+    expect(location).toMatchObject({
+      schema: 'reflex_a',
+      host: 'db.example',
+      port: 6543,
+      database: 'ops',
+      user: 'me',
+    });
+    expect(location.connectionString).not.toContain('schema=');
+    expect(location.connectionString).toContain('sslmode=disable');
+    expect(location.display).not.toContain('secret');
+    expect(parsePostgresUrl('postgresql://127.0.0.1/test').schema).toBe('reflex');
+  });
+
+  it.each([
+    ['mysql://127.0.0.1/test', 'postgres://'],
+    ['postgres://127.0.0.1', 'names no database'],
+    ['postgres://127.0.0.1/test?schema=Reflex', 'lower-case'],
+    ['postgres://127.0.0.1/test?schema=x;drop', 'lower-case'],
+    ['postgres://127.0.0.1/test?schema=a&schema=b', 'more than once'],
+  ])('postgres url - %s is refused as a config error that says why', (url, reason) => {
+    try {
+      parsePostgresUrl(url);
+      expect.unreachable();
+    } catch (error) {
+      expect((error as ReflexError).code).toBe('REFLEX_ERR_CONFIG_INVALID');
+      expect((error as ReflexError).message).toContain(reason);
+      expect((error as ReflexError).message).toContain('--store');
+    }
+  });
+});
+
+describe.skipIf(skip)('postgres open', () => {
+  it('postgres open - an unreachable server is a coded error naming host and port', async () => {
+    const error = await createPostgresStore({ url: 'postgres://postgres@127.0.0.1:1/test' }).catch((e) => e);
+    expect(error).toBeInstanceOf(ReflexError);
+    expect(error.code).toBe('REFLEX_ERR_STORE_UNREACHABLE');
+    expect(error.message).toContain('127.0.0.1:1');
+  });
+
+  it('postgres open - a database that does not exist is a coded error naming it', async () => {
+    const url = new URL(testPostgresUrl);
+    url.pathname = '/reflex_no_such_database';
+    const error = await createPostgresStore({ url: url.href }).catch((e) => e);
+    expect(error.code).toBe('REFLEX_ERR_STORE_UNREACHABLE');
+    expect(error.message).toContain('reflex_no_such_database');
+  });
+
+  it('postgres open - one writer per schema: a second one is refused until the first closes', async () => {
+    const url = postgresUrlFor(newSchema());
+    const first = await createPostgresStore({ url });
+    expect(await codeOf(createPostgresStore({ url }))).toBe('REFLEX_ERR_STORE_SCHEMA_IN_USE');
+    await first.appendEvents([ev('a')], 1);
+    await first.close();
+    const second = await createPostgresStore({ url });
+    expect(await second.lastSeq()).toBe(1);
+    await second.close();
+  });
+
+  it('postgres open - two processes migrating one new schema at once both end on the same schema', async () => {
+    const schema = newSchema();
+    const clients = [0, 1, 2].map(() => new pg.Client({ connectionString: testPostgresUrl }));
+    await Promise.all(clients.map((c) => c.connect()));
+    try {
+      const found = await Promise.all(clients.map((c) => migratePostgres(c, schema, schema)));
+      // Exactly one of them found an empty schema; the others found it done.
+      expect(found.sort()).toEqual([0, postgresSchemaVersion, postgresSchemaVersion]);
+      const rows = await clients[0]!.query(`SELECT version FROM "${schema}".schema_migrations`);
+      expect(rows.rows.map((r) => r.version)).toEqual([postgresSchemaVersion]);
+      const keys = await clients[0]!.query(`SELECT count(*)::int AS n FROM "${schema}".instance_keys`);
+      expect(keys.rows[0].n).toBe(1);
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+  });
+
+  it('postgres open - a reader needs an existing schema, sees the data and cannot write', async () => {
+    const schema = newSchema();
+    const url = postgresUrlFor(schema);
+    expect(await codeOf(createPostgresStore({ url, readonly: true }))).toBe('REFLEX_ERR_STORE_NOT_FOUND');
+    const writer = await createPostgresStore({ url });
+    await writer.appendEvents([ev('a'), ev('b')], 1);
+    // A reader takes no lock: it opens while the writer runs.
+    const reader = await createPostgresStore({ url, readonly: true });
+    try {
+      expect((await reader.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b']);
+      await expect(reader.appendEvents([ev('c')], 2)).rejects.toThrow(/read-only/);
+      expect(await writer.lastSeq()).toBe(2);
+    } finally {
+      await reader.close();
+      await writer.close();
+    }
+  });
+
+  it('postgres open - a schema from a newer Reflex is refused, not guessed at', async () => {
+    const schema = newSchema();
+    const url = postgresUrlFor(schema);
+    await (await createPostgresStore({ url })).close();
+    const client = new pg.Client({ connectionString: testPostgresUrl });
+    await client.connect();
+    await client.query(
+      `INSERT INTO "${schema}".schema_migrations (version, description) VALUES (${postgresSchemaVersion + 1}, 'future')`,
+    );
+    await client.end();
+    expect(await codeOf(createPostgresStore({ url }))).toBe('REFLEX_ERR_STORE_NEWER_SCHEMA');
+  });
+
+  it('postgres open - with a data directory the instance also holds its lock file, released on close', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reflex-pg-'));
+    try {
+      const store = await openStore({ store: postgresUrlFor(newSchema()), dataDir: dir });
+      const other = postgresUrlFor(newSchema());
+      expect(await codeOf(openStore({ store: other, dataDir: dir }))).toBe('REFLEX_ERR_STORE_LOCKED');
+      await store.close();
+      await (await openStore({ store: other, dataDir: dir })).close();
+      const { existsSync } = await import('node:fs');
+      expect(existsSync(join(dir, lockFileName))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('postgres log - concurrent appends get seqs in commit order: a reader following the log misses none', async () => {
+    const store = await createPostgresStore({ url: postgresUrlFor(newSchema()), poolSize: 8 });
+    try {
+      const writers = 8;
+      const appendsEach = 15;
+      let writing = true;
+      const seen: number[] = [];
+      const follow = (async () => {
+        let offset = 0;
+        for (;;) {
+          const done = !writing;
+          const events = await store.readEvents(offset, 1000);
+          for (const e of events) seen.push(e.seq);
+          if (events.length > 0) offset = events.at(-1)!.seq;
+          else if (done) return;
+        }
+      })();
+      await Promise.all(
+        Array.from({ length: writers }, async (_, w) => {
+          for (let i = 0; i < appendsEach; i++) {
+            await store.appendEvents([ev(`w${w}-${i}-a`), ev(`w${w}-${i}-b`)], i);
+          }
+        }),
+      );
+      writing = false;
+      await follow;
+      const total = writers * appendsEach * 2;
+      expect(seen).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    } finally {
+      await store.close();
+    }
+  });
+});
