@@ -212,6 +212,7 @@ async function measure(
   const versions = createRulebookVersions(store, { actions: createActionRegistry() });
   const version = await versions.save([{ path: 'bench.yaml', content: makeRulebook(variant) }], Date.now());
   const dispatcher = createDispatcher({
+    log: store,
     store,
     clock: systemClock,
     logger: silentLogger,

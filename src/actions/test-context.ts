@@ -52,10 +52,10 @@ export function createRecordingContext(overrides: Partial<ActionContext> = {}): 
       const source = event.source ?? 'reflex';
       const key = `${source}\u0000${id}`;
       const earlier = seen.get(key);
-      if (earlier !== undefined) return { seq: earlier, id, source, duplicate: true };
+      if (earlier !== undefined) return { seq: earlier, partition: 0, id, source, duplicate: true };
       lastSeq += 1;
       seen.set(key, lastSeq);
-      return { seq: lastSeq, id, source, duplicate: false };
+      return { seq: lastSeq, partition: 0, id, source, duplicate: false };
     },
     async setFact(name, value) {
       facts.push([name, value]);

@@ -83,13 +83,20 @@ export function createHttpClient(baseUrl: string, token?: string): ReflexClient 
       ),
     getRun: (id) => call('GET', `/api/v1/runs/${encodeURIComponent(id)}`),
     async emit(event) {
-      const answer = await call<{ seq: number; id: string; source: string; duplicate?: boolean }>(
-        'POST',
-        '/api/v1/events',
-        event,
-        'application/cloudevents+json',
-      );
-      return { seq: answer.seq, id: answer.id, source: answer.source, duplicate: answer.duplicate === true };
+      const answer = await call<{
+        seq: number;
+        partition?: number;
+        id: string;
+        source: string;
+        duplicate?: boolean;
+      }>('POST', '/api/v1/events', event, 'application/cloudevents+json');
+      return {
+        seq: answer.seq,
+        partition: answer.partition ?? 0,
+        id: answer.id,
+        source: answer.source,
+        duplicate: answer.duplicate === true,
+      };
     },
     close: async () => undefined,
   };

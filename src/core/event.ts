@@ -19,10 +19,24 @@ export interface CloudEvent {
   [extension: string]: unknown;
 }
 
+/**
+ * A place in the log. The log is split into partitions (one by default); `seq` is one sequence for the
+ * whole log, assigned in commit order, so it names an event on its own: within a partition seqs rise but
+ * may have gaps (the seqs between went to other partitions).
+ */
+export interface LogPosition {
+  /** From 0. */
+  partition: number;
+  /** From 1, unique across all partitions. */
+  seq: number;
+}
+
 /** An event with its place in the log. */
 export interface LoggedEvent {
-  /** Position in the log, from 1, without gaps per log. */
+  /** Position in the log, from 1, unique across all partitions; seqs may have gaps. */
   seq: number;
+  /** The partition the event went to (0 with one partition). */
+  partition: number;
   /** When the log committed it, in milliseconds since the epoch. */
   receivedAt: number;
   event: CloudEvent;
@@ -31,9 +45,10 @@ export interface LoggedEvent {
 /** The result of appending an event to the log. */
 export interface AppendResult {
   seq: number;
+  partition: number;
   id: string;
   source: string;
-  /** True when an event with the same (`source`, `id`) was already in the log; `seq` is then the original's. */
+  /** True when an event with the same (`source`, `id`) was already in the log; `seq` and `partition` are then the original's. */
   duplicate: boolean;
 }
 

@@ -3,7 +3,7 @@ import { toErrorInfo } from '../core/errors.js';
 import type { LoggedEvent } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import type { AuditEntry, NewRun, Store } from '../core/ports/store.js';
+import type { AuditEntry, DispatchStore, EventLog, NewRun } from '../core/ports/store.js';
 import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
 import type { DiskFullWatch } from './disk-full.js';
 import type { Facts } from './facts.js';
@@ -17,7 +17,10 @@ import type { CompiledVersion } from './rulebook-versions.js';
 export const defaultMaxChainDepth = 8;
 
 export interface DispatcherOptions {
-  store: Store;
+  /** Where the events come from. */
+  log: Pick<EventLog, 'readEvents' | 'readFactChanges' | 'lastSeq'>;
+  /** Where the decisions go. */
+  store: DispatchStore;
   clock: Clock;
   logger: Logger;
   facts: Facts;
@@ -29,6 +32,11 @@ export interface DispatcherOptions {
    * @default 'dispatcher'
    */
   consumer?: string;
+  /**
+   * The partition of the log this dispatcher decides.
+   * @default 0
+   */
+  partition?: number;
   /**
    * Events read and decided per transaction.
    * @default 512
@@ -73,8 +81,9 @@ export interface Dispatcher {
 export const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
-  const { store, clock, logger } = options;
+  const { log, store, clock, logger } = options;
   const consumer = options.consumer ?? 'dispatcher';
+  const partition = options.partition ?? 0;
   const batchSize = options.batchSize ?? 512;
   const maxChainDepth = options.maxChainDepth ?? defaultMaxChainDepth;
   /** The version deciding now, with its index; and one waiting to take over at the next batch. */
@@ -120,7 +129,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   const dispatchBatch = async (): Promise<boolean> => {
     let events = takeFromTail();
-    if (events.length === 0) events = await store.readEvents(offset, batchSize);
+    if (events.length === 0) events = (await log.readEvents({ partition, seq: offset }, batchSize)).events;
     if (events.length === 0) return false;
     // A new rulebook takes effect here, between batches and with no await before the decisions, so a
     // whole batch is decided with one version (and the shared matcher is never changed under it).
@@ -155,6 +164,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     try {
       await store.commitDispatch({
         consumer,
+        partition,
         offset: last,
         runs,
         audit,
@@ -228,9 +238,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 
   return {
     async start() {
-      offset = await store.getOffset(consumer);
-      flowStates.load(await store.loadFlowStates());
-      activated = offset > 0 ? await store.rulebookVersionAt(offset) : undefined;
+      offset = await store.getOffset(consumer, partition);
+      flowStates.load(await store.loadFlowStates(partition));
+      activated = offset > 0 ? await store.rulebookVersionAt({ partition, seq: offset }) : undefined;
       loop = run();
     },
     wake() {
@@ -249,7 +259,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       this.wake();
     },
     async caughtUp(seq) {
-      const target = seq ?? (await store.lastSeq());
+      const target = seq ?? (await log.lastSeq());
       if (offset >= target) return;
       await new Promise<void>((resolve) => waiters.push({ seq: target, resolve }));
     },

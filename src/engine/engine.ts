@@ -147,7 +147,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   let closed = false;
 
   const ingest = createIngest({
-    store,
+    log: store,
     clock,
     ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
     onAppended: (events) => dispatcher?.offer(events),
@@ -166,6 +166,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     options.sourceKinds === undefined ? [] : [...fixedSources, ...declaredSources(version.rulebook)];
 
   dispatcher = createDispatcher({
+    log: store,
     store,
     clock,
     logger,

@@ -15,7 +15,7 @@ import { type JsonLimits, type JsonProblem, shortText, toBoundedJson } from '../
 import { type Action, type ActionContext, defaultOutputLimits } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import type { Attempt, AttemptOutcome, Run, Store } from '../core/ports/store.js';
+import type { Attempt, AttemptOutcome, EventLog, Run, RunQueue, Store } from '../core/ports/store.js';
 import { createSecretMask, mapStrings, redactUrlCredentials, type SecretMask } from '../core/redact.js';
 import { retryDelay } from '../core/retry.js';
 import type { ActionStep, Rule } from '../core/rule.js';
@@ -61,7 +61,8 @@ export interface ExecutorSettings {
 }
 
 export interface ExecutorOptions extends ExecutorSettings {
-  store: Store;
+  /** The runs to claim and complete, the events they load, and the key their derived ids use. */
+  store: RunQueue & Pick<EventLog, 'getEvent'> & Pick<Store, 'idKey'>;
   clock: Clock;
   logger: Logger;
   actions: { get(kind: string): Action | undefined };

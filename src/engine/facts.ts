@@ -1,4 +1,4 @@
-import type { Store } from '../core/ports/store.js';
+import type { FactStore } from '../core/ports/store.js';
 
 /**
  * The engine's view of facts: a snapshot in memory that conditions read without touching the store, and
@@ -18,7 +18,7 @@ export interface Facts {
  * @param onChanged called when a change put its `reflex.fact.changed` event into the log.
  */
 export async function createFacts(
-  store: Store,
+  store: FactStore,
   now: () => number,
   onChanged: () => void = () => {},
 ): Promise<Facts> {

@@ -27,7 +27,7 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'reflex-ingest-'));
   store = await createSqliteStore({ dir });
   gate = gateAppends(store);
-  ingest = createIngest({ store: gate.store, clock: createTestClock(1_000), maxPending: 2 });
+  ingest = createIngest({ log: gate.store, clock: createTestClock(1_000), maxPending: 2 });
 });
 
 afterEach(async () => {
@@ -91,7 +91,9 @@ describe('ingest', () => {
     await until(() => first.settled && second.settled && third.settled);
     const seqs = [first, second, third].map((t) => t.value!.map((r) => r.seq));
     expect(seqs.flat()).toEqual([...seqs.flat()].sort((a, b) => a - b));
-    const types = (await store.readEvents(0, 100)).map((logged) => logged.event.type);
+    const types = (await store.readEvents({ partition: 0, seq: 0 }, 100)).events.map(
+      (logged) => logged.event.type,
+    );
     expect(types).toEqual(['writing', 'queued', 'queued', 'first', 'second', 'second', 'third']);
   });
 
@@ -113,7 +115,9 @@ describe('ingest', () => {
     await Promise.all([writing, queued]);
     await until(() => behind.settled);
     expect(behind.error).toBeUndefined();
-    const types = (await store.readEvents(0, 100)).map((logged) => logged.event.type);
+    const types = (await store.readEvents({ partition: 0, seq: 0 }, 100)).events.map(
+      (logged) => logged.event.type,
+    );
     expect(types).toEqual(['writing', 'queued', 'queued', 'behind']);
   });
 
@@ -123,7 +127,7 @@ describe('ingest', () => {
     await expect(
       ingest.append(events(1, 'never'), { whenFull: 'wait', signal: controller.signal }),
     ).rejects.toThrow('gone');
-    expect(await store.readEvents(0, 10)).toEqual([]);
+    expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events).toEqual([]);
   });
 
   it('ingest - draining refuses the appends still waiting for room and commits those already queued', async () => {
@@ -136,7 +140,9 @@ describe('ingest', () => {
     expect(waiting.error).toMatchObject({ code: 'REFLEX_ERR_INGEST_STOPPED' });
     gate.open();
     await Promise.all([writing, queued, drained]);
-    const types = (await store.readEvents(0, 100)).map((logged) => logged.event.type);
+    const types = (await store.readEvents({ partition: 0, seq: 0 }, 100)).events.map(
+      (logged) => logged.event.type,
+    );
     expect(types).toEqual(['writing', 'queued', 'queued']);
   });
 });

@@ -1,11 +1,11 @@
 import { ReflexError } from '../core/errors.js';
 import type { AppendResult, CloudEvent, LoggedEvent } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
-import type { Store } from '../core/ports/store.js';
+import type { EventLog } from '../core/ports/store.js';
 import type { DiskFullWatch } from './disk-full.js';
 
 export interface IngestOptions {
-  store: Store;
+  log: Pick<EventLog, 'appendEvents'>;
   clock: Clock;
   /**
    * Events waiting for a commit beyond which new requests are refused (503, Retry-After) instead of
@@ -116,7 +116,7 @@ export function createIngest(options: IngestOptions): Ingest {
       for (const waiting of batch) for (const event of waiting.events) all.push(event);
       try {
         const receivedAt = options.clock.now();
-        const results = await options.store.appendEvents(all, receivedAt);
+        const results = await options.log.appendEvents(all, receivedAt);
         let offset = 0;
         for (const waiting of batch) {
           const mine = results.slice(offset, offset + waiting.events.length);
@@ -125,7 +125,8 @@ export function createIngest(options: IngestOptions): Ingest {
         }
         const appended: LoggedEvent[] = [];
         results.forEach((result, i) => {
-          if (!result.duplicate) appended.push({ seq: result.seq, receivedAt, event: all[i]! });
+          if (!result.duplicate)
+            appended.push({ seq: result.seq, partition: result.partition, receivedAt, event: all[i]! });
         });
         if (appended.length > 0) {
           options.diskFull?.wrote();

@@ -12,10 +12,13 @@ import type { Pattern } from '../core/pattern/pattern.js';
 import {
   type AuditEntry,
   AuditKind,
+  type AuditLog,
+  type DispatchStore,
+  type EventLog,
+  type ReadModel,
   type Run,
   type RunDetail,
   type RunStatus,
-  type Store,
 } from '../core/ports/store.js';
 import type { Rule, Rulebook } from '../core/rule.js';
 import type { RulebookVersions } from './rulebook-versions.js';
@@ -94,7 +97,11 @@ export interface Queries {
 }
 
 export interface QueriesOptions {
-  store: Store;
+  /** What the API reads: the log, the read model, the audit trail, and how far dispatch has come. */
+  store: Pick<EventLog, 'getEvent' | 'findEventsById'> &
+    ReadModel &
+    Pick<AuditLog, 'auditForEvent'> &
+    Pick<DispatchStore, 'getOffset' | 'rulebookVersionAt'>;
   versions: RulebookVersions;
   /**
    * Most bytes of events (their stored JSON) or runs one page of a listing holds: past it the page ends
@@ -217,9 +224,9 @@ export function createQueries(options: QueriesOptions): Queries {
     resolveEvent,
     async explain(ref) {
       const logged = await resolveEvent(ref);
-      const offset = await store.getOffset(consumer);
+      const offset = await store.getOffset(consumer, logged.partition);
       const dispatched = logged.seq <= offset;
-      const versionId = dispatched ? await store.rulebookVersionAt(logged.seq) : options.activeVersion?.();
+      const versionId = dispatched ? await store.rulebookVersionAt(logged) : options.activeVersion?.();
       const base = {
         event: {
           seq: logged.seq,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ReflexError } from '../core/errors.js';
-import type { Store } from '../core/ports/store.js';
+import type { RulebookStore } from '../core/ports/store.js';
 import type { Rulebook } from '../core/rule.js';
 import { compileRulebook, type RulebookCompileOptions, type RulebookFile } from '../rulebook/loader.js';
 
@@ -20,7 +20,10 @@ export interface RulebookVersions {
   save(files: readonly RulebookFile[], at: number): Promise<CompiledVersion>;
 }
 
-export function createRulebookVersions(store: Store, options: RulebookCompileOptions): RulebookVersions {
+export function createRulebookVersions(
+  store: RulebookStore,
+  options: RulebookCompileOptions,
+): RulebookVersions {
   const cache = new Map<number, Promise<CompiledVersion>>();
   const compile = (id: number, files: readonly RulebookFile[]): CompiledVersion => {
     return { id, rulebook: compileRulebook(files, options) };

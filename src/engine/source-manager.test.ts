@@ -118,7 +118,7 @@ beforeEach(async () => {
   store = await createSqliteStore({ dir });
   gate = gateAppends(store);
   clock = createTestClock(Date.parse('2026-11-27T10:00:00Z'));
-  ingest = createIngest({ store: gate.store, clock, maxPending: 1 });
+  ingest = createIngest({ log: gate.store, clock, maxPending: 1 });
   journal = [];
   queue = createQueueKind(journal);
   log = recordingLogger();
@@ -210,7 +210,9 @@ describe('source manager', () => {
 
     gate.open();
     await until(() => writing.settled && queued.settled);
-    const types = (await store.readEvents(0, 10)).map((logged) => logged.event.type);
+    const types = (await store.readEvents({ partition: 0, seq: 0 }, 10)).events.map(
+      (logged) => logged.event.type,
+    );
     expect(types).toEqual(['writing', 'queued']);
   });
 

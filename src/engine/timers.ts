@@ -1,11 +1,11 @@
 import { toErrorInfo } from '../core/errors.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import type { Store } from '../core/ports/store.js';
+import type { DispatchStore } from '../core/ports/store.js';
 import type { DiskFullWatch } from './disk-full.js';
 
 export interface TimerServiceOptions {
-  store: Store;
+  store: Pick<DispatchStore, 'fireDueTimers' | 'nextTimerDueAt'>;
   clock: Clock;
   logger: Logger;
   /** Called after due timers became `reflex.timer` events in the log. */

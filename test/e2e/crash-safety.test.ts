@@ -236,7 +236,7 @@ describe.each(backends)('crash safety ($name)', (backend) => {
     try {
       atKill = await pollUntil(
         async () => {
-          const offset = await reader.getOffset('dispatcher');
+          const offset = await reader.getOffset('dispatcher', 0);
           const runs = await reader.listRuns({ limit: 1 });
           return runs.length > 0 && offset >= total / 5 && offset < total && { offset, runs: runs.length };
         },

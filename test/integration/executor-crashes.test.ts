@@ -91,13 +91,14 @@ async function seedRun(store: SqliteStore, version: number, rule: string, at: nu
   );
   await store.commitDispatch({
     consumer: 'dispatcher',
+    partition: 0,
     offset: trigger!.seq,
     runs: [
       {
         id: 'run-1',
         rule,
         rulebookVersion: version,
-        trigger: { seq: trigger!.seq, id: 'trigger-1', source: 'test', type: 'go' },
+        trigger: { seq: trigger!.seq, partition: 0, id: 'trigger-1', source: 'test', type: 'go' },
         ordinal: 0,
         context: { event: trigger!.seq },
         createdAt: at,

@@ -530,6 +530,7 @@ describe('timer service - a due timer is fired whenever the clock reaches it', (
         const clock = createTestClock(1000);
         await store.commitDispatch({
           consumer: 'dispatcher',
+          partition: 0,
           offset: 0,
           runs: [],
           audit: [],

@@ -192,7 +192,9 @@ describe('http sources', () => {
     node.gate.open();
     await until(() => before.settled && after.settled);
     expect([before.value?.status, after.value?.status]).toEqual([202, 202]);
-    const types = (await node.store.readEvents(0, 10)).map((logged) => logged.event.type);
+    const types = (await node.store.readEvents({ partition: 0, seq: 0 }, 10)).events.map(
+      (logged) => logged.event.type,
+    );
     expect(types).toEqual(['alert.v1', 'alert.v2']);
   });
 

@@ -131,6 +131,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         rulebookVersion: version,
         trigger: {
           seq: appended[i]!.seq,
+          partition: 0,
           id: `trigger-${spec.id}`,
           source: 'test/source',
           type: 'test.happened',
@@ -141,7 +142,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         createdAt: spec.createdAt ?? t0,
       }));
       const offset = appended.at(-1)?.seq ?? 0;
-      await store.commitDispatch({ consumer: 'dispatcher', offset, runs, audit: [] });
+      await store.commitDispatch({ consumer: 'dispatcher', partition: 0, offset, runs, audit: [] });
       return { version, seqs: appended.map((a) => a.seq) };
     };
 
@@ -152,7 +153,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
 
     it('log - an empty log has seq 0 and no events', async () => {
       expect(await store.lastSeq()).toBe(0);
-      expect(await store.readEvents(0, 10)).toEqual([]);
+      expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events).toEqual([]);
       expect(await store.getEvent(1)).toBeUndefined();
       expect(await store.listEvents({ limit: 10 })).toEqual([]);
       expect(await store.findEventsById('nope')).toEqual([]);
@@ -161,20 +162,20 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
     it('log - appends batches in order with consecutive seqs from 1', async () => {
       const [a, b, c, d] = [ev('a'), ev('b', { type: 'other' }), ev('c'), ev('d')];
       expect(await store.appendEvents([a, b, c], t0)).toEqual([
-        { seq: 1, id: 'a', source: 'test/source', duplicate: false },
-        { seq: 2, id: 'b', source: 'test/source', duplicate: false },
-        { seq: 3, id: 'c', source: 'test/source', duplicate: false },
+        { seq: 1, partition: 0, id: 'a', source: 'test/source', duplicate: false },
+        { seq: 2, partition: 0, id: 'b', source: 'test/source', duplicate: false },
+        { seq: 3, partition: 0, id: 'c', source: 'test/source', duplicate: false },
       ]);
       expect(await store.appendEvents([d], t0 + 1000)).toEqual([
-        { seq: 4, id: 'd', source: 'test/source', duplicate: false },
+        { seq: 4, partition: 0, id: 'd', source: 'test/source', duplicate: false },
       ]);
       expect(await store.lastSeq()).toBe(4);
-      expect(await store.getEvent(2)).toEqual({ seq: 2, receivedAt: t0, event: b });
-      expect(await store.readEvents(0, 10)).toEqual([
-        { seq: 1, receivedAt: t0, event: a },
-        { seq: 2, receivedAt: t0, event: b },
-        { seq: 3, receivedAt: t0, event: c },
-        { seq: 4, receivedAt: t0 + 1000, event: d },
+      expect(await store.getEvent(2)).toEqual({ seq: 2, partition: 0, receivedAt: t0, event: b });
+      expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events).toEqual([
+        { seq: 1, partition: 0, receivedAt: t0, event: a },
+        { seq: 2, partition: 0, receivedAt: t0, event: b },
+        { seq: 3, partition: 0, receivedAt: t0, event: c },
+        { seq: 4, partition: 0, receivedAt: t0 + 1000, event: d },
       ]);
     });
 
@@ -222,13 +223,13 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         t0 + 1,
       );
       expect(results).toEqual([
-        { seq: 2, id: 'b', source: 'test/source', duplicate: true },
-        { seq: 3, id: 'c', source: 'test/source', duplicate: false },
-        { seq: 1, id: 'a', source: 'test/source', duplicate: true },
-        { seq: 4, id: 'a', source: 'other/source', duplicate: false },
+        { seq: 2, partition: 0, id: 'b', source: 'test/source', duplicate: true },
+        { seq: 3, partition: 0, id: 'c', source: 'test/source', duplicate: false },
+        { seq: 1, partition: 0, id: 'a', source: 'test/source', duplicate: true },
+        { seq: 4, partition: 0, id: 'a', source: 'other/source', duplicate: false },
       ]);
       expect(await store.lastSeq()).toBe(4);
-      expect(await store.getEvent(2)).toEqual({ seq: 2, receivedAt: t0, event: ev('b') });
+      expect(await store.getEvent(2)).toEqual({ seq: 2, partition: 0, receivedAt: t0, event: ev('b') });
       expect((await store.getEvent(1))?.event.type).toBe('test.happened');
     });
 
@@ -255,13 +256,13 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
 
     it('log - events and their dedup survive a reopen', async () => {
       await store.appendEvents([ev('a'), ev('b'), ev('c')], t0);
-      const before = await store.readEvents(0, 10);
+      const before = (await store.readEvents({ partition: 0, seq: 0 }, 10)).events;
       await reopen();
-      expect(await store.readEvents(0, 10)).toEqual(before);
+      expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events).toEqual(before);
       expect(await store.lastSeq()).toBe(3);
       expect(await store.appendEvents([ev('b'), ev('d')], t0 + 5)).toEqual([
-        { seq: 2, id: 'b', source: 'test/source', duplicate: true },
-        { seq: 4, id: 'd', source: 'test/source', duplicate: false },
+        { seq: 2, partition: 0, id: 'b', source: 'test/source', duplicate: true },
+        { seq: 4, partition: 0, id: 'd', source: 'test/source', duplicate: false },
       ]);
     });
 
@@ -270,17 +271,17 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         Array.from({ length: 10 }, (_, i) => ev(`e${i + 1}`)),
         t0,
       );
-      expect(seqs(await store.readEvents(3, 4))).toEqual([4, 5, 6, 7]);
-      expect(seqs(await store.readEvents(8, 10))).toEqual([9, 10]);
-      expect(await store.readEvents(10, 5)).toEqual([]);
-      expect((await store.readEvents(0, 1))[0]?.event.id).toBe('e1');
+      expect(seqs((await store.readEvents({ partition: 0, seq: 3 }, 4)).events)).toEqual([4, 5, 6, 7]);
+      expect(seqs((await store.readEvents({ partition: 0, seq: 8 }, 10)).events)).toEqual([9, 10]);
+      expect((await store.readEvents({ partition: 0, seq: 10 }, 5)).events).toEqual([]);
+      expect((await store.readEvents({ partition: 0, seq: 0 }, 1)).events[0]?.event.id).toBe('e1');
     });
 
     it('log - findEventsById finds the event under each source that used the id', async () => {
       await store.appendEvents([ev('x', { source: 's1' }), ev('y'), ev('x', { source: 's2' })], t0);
       expect(seqs(await store.findEventsById('x'))).toEqual([1, 3]);
       expect(await store.findEventsById('x', 's2')).toEqual([
-        { seq: 3, receivedAt: t0, event: ev('x', { source: 's2' }) },
+        { seq: 3, partition: 0, receivedAt: t0, event: ev('x', { source: 's2' }) },
       ]);
       expect(await store.findEventsById('x', 's3')).toEqual([]);
       expect(await store.findEventsById('z')).toEqual([]);
@@ -358,25 +359,26 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
     // --- dispatch ---
 
     it('dispatch - offsets start at 0 and advance per consumer, across a reopen', async () => {
-      expect(await store.getOffset('dispatcher')).toBe(0);
+      expect(await store.getOffset('dispatcher', 0)).toBe(0);
       await store.appendEvents([ev('a'), ev('b'), ev('c')], t0);
-      await store.commitDispatch({ consumer: 'dispatcher', offset: 2, runs: [], audit: [] });
-      expect(await store.getOffset('dispatcher')).toBe(2);
-      expect(await store.getOffset('shadow')).toBe(0);
-      await store.commitDispatch({ consumer: 'dispatcher', offset: 3, runs: [], audit: [] });
-      await store.commitDispatch({ consumer: 'shadow', offset: 1, runs: [], audit: [] });
+      await store.commitDispatch({ consumer: 'dispatcher', partition: 0, offset: 2, runs: [], audit: [] });
+      expect(await store.getOffset('dispatcher', 0)).toBe(2);
+      expect(await store.getOffset('shadow', 0)).toBe(0);
+      await store.commitDispatch({ consumer: 'dispatcher', partition: 0, offset: 3, runs: [], audit: [] });
+      await store.commitDispatch({ consumer: 'shadow', partition: 0, offset: 1, runs: [], audit: [] });
       await reopen();
-      expect(await store.getOffset('dispatcher')).toBe(3);
-      expect(await store.getOffset('shadow')).toBe(1);
+      expect(await store.getOffset('dispatcher', 0)).toBe(3);
+      expect(await store.getOffset('shadow', 0)).toBe(1);
     });
 
     it('dispatch - a commit creates pending runs and audit entries together', async () => {
       const version = await saveVersion();
       await store.appendEvents([ev('e1'), ev('e2', { type: 'other' })], t0);
-      const trigger1 = { seq: 1, id: 'e1', source: 'test/source', type: 'test.happened' };
-      const trigger2 = { seq: 2, id: 'e2', source: 'test/source', type: 'other' };
+      const trigger1 = { seq: 1, partition: 0, id: 'e1', source: 'test/source', type: 'test.happened' };
+      const trigger2 = { seq: 2, partition: 0, id: 'e2', source: 'test/source', type: 'other' };
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 2,
         runs: [
           { ...newRun('run-1', 'rule-a', version, trigger1, 0), createdAt: t0 + 1 },
@@ -396,7 +398,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
           { at: t0 + 2, kind: AuditKind.runCreated, seq: 2, rule: 'rule-a', runId: 'run-3' },
         ],
       });
-      expect(await store.getOffset('dispatcher')).toBe(2);
+      expect(await store.getOffset('dispatcher', 0)).toBe(2);
       expect(await store.getRun('run-1')).toEqual({
         id: 'run-1',
         rule: 'rule-a',
@@ -433,10 +435,17 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       const v1 = await saveVersion('hash-1');
       const v2 = await saveVersion('hash-2');
       await store.appendEvents([ev('e1'), ev('e2'), ev('e3')], t0);
-      const trigger = (seq: number) => ({ seq, id: `e${seq}`, source: 'test/source', type: 'test.happened' });
+      const trigger = (seq: number) => ({
+        seq,
+        partition: 0,
+        id: `e${seq}`,
+        source: 'test/source',
+        type: 'test.happened',
+      });
       const run = (id: string, seq: number): NewRun => newRun(id, 'rule-a', v1, trigger(seq), 0);
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 1,
         runs: [run('run-1', 1)],
         audit: [{ at: t0, kind: AuditKind.runCreated, seq: 1, rule: 'rule-a', runId: 'run-1' }],
@@ -448,6 +457,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       await expect(
         store.commitDispatch({
           consumer: 'dispatcher',
+          partition: 0,
           offset: 2,
           runs: [run('run-2', 2), run('run-3', 1)],
           audit: [
@@ -461,13 +471,14 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       await expect(
         store.commitDispatch({
           consumer: 'dispatcher',
+          partition: 0,
           offset: 3,
           runs: [run('run-4', 3), run('run-5', 3)],
           audit: [{ at: t0, kind: AuditKind.runCreated, seq: 3, rule: 'rule-a', runId: 'run-4' }],
         }),
       ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN' });
 
-      expect(await store.getOffset('dispatcher')).toBe(1);
+      expect(await store.getOffset('dispatcher', 0)).toBe(1);
       for (const id of ['run-2', 'run-3', 'run-4', 'run-5']) expect(await store.getRun(id)).toBeUndefined();
       expect((await store.runsForEvent(1)).map((r) => r.id)).toEqual(['run-1']);
       expect(await store.runsForEvent(2)).toEqual([]);
@@ -479,23 +490,25 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       // The store is still usable, and the same decisions without the double go through.
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 2,
         runs: [run('run-2', 2)],
         audit: [],
         activation: { seq: 2, version: v2 },
       });
-      expect(await store.getOffset('dispatcher')).toBe(2);
-      expect(await store.rulebookVersionAt(2)).toBe(v2);
+      expect(await store.getOffset('dispatcher', 0)).toBe(2);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 2 })).toBe(v2);
     });
 
     it('dispatch - one event may cause several runs of a rule, told apart by ordinal, each with its context', async () => {
       const version = await saveVersion();
       await store.appendEvents([ev('e1'), ev('e2'), ev('e3')], t0);
-      const trigger = { seq: 3, id: 'e3', source: 'test/source', type: 'test.happened' };
+      const trigger = { seq: 3, partition: 0, id: 'e3', source: 'test/source', type: 'test.happened' };
       const context = { event: 3, events: { deploy: 1, errors: 3 }, batch: [1, 2, 3] };
       const concurrency = { key: 'rule-b/"web"', max: 2 };
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 3,
         audit: [],
         runs: [
@@ -517,6 +530,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       await expect(
         store.commitDispatch({
           consumer: 'dispatcher',
+          partition: 0,
           offset: 3,
           audit: [],
           runs: [
@@ -565,31 +579,33 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         Array.from({ length: 6 }, (_, i) => ev(`e${i + 1}`)),
         t0,
       );
-      expect(await store.rulebookVersionAt(1)).toBeUndefined();
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 1 })).toBeUndefined();
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 3,
         runs: [],
         audit: [],
         activation: { seq: 1, version: v1 },
       });
-      expect(await store.rulebookVersionAt(1)).toBe(v1);
-      expect(await store.rulebookVersionAt(3)).toBe(v1);
-      expect(await store.rulebookVersionAt(4)).toBeUndefined(); // not dispatched yet
-      await store.commitDispatch({ consumer: 'dispatcher', offset: 4, runs: [], audit: [] });
-      expect(await store.rulebookVersionAt(4)).toBe(v1);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 1 })).toBe(v1);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 3 })).toBe(v1);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 4 })).toBeUndefined(); // not dispatched yet
+      await store.commitDispatch({ consumer: 'dispatcher', partition: 0, offset: 4, runs: [], audit: [] });
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 4 })).toBe(v1);
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 6,
         runs: [],
         audit: [],
         activation: { seq: 5, version: v2 },
       });
       await reopen();
-      expect(await store.rulebookVersionAt(4)).toBe(v1);
-      expect(await store.rulebookVersionAt(5)).toBe(v2);
-      expect(await store.rulebookVersionAt(6)).toBe(v2);
-      expect(await store.rulebookVersionAt(7)).toBeUndefined();
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 4 })).toBe(v1);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 5 })).toBe(v2);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 6 })).toBe(v2);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 7 })).toBeUndefined();
     });
 
     // --- runs ---
@@ -809,6 +825,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await store.lastSeq()).toBe(seqBefore + 1);
       expect(await store.getEvent(seqBefore + 1)).toEqual({
         seq: seqBefore + 1,
+        partition: 0,
         receivedAt: t0 + 200,
         event,
       });
@@ -888,7 +905,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         true,
       );
       expect(await store.lastSeq()).toBe(seqBefore);
-      expect(await store.findEventsById(event.id)).toEqual([{ seq: original!.seq, receivedAt: t0, event }]);
+      expect(await store.findEventsById(event.id)).toEqual([
+        { seq: original!.seq, partition: 0, receivedAt: t0, event },
+      ]);
       expect(await store.getRun('run-1')).toMatchObject({ status: 'succeeded' });
       expect(await store.getRun('run-2')).toMatchObject({ status: 'failed' });
     });
@@ -1228,7 +1247,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       );
 
     it('flow state - a dispatch commit writes, replaces and deletes states, kept across a reopen', async () => {
-      expect(await store.loadFlowStates()).toEqual([]);
+      expect(await store.loadFlowStates(0)).toEqual([]);
       await store.appendEvents([ev('a'), ev('b'), ev('c')], t0);
       const web: FlowStateRow = {
         rule: 'deploy-then-errors',
@@ -1254,12 +1273,13 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       };
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 2,
         runs: [],
         audit: [],
         states: [web, db, throttle],
       });
-      expect(byIdentity(await store.loadFlowStates())).toEqual([throttle, db, web]);
+      expect(byIdentity(await store.loadFlowStates(0))).toEqual([throttle, db, web]);
 
       const web2: FlowStateRow = { ...web, hash: 'h3', state: { slots: [] }, expiresAt: null };
       const batch: FlowStateRow = {
@@ -1272,6 +1292,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       };
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 3,
         runs: [],
         audit: [],
@@ -1283,16 +1304,22 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         ],
       });
       const expected = [batch, throttle, web2];
-      expect(byIdentity(await store.loadFlowStates())).toEqual(expected);
-      expect(await store.getOffset('dispatcher')).toBe(3);
+      expect(byIdentity(await store.loadFlowStates(0))).toEqual(expected);
+      expect(await store.getOffset('dispatcher', 0)).toBe(3);
       await reopen();
-      expect(byIdentity(await store.loadFlowStates())).toEqual(expected);
+      expect(byIdentity(await store.loadFlowStates(0))).toEqual(expected);
     });
 
     it('flow state - states, timers and runs of a failed commit are all rolled back', async () => {
       const version = await saveVersion();
       await store.appendEvents([ev('e1'), ev('e2')], t0);
-      const trigger = (seq: number) => ({ seq, id: `e${seq}`, source: 'test/source', type: 'test.happened' });
+      const trigger = (seq: number) => ({
+        seq,
+        partition: 0,
+        id: `e${seq}`,
+        source: 'test/source',
+        type: 'test.happened',
+      });
       const state: FlowStateRow = {
         rule: 'r',
         stage: 'when',
@@ -1303,6 +1330,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       };
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 1,
         runs: [newRun('run-1', 'r', version, trigger(1), 0)],
         audit: [],
@@ -1312,6 +1340,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       await expect(
         store.commitDispatch({
           consumer: 'dispatcher',
+          partition: 0,
           offset: 2,
           runs: [newRun('run-2', 'r', version, trigger(2), 0), newRun('run-3', 'r', version, trigger(1), 0)],
           audit: [],
@@ -1325,11 +1354,11 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
           ],
         }),
       ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN' });
-      expect(await store.loadFlowStates()).toEqual([state]);
+      expect(await store.loadFlowStates(0)).toEqual([state]);
       expect(await store.nextTimerDueAt()).toBe(t0 + 1000);
       expect(await store.fireDueTimers(t0 + 500, 10)).toEqual([]);
       expect(await store.getRun('run-2')).toBeUndefined();
-      expect(await store.getOffset('dispatcher')).toBe(1);
+      expect(await store.getOffset('dispatcher', 0)).toBe(1);
     });
 
     it('timers - a dispatch commit sets, moves and cancels timers; nextTimerDueAt is the earliest', async () => {
@@ -1337,6 +1366,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await store.fireDueTimers(t0 + 1_000_000, 10)).toEqual([]);
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 0,
         runs: [],
         audit: [],
@@ -1349,6 +1379,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await store.nextTimerDueAt()).toBe(t0 + 3000);
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 0,
         runs: [],
         audit: [],
@@ -1378,7 +1409,14 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         { rule: 'r0', stage: 'when', key: '{"x":1}', due: t0 + 2500 },
         { rule: 'r0', stage: 'when', key: '', due: t0 + 9000 },
       ];
-      await store.commitDispatch({ consumer: 'dispatcher', offset: 1, runs: [], audit: [], timers });
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 0,
+        offset: 1,
+        runs: [],
+        audit: [],
+        timers,
+      });
       const now = t0 + 2500;
       const timerEvent = (timer: (typeof timers)[number]): CloudEvent => ({
         specversion: '1.0',
@@ -1390,17 +1428,17 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       });
 
       expect(await store.fireDueTimers(now, 2)).toEqual([
-        { seq: 2, id: `r1/debounce/"a"@${t0 + 1000}`, source: 'reflex', duplicate: false },
-        { seq: 3, id: `r1/batch/"a"@${t0 + 2000}`, source: 'reflex', duplicate: false },
+        { seq: 2, partition: 0, id: `r1/debounce/"a"@${t0 + 1000}`, source: 'reflex', duplicate: false },
+        { seq: 3, partition: 0, id: `r1/batch/"a"@${t0 + 2000}`, source: 'reflex', duplicate: false },
       ]);
-      expect(await store.readEvents(1, 10)).toEqual([
-        { seq: 2, receivedAt: now, event: timerEvent(timers[1]!) },
-        { seq: 3, receivedAt: now, event: timerEvent(timers[0]!) },
+      expect((await store.readEvents({ partition: 0, seq: 1 }, 10)).events).toEqual([
+        { seq: 2, partition: 0, receivedAt: now, event: timerEvent(timers[1]!) },
+        { seq: 3, partition: 0, receivedAt: now, event: timerEvent(timers[0]!) },
       ]);
       expect(await store.nextTimerDueAt()).toBe(t0 + 2500);
       // due <= now: a timer due right now fires.
       expect(await store.fireDueTimers(now, 10)).toEqual([
-        { seq: 4, id: `r0/when/{"x":1}@${t0 + 2500}`, source: 'reflex', duplicate: false },
+        { seq: 4, partition: 0, id: `r0/when/{"x":1}@${t0 + 2500}`, source: 'reflex', duplicate: false },
       ]);
       expect((await store.getEvent(4))?.event).toEqual(timerEvent(timers[2]!));
       expect(await store.fireDueTimers(now, 10)).toEqual([]);
@@ -1411,10 +1449,23 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
     it('timers - a timer fired again with the same due time is logged once', async () => {
       const timer = { rule: 'r', stage: 'when', key: '"h1"', due: t0 + 1000 };
       const set = () =>
-        store.commitDispatch({ consumer: 'dispatcher', offset: 0, runs: [], audit: [], timers: [timer] });
+        store.commitDispatch({
+          consumer: 'dispatcher',
+          partition: 0,
+          offset: 0,
+          runs: [],
+          audit: [],
+          timers: [timer],
+        });
       await set();
       const [first] = await store.fireDueTimers(t0 + 1500, 10);
-      expect(first).toEqual({ seq: 1, id: `r/when/"h1"@${t0 + 1000}`, source: 'reflex', duplicate: false });
+      expect(first).toEqual({
+        seq: 1,
+        partition: 0,
+        id: `r/when/"h1"@${t0 + 1000}`,
+        source: 'reflex',
+        duplicate: false,
+      });
       // A batch decided again (after a crash) sets the same timer again.
       await set();
       expect(await store.fireDueTimers(t0 + 2000, 10)).toEqual([{ ...first, duplicate: true }]);
@@ -1424,6 +1475,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       // The same stage and key at another time is another timer.
       await store.commitDispatch({
         consumer: 'dispatcher',
+        partition: 0,
         offset: 0,
         runs: [],
         audit: [],
@@ -1454,10 +1506,11 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await store.getFacts()).toEqual({});
       expect(await store.changeFact('maintenance', true, t0)).toEqual({
         changed: true,
-        event: { seq: 1, id: 'fact/maintenance/1', source: 'reflex', duplicate: false },
+        event: { seq: 1, partition: 0, id: 'fact/maintenance/1', source: 'reflex', duplicate: false },
       });
       expect(await store.getEvent(1)).toEqual({
         seq: 1,
+        partition: 0,
         receivedAt: t0,
         event: factEvent('maintenance', 1, t0, true, null, { added: true }),
       });

@@ -190,16 +190,27 @@ describe('sqlite store', () => {
     // committed after them (a fact change here) stay unread.
     const appending = store.appendEvents([ev('b')], 2);
     const changing = store.changeFact('f', 1, 3);
-    expect((await store.readEvents(0, 10)).map((e) => e.seq)).toEqual([first!.seq]);
+    expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events.map((e) => e.seq)).toEqual([
+      first!.seq,
+    ]);
     const [second] = await appending;
     await changing;
-    expect((await store.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b', 'fact/f/1']);
+    expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events.map((e) => e.event.id)).toEqual([
+      'a',
+      'b',
+      'fact/f/1',
+    ]);
     expect(second!.seq).toBe(first!.seq + 1);
     // With durability normal nothing waits for the disk, and nothing is held back.
     await store.close();
     const normal = await openStore({ dir, durability: 'normal' });
     void normal.appendEvents([ev('c')], 4);
-    expect((await normal.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b', 'fact/f/1', 'c']);
+    expect((await normal.readEvents({ partition: 0, seq: 0 }, 10)).events.map((e) => e.event.id)).toEqual([
+      'a',
+      'b',
+      'fact/f/1',
+      'c',
+    ]);
   });
 
   it('sqlite store - a failed WAL sync refuses every later write, holds its events back for good and is reported once', async () => {
@@ -216,7 +227,7 @@ describe('sqlite store', () => {
     expect(failures[0]!.message).toContain('reflex.db-wal');
     // The event was committed, but its sender was told it was not stored: it is never dispatched.
     expect(await store.getEvent(1)).toBeDefined();
-    expect(await store.readEvents(0, 10)).toEqual([]);
+    expect((await store.readEvents({ partition: 0, seq: 0 }, 10)).events).toEqual([]);
     // Later writes change nothing.
     await expect(store.appendEvents([ev('b')], 2)).rejects.toMatchObject(refused);
     await expect(store.changeFact('f', 1, 3)).rejects.toMatchObject(refused);
@@ -374,7 +385,7 @@ describe('sqlite store', () => {
     ]);
 
     // The match of an old run is still never doubled; a second run of it now has ordinal 1.
-    const trigger = { seq: 1, id: 'e1', source: 'test/source', type: 'test.happened' };
+    const trigger = { seq: 1, partition: 0, id: 'e1', source: 'test/source', type: 'test.happened' };
     const newRun = (id: string, ordinal: number) => ({
       id,
       rule: 'rule-a',
@@ -385,13 +396,20 @@ describe('sqlite store', () => {
       createdAt: 3000,
     });
     await expect(
-      store.commitDispatch({ consumer: 'd', offset: 2, runs: [newRun('run-d', 0)], audit: [] }),
+      store.commitDispatch({ consumer: 'd', partition: 0, offset: 2, runs: [newRun('run-d', 0)], audit: [] }),
     ).rejects.toMatchObject({ code: 'REFLEX_ERR_STORE_DUPLICATE_RUN' });
-    await store.commitDispatch({ consumer: 'd', offset: 2, runs: [newRun('run-d', 1)], audit: [] });
+    await store.commitDispatch({
+      consumer: 'd',
+      partition: 0,
+      offset: 2,
+      runs: [newRun('run-d', 1)],
+      audit: [],
+    });
     // Foreign keys are enforced again after the upgrade.
     await expect(
       store.commitDispatch({
         consumer: 'd',
+        partition: 0,
         offset: 2,
         runs: [{ ...newRun('run-e', 2), rulebookVersion: 99 }],
         audit: [],
@@ -463,13 +481,14 @@ describe('sqlite store', () => {
     );
     await store.commitDispatch({
       consumer: 'd',
+      partition: 0,
       offset: count,
       audit: [],
       runs: appended.map((a, i) => ({
         id: `run-${String(i).padStart(6, '0')}`,
         rule: i % 2 === 0 ? 'queued' : 'free',
         rulebookVersion: version,
-        trigger: { seq: a.seq, id: a.id, source: a.source, type: 'test.happened' },
+        trigger: { seq: a.seq, partition: 0, id: a.id, source: a.source, type: 'test.happened' },
         ordinal: 0,
         context: { event: a.seq },
         ...(i % 2 === 0 ? { concurrency: { key: 'one', max: 1 } } : {}),

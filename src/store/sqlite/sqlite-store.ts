@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { type ErrorInfo, ReflexError } from '../../core/errors.js';
-import type { AppendResult, CloudEvent, LoggedEvent } from '../../core/event.js';
+import type { AppendResult, CloudEvent, LoggedEvent, LogPosition } from '../../core/event.js';
 import type {
   Attempt,
   AttemptCompletion,
@@ -12,6 +12,7 @@ import type {
   EventQuery,
   FactChange,
   FlowStateRow,
+  LogRead,
   NewRulebookVersion,
   NewRun,
   RulebookVersion,
@@ -279,7 +280,12 @@ function takeWithin<Row, T>(
 }
 
 function toLoggedEvent(row: EventRow): LoggedEvent {
-  return { seq: row.seq, receivedAt: row.received_at, event: JSON.parse(row.event) as CloudEvent };
+  return {
+    seq: row.seq,
+    partition: 0,
+    receivedAt: row.received_at,
+    event: JSON.parse(row.event) as CloudEvent,
+  };
 }
 
 function toRun(row: RunRow): Run {
@@ -287,7 +293,13 @@ function toRun(row: RunRow): Run {
     id: row.id,
     rule: row.rule,
     rulebookVersion: row.rulebook_version,
-    trigger: { seq: row.trigger_seq, id: row.trigger_id, source: row.trigger_source, type: row.trigger_type },
+    trigger: {
+      seq: row.trigger_seq,
+      partition: 0,
+      id: row.trigger_id,
+      source: row.trigger_source,
+      type: row.trigger_type,
+    },
     ordinal: row.ordinal,
     context: JSON.parse(row.context) as RunContext,
     concurrency:
@@ -426,6 +438,7 @@ class SqliteStoreImpl implements SqliteStore {
   readonly #insertEvent;
   readonly #seqOfEvent;
   readonly #readEvents;
+  readonly #readFactChanges;
   readonly #getEvent;
   readonly #eventsById;
   readonly #eventsByIdAndSource;
@@ -527,6 +540,10 @@ class SqliteStoreImpl implements SqliteStore {
     );
     this.#readEvents = db.prepare<[number, number, number], EventRow>(
       'SELECT seq, received_at, event FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
+    );
+    this.#readFactChanges = db.prepare<[number, number, number], EventRow>(
+      `SELECT seq, received_at, event FROM events
+       WHERE type = 'reflex.fact.changed' AND source = 'reflex' AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
     );
     this.#getEvent = db.prepare<[number], EventRow>(
       'SELECT seq, received_at, event FROM events WHERE seq = ?',
@@ -937,9 +954,10 @@ class SqliteStoreImpl implements SqliteStore {
     const { id, source } = event;
     const subject = typeof event.subject === 'string' ? event.subject : null;
     const info = this.#insertEvent.run(source, id, event.type, subject, receivedAt, JSON.stringify(event));
-    if (info.changes === 1) return { seq: Number(info.lastInsertRowid), id, source, duplicate: false };
+    if (info.changes === 1)
+      return { seq: Number(info.lastInsertRowid), partition: 0, id, source, duplicate: false };
     // The conflict guarantees the original is there, inside this very transaction.
-    return { seq: this.#seqOfEvent.get(id, source)!.seq, id, source, duplicate: true };
+    return { seq: this.#seqOfEvent.get(id, source)!.seq, partition: 0, id, source, duplicate: true };
   }
 
   #writeAudit(entry: AuditEntry): void {
@@ -984,13 +1002,30 @@ class SqliteStoreImpl implements SqliteStore {
     );
   }
 
-  async readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]> {
-    // An action must never be done for an event that a power cut could still take back: its sender was
-    // not acknowledged and would send it again. Events from the first one still being synced on are left
-    // for later; that sync's caller hands them on when it returns.
+  async readEvents(after: LogPosition, limit: number): Promise<LogRead> {
+    const horizon = this.#horizon();
+    const events = this.#readEvents.all(after.seq, horizon, Math.max(0, limit)).map(toLoggedEvent);
+    const through =
+      events.length === limit
+        ? events[events.length - 1]!.seq
+        : Math.max(after.seq, Math.min(horizon, this.#lastSeq.get()?.seq ?? 0));
+    return { events, through };
+  }
+
+  async readFactChanges(afterSeq: number, throughSeq: number, limit: number): Promise<LoggedEvent[]> {
+    const last = Math.min(throughSeq, this.#horizon());
+    return this.#readFactChanges.all(afterSeq, last, Math.max(0, limit)).map(toLoggedEvent);
+  }
+
+  /**
+   * The last seq a reader may see. An action must never be done for an event that a power cut could
+   * still take back: its sender was not acknowledged and would send it again. Events from the first one
+   * still being synced on are left for later; that sync's caller hands them on when it returns.
+   */
+  #horizon(): number {
     let last = endOfLog;
     for (const first of this.#unsynced) if (first <= last) last = first - 1;
-    return this.#readEvents.all(afterSeq, last, Math.max(0, limit)).map(toLoggedEvent);
+    return last;
   }
 
   /**
@@ -1120,7 +1155,7 @@ class SqliteStoreImpl implements SqliteStore {
     };
   }
 
-  async rulebookVersionAt(seq: number): Promise<number | undefined> {
+  async rulebookVersionAt({ seq }: LogPosition): Promise<number | undefined> {
     return this.#rulebookAt.get(seq, seq)?.version;
   }
 
@@ -1250,6 +1285,11 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   // --- flow state and timers ---
+
+  async loadFactsView(): Promise<Record<string, unknown>> {
+    // Until dispatchers keep their own view (issue 10, facts in log order), they start from the current facts.
+    return this.getFacts();
+  }
 
   async loadFlowStates(): Promise<FlowStateRow[]> {
     return this.#flowStates.all().map(toFlowState);
