@@ -133,7 +133,10 @@ describe.skipIf(skip)('postgres open', () => {
     // A reader takes no lock: it opens while the writer runs.
     const reader = await createPostgresStore({ url, readonly: true });
     try {
-      expect((await reader.readEvents(0, 10)).map((e) => e.event.id)).toEqual(['a', 'b']);
+      expect((await reader.readEvents({ partition: 0, seq: 0 }, 10)).events.map((e) => e.event.id)).toEqual([
+        'a',
+        'b',
+      ]);
       await expect(reader.appendEvents([ev('c')], 2)).rejects.toThrow(/read-only/);
       expect(await writer.lastSeq()).toBe(2);
     } finally {
@@ -170,34 +173,44 @@ describe.skipIf(skip)('postgres open', () => {
     }
   });
 
-  it('postgres log - concurrent appends get seqs in commit order: a reader following the log misses none', async () => {
+  it('postgres log - concurrent appends get seqs in commit order: readers following each partition miss none', async () => {
     const store = await createPostgresStore({ url: postgresUrlFor(newSchema()), poolSize: 8 });
     try {
       const writers = 8;
       const appendsEach = 15;
+      const partitions = [0, 1];
       let writing = true;
-      const seen: number[] = [];
-      const follow = (async () => {
-        let offset = 0;
+      const appended = partitions.map(() => [] as number[]);
+      const seen = partitions.map(() => [] as number[]);
+      // Each reader moves to `through`, as a dispatcher does: an event committed below it later would be lost.
+      const follow = async (partition: number) => {
+        let after = 0;
         for (;;) {
           const done = !writing;
-          const events = await store.readEvents(offset, 1000);
-          for (const e of events) seen.push(e.seq);
-          if (events.length > 0) offset = events.at(-1)!.seq;
-          else if (done) return;
+          const read = await store.readEvents({ partition, seq: after }, 7);
+          for (const e of read.events) seen[partition]!.push(e.seq);
+          expect(read.through).toBeGreaterThanOrEqual(after);
+          after = read.through;
+          if (read.events.length === 0 && done) return;
         }
-      })();
+      };
+      const readers = partitions.map(follow);
       await Promise.all(
         Array.from({ length: writers }, async (_, w) => {
           for (let i = 0; i < appendsEach; i++) {
-            await store.appendEvents([ev(`w${w}-${i}-a`), ev(`w${w}-${i}-b`)], i);
+            const results = await store.appendEvents([ev(`w${w}-${i}-a`), ev(`w${w}-${i}-b`)], i, [
+              w % 2,
+              (w + i) % 2,
+            ]);
+            for (const r of results) appended[r.partition]!.push(r.seq);
           }
         }),
       );
       writing = false;
-      await follow;
-      const total = writers * appendsEach * 2;
-      expect(seen).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+      await Promise.all(readers);
+      for (const p of partitions) expect(seen[p]).toEqual([...appended[p]!].sort((a, b) => a - b));
+      expect(seen[0]!.length + seen[1]!.length).toBe(writers * appendsEach * 2);
+      expect(await store.lastSeq()).toBe(writers * appendsEach * 2);
     } finally {
       await store.close();
     }

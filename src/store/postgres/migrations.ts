@@ -31,8 +31,10 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       );
       INSERT INTO log_head (seq) VALUES (0);
 
+      -- seq is one sequence for the whole log; partition says which dispatcher reads the event.
       CREATE TABLE events (
         seq bigint PRIMARY KEY,
+        partition integer NOT NULL DEFAULT 0,
         source text COLLATE "C" NOT NULL,
         id text COLLATE "C" NOT NULL,
         type text COLLATE "C" NOT NULL,
@@ -42,12 +44,16 @@ export const postgresMigrations: readonly PostgresMigration[] = [
         -- The identity (source, id), id first so the same index answers findEventsById without a source.
         UNIQUE (id, source)
       );
+      CREATE INDEX events_by_partition ON events (partition, seq);
       CREATE INDEX events_by_type ON events (type, seq);
       CREATE INDEX events_by_source ON events (source, seq);
 
+      -- How far each consumer has read each partition.
       CREATE TABLE offsets (
-        consumer text PRIMARY KEY,
-        seq bigint NOT NULL
+        consumer text NOT NULL,
+        partition integer NOT NULL,
+        seq bigint NOT NULL,
+        PRIMARY KEY (consumer, partition)
       );
 
       CREATE TABLE rulebook_versions (
@@ -57,11 +63,13 @@ export const postgresMigrations: readonly PostgresMigration[] = [
         created_at bigint NOT NULL
       );
 
-      -- From seq on, the consumer dispatched with this version.
+      -- From seq on, the consumer's dispatcher of the partition dispatched with this version.
       CREATE TABLE rulebook_activations (
-        seq bigint PRIMARY KEY,
+        partition integer NOT NULL,
+        seq bigint NOT NULL,
         version bigint NOT NULL REFERENCES rulebook_versions (id),
-        consumer text NOT NULL
+        consumer text NOT NULL,
+        PRIMARY KEY (partition, seq)
       );
 
       CREATE TABLE runs (
@@ -71,6 +79,7 @@ export const postgresMigrations: readonly PostgresMigration[] = [
         rule text COLLATE "C" NOT NULL,
         rulebook_version bigint NOT NULL REFERENCES rulebook_versions (id),
         trigger_seq bigint NOT NULL,
+        trigger_partition integer NOT NULL DEFAULT 0,
         trigger_id text NOT NULL,
         trigger_source text NOT NULL,
         trigger_type text NOT NULL,
@@ -144,26 +153,39 @@ export const postgresMigrations: readonly PostgresMigration[] = [
         changes bigint NOT NULL
       );
 
-      -- Correlation partial matches and storm-control windows, one row per (rule, stage, key).
+      -- Correlation partial matches and storm-control windows, one row per (rule, stage, key) of a
+      -- partition.
       CREATE TABLE flow_states (
+        partition integer NOT NULL DEFAULT 0,
         rule text COLLATE "C" NOT NULL,
         stage text COLLATE "C" NOT NULL,
         key text COLLATE "C" NOT NULL,
         hash text NOT NULL,
         state text NOT NULL,
         expires_at bigint,
-        PRIMARY KEY (rule, stage, key)
+        PRIMARY KEY (partition, rule, stage, key)
       );
 
-      -- At most one timer per (rule, stage, key).
+      -- At most one timer per (rule, stage, key) of a partition; its reflex.timer event goes there.
       CREATE TABLE timers (
+        partition integer NOT NULL DEFAULT 0,
         rule text COLLATE "C" NOT NULL,
         stage text COLLATE "C" NOT NULL,
         key text COLLATE "C" NOT NULL,
         due bigint NOT NULL,
-        PRIMARY KEY (rule, stage, key)
+        PRIMARY KEY (partition, rule, stage, key)
       );
       CREATE INDEX timers_by_due ON timers (due, rule, stage, key);
+
+      -- The facts each dispatcher decides with, as of its offset (committed with it): facts are a
+      -- projection of the log, applied in seq order.
+      CREATE TABLE facts_views (
+        consumer text NOT NULL,
+        partition integer NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        PRIMARY KEY (consumer, partition, name)
+      );
 
       CREATE TABLE audit (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { type ErrorInfo, ReflexError } from '../../core/errors.js';
-import type { AppendResult, CloudEvent, LoggedEvent } from '../../core/event.js';
+import type { AppendResult, CloudEvent, LoggedEvent, LogPosition } from '../../core/event.js';
 import type {
   Attempt,
   AttemptCompletion,
@@ -12,6 +12,7 @@ import type {
   EventQuery,
   FactChange,
   FlowStateRow,
+  LogRead,
   NewRulebookVersion,
   NewRun,
   RulebookVersion,
@@ -226,15 +227,20 @@ function withCodedPostgresErrors(store: PostgresStoreImpl, location: PostgresLoc
 
 interface EventRow {
   seq: number;
+  partition: number;
   received_at: number;
   event: string;
 }
+
+/** The columns of an event that `toLoggedEvent` reads. */
+const eventColumns = 'seq, partition, received_at, event';
 
 interface RunRow {
   id: string;
   rule: string;
   rulebook_version: number;
   trigger_seq: number;
+  trigger_partition: number;
   trigger_id: string;
   trigger_source: string;
   trigger_type: string;
@@ -277,12 +283,17 @@ interface AuditRow {
 }
 
 /** The columns of a run that `toRun` reads (the lease columns are the store's own business). */
-const runColumns = `id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type, ordinal,
+const runColumns = `id, rule, rulebook_version, trigger_seq, trigger_partition, trigger_id, trigger_source, trigger_type, ordinal,
   context, concurrency_key, concurrency_max, status, step, attempt, claims, outputs, created_at, started_at,
   finished_at, next_attempt_at, error`;
 
 function toLoggedEvent(row: EventRow): LoggedEvent {
-  return { seq: row.seq, receivedAt: row.received_at, event: JSON.parse(row.event) as CloudEvent };
+  return {
+    seq: row.seq,
+    partition: row.partition,
+    receivedAt: row.received_at,
+    event: JSON.parse(row.event) as CloudEvent,
+  };
 }
 
 function toRun(row: RunRow): Run {
@@ -290,7 +301,13 @@ function toRun(row: RunRow): Run {
     id: row.id,
     rule: row.rule,
     rulebookVersion: row.rulebook_version,
-    trigger: { seq: row.trigger_seq, id: row.trigger_id, source: row.trigger_source, type: row.trigger_type },
+    trigger: {
+      seq: row.trigger_seq,
+      partition: row.trigger_partition,
+      id: row.trigger_id,
+      source: row.trigger_source,
+      type: row.trigger_type,
+    },
     ordinal: row.ordinal,
     context: JSON.parse(row.context) as RunContext,
     concurrency:
@@ -351,26 +368,26 @@ type Tx = pg.PoolClient;
  */
 const appendStatement = `
   WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-      WITH ORDINALITY AS i (source, id, type, subject, event, ord)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $8::integer[])
+      WITH ORDINALITY AS i (source, id, type, subject, event, partition, ord)
   ),
   found AS (
-    SELECT i.ord, e.seq FROM input i JOIN events e ON e.id = i.id AND e.source = i.source
+    SELECT i.ord, e.seq, e.partition FROM input i JOIN events e ON e.id = i.id AND e.source = i.source
   ),
   fresh AS (
     SELECT i.*, $6::bigint + row_number() OVER (ORDER BY i.ord) AS seq FROM input i
     WHERE NOT EXISTS (SELECT FROM found f WHERE f.ord = i.ord)
   ),
   inserted AS (
-    INSERT INTO events (seq, source, id, type, subject, received_at, event)
-    SELECT seq, source, id, type, subject, $7, event FROM fresh
+    INSERT INTO events (seq, partition, source, id, type, subject, received_at, event)
+    SELECT seq, partition, source, id, type, subject, $7, event FROM fresh
   ),
   head AS (
     UPDATE log_head SET seq = $6::bigint + (SELECT count(*) FROM fresh)
   )
-  SELECT ord, seq, true AS duplicate FROM found
+  SELECT ord, seq, partition, true AS duplicate FROM found
   UNION ALL
-  SELECT ord, seq, false FROM fresh`;
+  SELECT ord, seq, partition, false FROM fresh`;
 
 class PostgresStoreImpl implements PostgresStore {
   readonly schema: string;
@@ -457,10 +474,16 @@ class PostgresStoreImpl implements PostgresStore {
   }
 
   /**
-   * Appends `events` inside `tx` after taking the log's lock (held until the transaction ends, so
-   * append it last). Events repeated within `events` are appended once and come back as duplicates.
+   * Appends `events` (each to its partition in `partitions`, 0 when absent) inside `tx` after taking the
+   * log's lock (held until the transaction ends, so append last). Events repeated within `events` are
+   * appended once and come back as duplicates.
    */
-  async #append(tx: Tx, events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
+  async #append(
+    tx: Tx,
+    events: readonly CloudEvent[],
+    receivedAt: number,
+    partitions?: readonly number[],
+  ): Promise<AppendResult[]> {
     const firstIndex = new Map<string, number>();
     const distinct: number[] = [];
     const sources: string[] = [];
@@ -468,6 +491,7 @@ class PostgresStoreImpl implements PostgresStore {
     const typesOf: string[] = [];
     const subjects: Array<string | null> = [];
     const texts: string[] = [];
+    const partitionsOf: number[] = [];
     const origin = new Array<number>(events.length);
     events.forEach((event, i) => {
       const identity = `${event.source}\u0000${event.id}`;
@@ -484,18 +508,19 @@ class PostgresStoreImpl implements PostgresStore {
       typesOf.push(event.type);
       subjects.push(typeof event.subject === 'string' ? event.subject : null);
       texts.push(JSON.stringify(event));
+      partitionsOf.push(partitions?.[i] ?? 0);
     });
     const head = await tx.query<{ seq: number }>({
       name: 'lock-log-head',
       text: 'SELECT seq FROM log_head FOR UPDATE',
     });
     const base = head.rows[0]!.seq;
-    const appended = await tx.query<{ ord: number; seq: number; duplicate: boolean }>({
+    const appended = await tx.query<{ ord: number; seq: number; partition: number; duplicate: boolean }>({
       name: 'append-events',
       text: appendStatement,
-      values: [sources, ids, typesOf, subjects, texts, base, receivedAt],
+      values: [sources, ids, typesOf, subjects, texts, base, receivedAt, partitionsOf],
     });
-    const byOrdinal = new Array<{ seq: number; duplicate: boolean }>(distinct.length);
+    const byOrdinal = new Array<{ seq: number; partition: number; duplicate: boolean }>(distinct.length);
     for (const row of appended.rows) byOrdinal[row.ord - 1] = row;
     const reported = new Set<number>();
     return events.map((event, i) => {
@@ -504,7 +529,7 @@ class PostgresStoreImpl implements PostgresStore {
       // A repeat inside the batch is a duplicate of its first occurrence.
       const duplicate = row.duplicate || reported.has(slot);
       reported.add(slot);
-      return { seq: row.seq, id: event.id, source: event.source, duplicate };
+      return { seq: row.seq, partition: row.partition, id: event.id, source: event.source, duplicate };
     });
   }
 
@@ -536,37 +561,77 @@ class PostgresStoreImpl implements PostgresStore {
 
   // --- the log ---
 
-  async appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
+  async appendEvents(
+    events: readonly CloudEvent[],
+    receivedAt: number,
+    partitions?: readonly number[],
+  ): Promise<AppendResult[]> {
     if (events.length === 0) return [];
     return this.#transaction(
       this.#appends,
-      (tx) => this.#append(tx, events, receivedAt),
+      (tx) => this.#append(tx, events, receivedAt, partitions),
       this.#acknowledging((results) => results),
     );
   }
 
-  async readEvents(afterSeq: number, limit: number): Promise<LoggedEvent[]> {
-    const rows = await this.#query<EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE seq > $1 ORDER BY seq LIMIT $2',
-      [afterSeq, Math.max(0, limit)],
+  async readEvents(after: LogPosition, limit: number): Promise<LogRead> {
+    const wanted = Math.max(0, limit);
+    // One statement, one snapshot: the head (the highest committed seq, since seqs follow commit
+    // order) is the head of the rows read, so no event of the partition can later appear below it.
+    const rows = await this.#query<EventRow & { head: number | null }>(
+      `(SELECT ${eventColumns}, NULL::bigint AS head FROM events WHERE partition = $1 AND seq > $2
+        ORDER BY seq LIMIT $3)
+       UNION ALL
+       SELECT NULL, NULL, NULL, NULL, seq FROM log_head`,
+      [after.partition, after.seq, wanted],
       'read-events',
     );
-    // Read after the rows came back: an append that committed while they were read has its first seq
-    // here until its COMMIT returns (it is pushed before COMMIT is sent), and seqs follow commit order,
-    // so everything from that seq on is left for later.
-    let last = endOfLog;
-    for (const first of this.#unacknowledged) if (first <= last) last = first - 1;
+    const horizon = this.#horizon();
+    const events: LoggedEvent[] = [];
+    let head = 0;
+    for (const row of rows) {
+      if (row.head !== null) head = row.head;
+      else if (row.seq <= horizon) events.push(toLoggedEvent(row));
+    }
+    const through =
+      events.length === wanted && wanted > 0
+        ? events[events.length - 1]!.seq
+        : Math.max(after.seq, Math.min(horizon, head));
+    return { events, through };
+  }
+
+  async readFactChanges(afterSeq: number, throughSeq: number, limit: number): Promise<LoggedEvent[]> {
+    const rows = await this.#query<EventRow>(
+      `SELECT ${eventColumns} FROM events
+       WHERE type = 'reflex.fact.changed' AND source = 'reflex' AND seq > $1 AND seq <= $2
+       ORDER BY seq LIMIT $3`,
+      [afterSeq, throughSeq, Math.max(0, limit)],
+      'read-fact-changes',
+    );
+    const horizon = this.#horizon();
     const events: LoggedEvent[] = [];
     for (const row of rows) {
-      if (row.seq > last) break;
+      if (row.seq > horizon) break;
       events.push(toLoggedEvent(row));
     }
     return events;
   }
 
+  /**
+   * The last seq a reader may see. Computed after the rows came back: an append that committed while
+   * they were read has its first seq in #unacknowledged until its COMMIT returns (it is put there
+   * before COMMIT is sent), and seqs follow commit order, so everything from that seq on is left for
+   * later: its caller hands it on when it returns.
+   */
+  #horizon(): number {
+    let last = endOfLog;
+    for (const first of this.#unacknowledged) if (first <= last) last = first - 1;
+    return last;
+  }
+
   async getEvent(seq: number): Promise<LoggedEvent | undefined> {
     const [row] = await this.#query<EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE seq = $1',
+      `SELECT ${eventColumns} FROM events WHERE seq = $1`,
       [seq],
       'get-event',
     );
@@ -576,14 +641,11 @@ class PostgresStoreImpl implements PostgresStore {
   async findEventsById(id: string, source?: string): Promise<LoggedEvent[]> {
     const rows =
       source === undefined
-        ? await this.#query<EventRow>(
-            'SELECT seq, received_at, event FROM events WHERE id = $1 ORDER BY seq',
-            [id],
-          )
-        : await this.#query<EventRow>(
-            'SELECT seq, received_at, event FROM events WHERE id = $1 AND source = $2',
-            [id, source],
-          );
+        ? await this.#query<EventRow>(`SELECT ${eventColumns} FROM events WHERE id = $1 ORDER BY seq`, [id])
+        : await this.#query<EventRow>(`SELECT ${eventColumns} FROM events WHERE id = $1 AND source = $2`, [
+            id,
+            source,
+          ]);
     return rows.map(toLoggedEvent);
   }
 
@@ -612,7 +674,7 @@ class PostgresStoreImpl implements PostgresStore {
     }
     values.push(limit);
     return this.#query<EventRow>(
-      `SELECT seq, received_at, event FROM events WHERE ${where.join(' AND ')}
+      `SELECT ${eventColumns} FROM events WHERE ${where.join(' AND ')}
        ORDER BY seq ${ascending ? 'ASC' : 'DESC'} LIMIT $${values.length}`,
       values,
     );
@@ -625,10 +687,11 @@ class PostgresStoreImpl implements PostgresStore {
 
   // --- dispatch ---
 
-  async getOffset(consumer: string): Promise<number> {
-    const [row] = await this.#query<{ seq: number }>('SELECT seq FROM offsets WHERE consumer = $1', [
-      consumer,
-    ]);
+  async getOffset(consumer: string, partition: number): Promise<number> {
+    const [row] = await this.#query<{ seq: number }>(
+      'SELECT seq FROM offsets WHERE consumer = $1 AND partition = $2',
+      [consumer, partition],
+    );
     return row?.seq ?? 0;
   }
 
@@ -638,9 +701,9 @@ class PostgresStoreImpl implements PostgresStore {
       await this.#writeAudit(tx, commit.audit);
       if (commit.activation !== undefined) {
         await tx.query(
-          `INSERT INTO rulebook_activations (seq, version, consumer) VALUES ($1, $2, $3)
-           ON CONFLICT (seq) DO UPDATE SET version = excluded.version, consumer = excluded.consumer`,
-          [commit.activation.seq, commit.activation.version, commit.consumer],
+          `INSERT INTO rulebook_activations (partition, seq, version, consumer) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (partition, seq) DO UPDATE SET version = excluded.version, consumer = excluded.consumer`,
+          [commit.partition, commit.activation.seq, commit.activation.version, commit.consumer],
         );
       }
       // Applying the changes in order leaves the last change of each (rule, stage, key): that is what
@@ -652,15 +715,20 @@ class PostgresStoreImpl implements PostgresStore {
       if (deleted.length > 0) {
         await tx.query(
           `DELETE FROM flow_states f USING unnest($1::text[], $2::text[], $3::text[]) AS d (rule, stage, key)
-           WHERE f.rule = d.rule AND f.stage = d.stage AND f.key = d.key`,
-          [deleted.map((s) => s.rule), deleted.map((s) => s.stage), deleted.map((s) => s.key)],
+           WHERE f.partition = $4 AND f.rule = d.rule AND f.stage = d.stage AND f.key = d.key`,
+          [
+            deleted.map((s) => s.rule),
+            deleted.map((s) => s.stage),
+            deleted.map((s) => s.key),
+            commit.partition,
+          ],
         );
       }
       if (written.length > 0) {
         await tx.query(
-          `INSERT INTO flow_states (rule, stage, key, hash, state, expires_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
-           ON CONFLICT (rule, stage, key) DO UPDATE
+          `INSERT INTO flow_states (partition, rule, stage, key, hash, state, expires_at)
+           SELECT $7, * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+           ON CONFLICT (partition, rule, stage, key) DO UPDATE
            SET hash = excluded.hash, state = excluded.state, expires_at = excluded.expires_at`,
           [
             written.map((s) => s.rule),
@@ -669,6 +737,7 @@ class PostgresStoreImpl implements PostgresStore {
             written.map((s) => s.hash),
             written.map((s) => JSON.stringify(s.state)),
             written.map((s) => s.expiresAt ?? null),
+            commit.partition,
           ],
         );
       }
@@ -678,23 +747,56 @@ class PostgresStoreImpl implements PostgresStore {
       if (cancelled.length > 0) {
         await tx.query(
           `DELETE FROM timers t USING unnest($1::text[], $2::text[], $3::text[]) AS d (rule, stage, key)
-           WHERE t.rule = d.rule AND t.stage = d.stage AND t.key = d.key`,
-          [cancelled.map((t) => t.rule), cancelled.map((t) => t.stage), cancelled.map((t) => t.key)],
+           WHERE t.partition = $4 AND t.rule = d.rule AND t.stage = d.stage AND t.key = d.key`,
+          [
+            cancelled.map((t) => t.rule),
+            cancelled.map((t) => t.stage),
+            cancelled.map((t) => t.key),
+            commit.partition,
+          ],
         );
       }
       if (set.length > 0) {
         await tx.query(
-          `INSERT INTO timers (rule, stage, key, due)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-           ON CONFLICT (rule, stage, key) DO UPDATE SET due = excluded.due`,
-          [set.map((t) => t.rule), set.map((t) => t.stage), set.map((t) => t.key), set.map((t) => t.due)],
+          `INSERT INTO timers (partition, rule, stage, key, due)
+           SELECT $5, * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+           ON CONFLICT (partition, rule, stage, key) DO UPDATE SET due = excluded.due`,
+          [
+            set.map((t) => t.rule),
+            set.map((t) => t.stage),
+            set.map((t) => t.key),
+            set.map((t) => t.due),
+            commit.partition,
+          ],
+        );
+      }
+      const facts = lastByKey(commit.facts ?? [], (f) => [f.name]);
+      const unsetFacts = facts.filter((f) => f.value === undefined);
+      const setFacts = facts.filter((f) => f.value !== undefined);
+      if (unsetFacts.length > 0) {
+        await tx.query(
+          'DELETE FROM facts_views WHERE consumer = $1 AND partition = $2 AND name = ANY($3::text[])',
+          [commit.consumer, commit.partition, unsetFacts.map((f) => f.name)],
+        );
+      }
+      if (setFacts.length > 0) {
+        await tx.query(
+          `INSERT INTO facts_views (consumer, partition, name, value)
+           SELECT $1, $2, * FROM unnest($3::text[], $4::text[])
+           ON CONFLICT (consumer, partition, name) DO UPDATE SET value = excluded.value`,
+          [
+            commit.consumer,
+            commit.partition,
+            setFacts.map((f) => f.name),
+            setFacts.map((f) => factText(f.value)),
+          ],
         );
       }
       await tx.query({
         name: 'upsert-offset',
-        text: `INSERT INTO offsets (consumer, seq) VALUES ($1, $2)
-               ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq`,
-        values: [commit.consumer, commit.offset],
+        text: `INSERT INTO offsets (consumer, partition, seq) VALUES ($1, $2, $3)
+               ON CONFLICT (consumer, partition) DO UPDATE SET seq = excluded.seq`,
+        values: [commit.consumer, commit.partition, commit.offset],
       });
     });
   }
@@ -702,15 +804,15 @@ class PostgresStoreImpl implements PostgresStore {
   async #insertRuns(tx: Tx, runs: readonly NewRun[], consumer: string): Promise<void> {
     const inserted = await tx.query<{ trigger_seq: number; rule: string; ordinal: number }>({
       name: 'insert-runs',
-      text: `INSERT INTO runs (id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type,
-                               ordinal, context, concurrency_key, concurrency_max,
+      text: `INSERT INTO runs (id, rule, rulebook_version, trigger_seq, trigger_partition, trigger_id,
+                               trigger_source, trigger_type, ordinal, context, concurrency_key, concurrency_max,
                                status, step, attempt, outputs, created_at, next_attempt_at)
-             SELECT id, rule, version, tseq, tid, tsource, ttype, ordinal, context, ckey, cmax,
+             SELECT id, rule, version, tseq, tpartition, tid, tsource, ttype, ordinal, context, ckey, cmax,
                     'pending', 0, 0, '{}', created_at, created_at
              FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[],
-                         $8::integer[], $9::text[], $10::text[], $11::integer[], $12::bigint[])
+                         $8::integer[], $9::text[], $10::text[], $11::integer[], $12::bigint[], $13::integer[])
                WITH ORDINALITY AS r (id, rule, version, tseq, tid, tsource, ttype, ordinal, context, ckey, cmax,
-                                     created_at, ord)
+                                     created_at, tpartition, ord)
              ORDER BY ord
              ON CONFLICT (trigger_seq, rule, ordinal) DO NOTHING
              RETURNING trigger_seq, rule, ordinal`,
@@ -727,6 +829,7 @@ class PostgresStoreImpl implements PostgresStore {
         runs.map((r) => r.concurrency?.key ?? null),
         runs.map((r) => r.concurrency?.max ?? null),
         runs.map((r) => r.createdAt),
+        runs.map((r) => r.trigger.partition),
       ],
     });
     if (inserted.rowCount === runs.length) return;
@@ -798,12 +901,13 @@ class PostgresStoreImpl implements PostgresStore {
     };
   }
 
-  async rulebookVersionAt(seq: number): Promise<number | undefined> {
+  async rulebookVersionAt(position: LogPosition): Promise<number | undefined> {
     // Only an event the consumer that activated the version has already passed counts as dispatched.
     const [row] = await this.#query<{ version: number }>(
-      `SELECT a.version AS version FROM rulebook_activations a JOIN offsets o ON o.consumer = a.consumer
-       WHERE a.seq <= $1 AND o.seq >= $1 ORDER BY a.seq DESC LIMIT 1`,
-      [seq],
+      `SELECT a.version AS version FROM rulebook_activations a
+       JOIN offsets o ON o.consumer = a.consumer AND o.partition = a.partition
+       WHERE a.partition = $1 AND a.seq <= $2 AND o.seq >= $2 ORDER BY a.seq DESC LIMIT 1`,
+      [position.partition, position.seq],
     );
     return row?.version;
   }
@@ -897,10 +1001,19 @@ class PostgresStoreImpl implements PostgresStore {
   }
 
   async completeAttempt(completion: AttemptCompletion): Promise<boolean> {
-    return this.#transaction('lazy', (tx) => this.#complete(tx, completion));
+    const done = await this.#transaction(
+      'lazy',
+      (tx) => this.#complete(tx, completion),
+      this.#acknowledging((result) => (result.outcomeEvent === undefined ? [] : [result.outcomeEvent])),
+    );
+    return done.held;
   }
 
-  async #complete(tx: Tx, completion: AttemptCompletion): Promise<boolean> {
+  /** Records a completion in `tx`: whether the lease was held, and the outcome event it appended. */
+  async #complete(
+    tx: Tx,
+    completion: AttemptCompletion,
+  ): Promise<{ held: boolean; outcomeEvent?: AppendResult }> {
     const { attempt, outcome, at } = completion;
     const found = await tx.query<{
       rule: string;
@@ -909,13 +1022,17 @@ class PostgresStoreImpl implements PostgresStore {
       step: number;
       outputs: string;
       trigger_seq: number;
+      trigger_partition: number;
     }>({
       name: 'run-for-completion',
-      text: 'SELECT rule, status, lease_owner, step, outputs, trigger_seq FROM runs WHERE id = $1 FOR UPDATE',
+      text: `SELECT rule, status, lease_owner, step, outputs, trigger_seq, trigger_partition FROM runs
+             WHERE id = $1 FOR UPDATE`,
       values: [attempt.runId],
     });
     const run = found.rows[0];
-    if (run === undefined || run.status !== 'running' || run.lease_owner !== completion.owner) return false;
+    if (run === undefined || run.status !== 'running' || run.lease_owner !== completion.owner) {
+      return { held: false };
+    }
     await tx.query({
       name: 'insert-attempt',
       text: `INSERT INTO attempts (run_id, step, step_id, action, attempt, started_at, finished_at, status,
@@ -957,17 +1074,16 @@ class PostgresStoreImpl implements PostgresStore {
                  WHERE id = $3`,
           values: [JSON.stringify(outputs), at, attempt.runId],
         });
-        await this.#finish(
+        const outcomeEvent = await this.#finish(
           tx,
           attempt.runId,
-          run.rule,
-          run.trigger_seq,
+          run,
           outcome.event,
           at,
           'run.succeeded',
           {},
         );
-        break;
+        return { held: true, outcomeEvent };
       }
       case 'retry':
         await tx.query({
@@ -992,31 +1108,41 @@ class PostgresStoreImpl implements PostgresStore {
           text: 'INSERT INTO dead_letters (run_id, rule, step, error, created_at) VALUES ($1, $2, $3, $4, $5)',
           values: [attempt.runId, run.rule, run.step, error, at],
         });
-        await this.#finish(tx, attempt.runId, run.rule, run.trigger_seq, outcome.event, at, 'run.failed', {
+        const outcomeEvent = await this.#finish(tx, attempt.runId, run, outcome.event, at, 'run.failed', {
           step: run.step,
           error: outcome.error.code,
         });
-        break;
+        return { held: true, outcomeEvent };
       }
     }
-    return true;
+    return { held: true };
   }
 
-  /** The end of a run: its outcome event goes to the log (dedup applies) and the audit trail says so. */
+  /**
+   * The end of a run: its outcome event goes to the log, in its trigger's partition (dedup applies),
+   * and the audit trail says so. Returns the append's result.
+   */
   async #finish(
     tx: Tx,
     runId: string,
-    rule: string,
-    triggerSeq: number,
+    run: { rule: string; trigger_seq: number; trigger_partition: number },
     event: CloudEvent,
     at: number,
     kind: 'run.succeeded' | 'run.failed',
     detail: Record<string, unknown>,
-  ): Promise<void> {
-    const [appended] = await this.#append(tx, [event], at);
+  ): Promise<AppendResult> {
+    const [appended] = await this.#append(tx, [event], at, [run.trigger_partition]);
     await this.#writeAudit(tx, [
-      { at, kind, seq: triggerSeq, rule, runId, detail: { ...detail, eventSeq: appended!.seq } },
+      {
+        at,
+        kind,
+        seq: run.trigger_seq,
+        rule: run.rule,
+        runId,
+        detail: { ...detail, eventSeq: appended!.seq },
+      },
     ]);
+    return appended!;
   }
 
   async nextRunDueAt(): Promise<number | undefined> {
@@ -1129,7 +1255,7 @@ class PostgresStoreImpl implements PostgresStore {
     return Object.fromEntries(rows.map((row) => [row.name, JSON.parse(row.value)]));
   }
 
-  async changeFact(name: string, value: unknown, at: number, chain = 0): Promise<FactChange> {
+  async changeFact(name: string, value: unknown, at: number, chain = 0, partition = 0): Promise<FactChange> {
     return this.#transaction(
       this.#appends,
       async (tx): Promise<FactChange> => {
@@ -1160,9 +1286,9 @@ class PostgresStoreImpl implements PostgresStore {
         // same source and id (an `emit` step may name source reflex) would swallow it as a duplicate.
         do {
           changes += 1;
-          [event] = (await this.#append(tx, [factChangedEvent(name, changes, data, at, chain)], at)) as [
-            AppendResult,
-          ];
+          [event] = (await this.#append(tx, [factChangedEvent(name, changes, data, at, chain)], at, [
+            partition,
+          ])) as [AppendResult];
         } while (event.duplicate);
         await tx.query('UPDATE facts SET value = $2, updated_at = $3, changes = $4 WHERE name = $1', [
           name,
@@ -1178,7 +1304,16 @@ class PostgresStoreImpl implements PostgresStore {
 
   // --- flow state and timers ---
 
-  async loadFlowStates(): Promise<FlowStateRow[]> {
+  async loadFactsView(consumer: string, partition: number): Promise<Record<string, unknown>> {
+    const rows = await this.#query<{ name: string; value: string }>(
+      'SELECT name, value FROM facts_views WHERE consumer = $1 AND partition = $2 ORDER BY name',
+      [consumer, partition],
+    );
+    // fromEntries defines own properties, so a fact named `__proto__` stays a fact.
+    return Object.fromEntries(rows.map((row) => [row.name, JSON.parse(row.value)]));
+  }
+
+  async loadFlowStates(partition: number): Promise<FlowStateRow[]> {
     const rows = await this.#query<{
       rule: string;
       stage: string;
@@ -1186,7 +1321,10 @@ class PostgresStoreImpl implements PostgresStore {
       hash: string;
       state: string;
       expires_at: number | null;
-    }>('SELECT rule, stage, key, hash, state, expires_at FROM flow_states ORDER BY rule, stage, key');
+    }>(
+      'SELECT rule, stage, key, hash, state, expires_at FROM flow_states WHERE partition = $1 ORDER BY rule, stage, key',
+      [partition],
+    );
     return rows.map((row) => ({
       rule: row.rule,
       stage: row.stage,
@@ -1199,29 +1337,35 @@ class PostgresStoreImpl implements PostgresStore {
 
   async fireDueTimers(now: number, limit: number): Promise<AppendResult[]> {
     // A lost firing leaves its timer row in place: it fires again, under the same event id.
-    return this.#transaction('lazy', async (tx) => {
-      const due = await tx.query<DueTimer>({
-        name: 'due-timers',
-        text: `DELETE FROM timers WHERE (rule, stage, key) IN (
-                 SELECT rule, stage, key FROM timers WHERE due <= $1
-                 ORDER BY due, rule, stage, key LIMIT $2 FOR UPDATE SKIP LOCKED)
-               RETURNING rule, stage, key, due`,
-        values: [now, Math.max(0, limit)],
-      });
-      if (due.rows.length === 0) return [];
-      const timers = [...due.rows].sort(
-        (a, b) =>
-          a.due - b.due ||
-          compareText(a.rule, b.rule) ||
-          compareText(a.stage, b.stage) ||
-          compareText(a.key, b.key),
-      );
-      return this.#append(
-        tx,
-        timers.map((timer) => timerEvent(timer, now)),
-        now,
-      );
-    });
+    return this.#transaction(
+      'lazy',
+      async (tx) => {
+        const due = await tx.query<DueTimer & { partition: number }>({
+          name: 'due-timers',
+          text: `DELETE FROM timers WHERE (partition, rule, stage, key) IN (
+                 SELECT partition, rule, stage, key FROM timers WHERE due <= $1
+                 ORDER BY due, rule, stage, key, partition LIMIT $2 FOR UPDATE SKIP LOCKED)
+               RETURNING partition, rule, stage, key, due`,
+          values: [now, Math.max(0, limit)],
+        });
+        if (due.rows.length === 0) return [];
+        const timers = [...due.rows].sort(
+          (a, b) =>
+            a.due - b.due ||
+            compareText(a.rule, b.rule) ||
+            compareText(a.stage, b.stage) ||
+            compareText(a.key, b.key) ||
+            a.partition - b.partition,
+        );
+        return this.#append(
+          tx,
+          timers.map((timer) => timerEvent(timer, now)),
+          now,
+          timers.map((timer) => timer.partition),
+        );
+      },
+      this.#acknowledging((results) => results),
+    );
   }
 
   async nextTimerDueAt(): Promise<number | undefined> {
