@@ -389,6 +389,9 @@ const appendStatement = `
   UNION ALL
   SELECT ord, seq, partition, false FROM fresh`;
 
+/** Locks the log for a transaction's appends and reads the last seq handed out. */
+const lockLogHead = 'SELECT seq FROM log_head FOR UPDATE';
+
 class PostgresStoreImpl implements PostgresStore {
   readonly schema: string;
   readonly #pool: pg.Pool;
@@ -432,11 +435,11 @@ class PostgresStoreImpl implements PostgresStore {
    * WAL flush (the port allows it for dispatch commits, claims, leases, completions and timers: what a
    * crash of the server takes back is redone the same way); a later durable commit flushes it too,
    * since the WAL is written in order. `beforeCommit` sees the result just before COMMIT is sent;
-   * `firstStatement` (SQL without parameters) is sent with BEGIN.
+   * `firstStatement` (SQL without parameters) is sent with BEGIN, and `work` gets its rows.
    */
   async #transaction<T>(
     durability: Durability,
-    work: (tx: Tx) => Promise<T>,
+    work: (tx: Tx, first: pg.QueryResultRow[]) => Promise<T>,
     beforeCommit?: (result: T) => (() => void) | undefined,
     firstStatement = '',
   ): Promise<T> {
@@ -445,10 +448,12 @@ class PostgresStoreImpl implements PostgresStore {
     try {
       // One round trip: the simple protocol takes several statements in one message.
       const begin = durability === 'lazy' ? 'BEGIN; SET LOCAL synchronous_commit TO off' : 'BEGIN';
-      await client.query(firstStatement === '' ? begin : `${begin}; ${firstStatement}`);
+      const begun = await client.query(firstStatement === '' ? begin : `${begin}; ${firstStatement}`);
+      // Several statements in one message answer with one result each: the first statement's is last.
+      const first = Array.isArray(begun) ? (begun.at(-1) as pg.QueryResult).rows : [];
       let result: T;
       try {
-        result = await work(client);
+        result = await work(client, first);
       } catch (error) {
         await client.query('ROLLBACK').catch((rollbackError: Error) => {
           broken = rollbackError;
@@ -483,6 +488,7 @@ class PostgresStoreImpl implements PostgresStore {
     events: readonly CloudEvent[],
     receivedAt: number,
     partitions?: readonly number[],
+    lockedHead?: number,
   ): Promise<AppendResult[]> {
     const firstIndex = new Map<string, number>();
     const distinct: number[] = [];
@@ -510,11 +516,9 @@ class PostgresStoreImpl implements PostgresStore {
       texts.push(JSON.stringify(event));
       partitionsOf.push(partitions?.[i] ?? 0);
     });
-    const head = await tx.query<{ seq: number }>({
-      name: 'lock-log-head',
-      text: 'SELECT seq FROM log_head FOR UPDATE',
-    });
-    const base = head.rows[0]!.seq;
+    const base =
+      lockedHead ??
+      (await tx.query<{ seq: number }>({ name: 'lock-log-head', text: lockLogHead })).rows[0]!.seq;
     const appended = await tx.query<{ ord: number; seq: number; partition: number; duplicate: boolean }>({
       name: 'append-events',
       text: appendStatement,
@@ -567,10 +571,12 @@ class PostgresStoreImpl implements PostgresStore {
     partitions?: readonly number[],
   ): Promise<AppendResult[]> {
     if (events.length === 0) return [];
+    // The log's lock is taken with BEGIN, in the same round trip: an append is the whole transaction.
     return this.#transaction(
       this.#appends,
-      (tx) => this.#append(tx, events, receivedAt, partitions),
+      (tx, [head]) => this.#append(tx, events, receivedAt, partitions, (head as { seq: number }).seq),
       this.#acknowledging((results) => results),
+      lockLogHead,
     );
   }
 
