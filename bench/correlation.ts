@@ -36,7 +36,6 @@ import { createReferenceMatcher } from '../src/core/pattern/reference-matcher.js
 import { silentLogger } from '../src/core/ports/logger.js';
 import { createRuleIndexer } from '../src/core/rule-index.js';
 import { createDispatcher } from '../src/engine/dispatcher.js';
-import { createFacts } from '../src/engine/facts.js';
 import { runId } from '../src/engine/ids.js';
 import { createRulebookVersions } from '../src/engine/rulebook-versions.js';
 import { systemClock } from '../src/engine/system-clock.js';
@@ -208,7 +207,6 @@ async function measure(
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const diskBefore = databaseBytes(dir);
   const store = await createSqliteStore({ dir });
-  const facts = await createFacts(store, () => systemClock.now());
   const versions = createRulebookVersions(store, { actions: createActionRegistry() });
   const version = await versions.save([{ path: 'bench.yaml', content: makeRulebook(variant) }], Date.now());
   const dispatcher = createDispatcher({
@@ -216,7 +214,6 @@ async function measure(
     store,
     clock: systemClock,
     logger: silentLogger,
-    facts,
     runId,
     indexer: createRuleIndexer(matcher.create()),
   });

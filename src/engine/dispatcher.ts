@@ -1,12 +1,11 @@
 import { decideForEvent } from '../core/decide.js';
 import { toErrorInfo } from '../core/errors.js';
-import type { LoggedEvent } from '../core/event.js';
+import { type LoggedEvent, reflexSource } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
-import type { AuditEntry, DispatchStore, EventLog, NewRun } from '../core/ports/store.js';
+import type { AuditEntry, DispatchStore, EventLog, FactViewChange, NewRun } from '../core/ports/store.js';
 import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
 import type { DiskFullWatch } from './disk-full.js';
-import type { Facts } from './facts.js';
 import { createFlowStateCache } from './flow-state-cache.js';
 import type { CompiledVersion } from './rulebook-versions.js';
 
@@ -23,7 +22,6 @@ export interface DispatcherOptions {
   store: DispatchStore;
   clock: Clock;
   logger: Logger;
-  facts: Facts;
   runId: (t: number, seq: number, ruleIndex: number, ordinal: number) => string;
   /** Keeps the shared matcher in step with the rulebook in force. */
   indexer: RuleIndexer;
@@ -56,6 +54,11 @@ export interface DispatcherOptions {
  * Reads the log in order and, for each batch of events, decides which rules fire, creates their runs,
  * writes the audit entries and advances its offset — all in one transaction. After a crash it resumes
  * from the last committed offset and decides the same again, so no match is lost or doubled.
+ *
+ * Conditions read the facts as the log has them at the event: the dispatcher keeps its own view of
+ * the facts and applies each `reflex.fact.changed` event, in seq order, after deciding it. The view is
+ * committed with the offset, so a dispatcher that resumes (or lags far behind) decides every event with
+ * exactly the facts made by the fact changes before it, whatever the facts are now.
  */
 export interface Dispatcher {
   /** Starts reading from the stored offset. */
@@ -95,6 +98,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   let lastT = 0;
   let batches = 0;
   const flowStates = createFlowStateCache();
+  // The facts as of `offset` (committed), frozen: conditions hold on to it, so a change makes a new one.
+  let facts: Readonly<Record<string, unknown>> = Object.freeze({});
   let stopped = false;
   let dirty = true;
   let wakeUp: (() => void) | undefined;
@@ -139,10 +144,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
     const { version, index } = current!;
     const now = clock.now();
+    const factChanges = new Map<string, FactViewChange>();
     const context = {
       index,
       rulebookVersion: version.id,
-      facts: options.facts.snapshot(),
+      facts,
       now,
       maxChainDepth,
       runId: options.runId,
@@ -156,6 +162,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const decision = decideForEvent(event, t, context);
       for (const run of decision.runs) runs.push(run);
       for (const entry of decision.audit) audit.push(entry);
+      const change = factChangeOf(event);
+      if (change !== undefined) {
+        context.facts = applyFactChange(context.facts, change);
+        factChanges.set(change.name, change);
+      }
     }
     if (++batches % 64 === 0) flowStates.sweep(t, 1000);
     const changes = flowStates.pending();
@@ -171,12 +182,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         ...(activated === version.id ? {} : { activation: { seq: first, version: version.id } }),
         ...(changes.states.length > 0 ? { states: changes.states } : {}),
         ...(changes.timers.length > 0 ? { timers: changes.timers } : {}),
+        ...(factChanges.size > 0 ? { facts: [...factChanges.values()] } : {}),
       });
     } catch (error) {
       flowStates.rolledBack();
       throw error;
     }
     flowStates.committed();
+    facts = context.facts;
     options.diskFull?.wrote();
     lastT = t;
     activated = version.id;
@@ -240,6 +253,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     async start() {
       offset = await store.getOffset(consumer, partition);
       flowStates.load(await store.loadFlowStates(partition));
+      facts = Object.freeze(await store.loadFactsView(consumer, partition));
       activated = offset > 0 ? await store.rulebookVersionAt({ partition, seq: offset }) : undefined;
       loop = run();
     },
@@ -272,4 +286,30 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       await loop;
     },
   };
+}
+
+/** The change a `reflex.fact.changed` event logged (Reflex's own: outsiders cannot use the type). */
+function factChangeOf(logged: LoggedEvent): FactViewChange | undefined {
+  const { event } = logged;
+  if (event.type !== 'reflex.fact.changed' || event.source !== reflexSource) return undefined;
+  const data = event.data as { name?: unknown; value?: unknown; removed?: unknown } | undefined;
+  if (typeof data?.name !== 'string') return undefined;
+  return { name: data.name, value: data.removed === true ? undefined : data.value };
+}
+
+function applyFactChange(
+  facts: Readonly<Record<string, unknown>>,
+  change: FactViewChange,
+): Readonly<Record<string, unknown>> {
+  const next: Record<string, unknown> = { ...facts };
+  if (change.value === undefined) delete next[change.name];
+  // defineProperty, so a fact named `__proto__` stays a fact.
+  else
+    Object.defineProperty(next, change.name, {
+      value: change.value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  return Object.freeze(next);
 }

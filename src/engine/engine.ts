@@ -170,7 +170,6 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     store,
     clock,
     logger,
-    facts,
     runId,
     indexer: createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher()),
     ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),

@@ -1,9 +1,10 @@
 import type { FactStore } from '../core/ports/store.js';
 
 /**
- * The engine's view of facts: a snapshot in memory that conditions read without touching the store, and
- * writes that go to the store first and then replace the snapshot (copy on write, so a condition that
- * is being evaluated never sees a half-applied change).
+ * The current facts, as the API shows them and running steps read them: a snapshot in memory, and
+ * writes that go to the store first and then replace the snapshot (copy on write, so a reader never
+ * sees a half-applied change). Conditions do not read these: each dispatcher decides with the facts as
+ * of the event's place in the log (see `Dispatcher`).
  */
 export interface Facts {
   snapshot(): Readonly<Record<string, unknown>>;

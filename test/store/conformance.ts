@@ -371,6 +371,74 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await store.getOffset('shadow', 0)).toBe(1);
     });
 
+    it('dispatch - the facts view is committed with the offset, per consumer and partition', async () => {
+      expect(await store.loadFactsView('dispatcher', 0)).toEqual({});
+      await store.appendEvents([ev('a'), ev('b')], t0);
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 0,
+        offset: 1,
+        runs: [],
+        audit: [],
+        facts: [
+          { name: 'mode', value: 'on' },
+          { name: 'hosts', value: ['a', { b: 1 }] },
+          { name: '__proto__', value: 1 },
+        ],
+      });
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 1,
+        offset: 2,
+        runs: [],
+        audit: [],
+        facts: [{ name: 'mode', value: 'off' }],
+      });
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 0,
+        offset: 2,
+        runs: [],
+        audit: [],
+        facts: [
+          { name: 'hosts', value: undefined },
+          { name: 'never', value: undefined },
+          { name: 'mode', value: 'still' },
+        ],
+      });
+      await reopen();
+      const view = await store.loadFactsView('dispatcher', 0);
+      expect(view).toEqual(
+        Object.fromEntries([
+          ['mode', 'still'],
+          ['__proto__', 1],
+        ]),
+      );
+      expect(Object.hasOwn(view, '__proto__')).toBe(true);
+      expect(await store.loadFactsView('dispatcher', 1)).toEqual({ mode: 'off' });
+      expect(await store.loadFactsView('shadow', 0)).toEqual({});
+      // A failed commit changes no view.
+      await expect(
+        store.commitDispatch({
+          consumer: 'dispatcher',
+          partition: 0,
+          offset: 3,
+          runs: [
+            newRun(
+              'run-x',
+              'r',
+              999_999,
+              { seq: 1, partition: 0, id: 'a', source: 'test/source', type: 't' },
+              0,
+            ),
+          ],
+          audit: [],
+          facts: [{ name: 'mode', value: 'lost' }],
+        }),
+      ).rejects.toThrow();
+      expect((await store.loadFactsView('dispatcher', 0)).mode).toBe('still');
+    });
+
     it('dispatch - a commit creates pending runs and audit entries together', async () => {
       const version = await saveVersion();
       await store.appendEvents([ev('e1'), ev('e2', { type: 'other' })], t0);

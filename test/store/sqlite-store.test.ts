@@ -361,6 +361,51 @@ describe('sqlite store', () => {
     db.close();
   };
 
+  it('sqlite store - upgrades a version 4 database: each dispatcher gets the facts as of its offset', async () => {
+    const db = new Database(join(dir, databaseFileName));
+    for (const migration of migrations.filter((m) => m.version <= 4)) db.exec(migration.sql);
+    db.pragma('user_version = 4');
+    const insertEvent = db.prepare(
+      'INSERT INTO events (seq, source, id, type, received_at, event) VALUES (?, ?, ?, ?, 1000, ?)',
+    );
+    const change = (seq: number, name: string, value: unknown, previous: unknown, flags: object = {}) =>
+      insertEvent.run(
+        seq,
+        'reflex',
+        `fact/${name}/${seq}`,
+        'reflex.fact.changed',
+        JSON.stringify({
+          ...ev(`fact/${name}/${seq}`),
+          source: 'reflex',
+          type: 'reflex.fact.changed',
+          data: { name, value, previous, added: false, removed: false, ...flags },
+        }),
+      );
+    change(1, 'mode', 'on', null, { added: true });
+    change(2, 'hosts', ['a'], null, { added: true });
+    insertEvent.run(3, 'test/source', 'e3', 'test.happened', JSON.stringify(ev('e3')));
+    change(4, 'mode', 'off', 'on');
+    change(5, 'hosts', null, ['a'], { removed: true });
+    change(6, 'mode', 'again', 'off');
+    change(7, 'late', 1, null, { added: true });
+    const fact = db.prepare('INSERT INTO facts (name, value, updated_at, changes) VALUES (?, ?, 1000, 1)');
+    fact.run('mode', '"again"');
+    fact.run('hosts', null);
+    fact.run('late', '1');
+    const offset = db.prepare('INSERT INTO offsets (consumer, seq) VALUES (?, ?)');
+    offset.run('behind', 3);
+    offset.run('between', 4);
+    offset.run('current', 7);
+    db.close();
+
+    const store = await openStore({ dir });
+    expect(store.info().schemaVersion).toBe(schemaVersion);
+    expect(await store.loadFactsView('behind', 0)).toEqual({ mode: 'on', hosts: ['a'] });
+    expect(await store.loadFactsView('between', 0)).toEqual({ mode: 'off', hosts: ['a'] });
+    expect(await store.loadFactsView('current', 0)).toEqual({ mode: 'again', late: 1 });
+    await store.close();
+  });
+
   it('sqlite store - upgrades a version 1 database: runs see their trigger, nothing referencing them is lost', async () => {
     writeVersion1();
     const store = await openStore({ dir });

@@ -247,6 +247,42 @@ export const migrations: readonly Migration[] = [
       INSERT INTO instance_keys (name, value) VALUES ('id-key', lower(hex(randomblob(32))));
     `,
   },
+  {
+    version: 5,
+    description:
+      'each dispatcher keeps the facts as of its offset, so an event is decided with the facts of its place in the log',
+    sql: `
+      -- The facts view of one dispatcher: every reflex.fact.changed event up to its offset applied
+      -- (DispatchStore.loadFactsView). Written with the offset in each dispatch commit.
+      CREATE TABLE dispatch_facts (
+        consumer TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (consumer, partition, name)
+      );
+      -- The view of each existing dispatcher, as of its offset: a fact changed after the offset has the
+      -- value its first later change found (its "previous", unless it was added then); any other fact
+      -- has its current value.
+      INSERT INTO dispatch_facts (consumer, partition, name, value)
+      SELECT o.consumer, 0, f.name, f.value FROM offsets o JOIN facts f
+      WHERE f.value IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM events e
+        WHERE e.type = 'reflex.fact.changed' AND e.source = 'reflex' AND e.seq > o.seq
+          AND e.event ->> '$.data.name' = f.name
+      );
+      INSERT INTO dispatch_facts (consumer, partition, name, value)
+      SELECT o.consumer, 0, e.event ->> '$.data.name', e.event -> '$.data.previous'
+      FROM offsets o JOIN events e
+      WHERE e.type = 'reflex.fact.changed' AND e.source = 'reflex' AND e.seq > o.seq
+        AND NOT coalesce(e.event ->> '$.data.added', 0)
+        AND e.seq = (
+          SELECT min(later.seq) FROM events later
+          WHERE later.type = 'reflex.fact.changed' AND later.source = 'reflex' AND later.seq > o.seq
+            AND later.event ->> '$.data.name' = e.event ->> '$.data.name'
+        );
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */

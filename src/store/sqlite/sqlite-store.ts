@@ -471,6 +471,9 @@ class SqliteStoreImpl implements SqliteStore {
   readonly #runsForEvent;
   readonly #deadLetters;
   readonly #facts;
+  readonly #factsView;
+  readonly #upsertViewFact;
+  readonly #deleteViewFact;
   readonly #factRow;
   readonly #writeFact;
   readonly #flowStates;
@@ -708,6 +711,16 @@ class SqliteStoreImpl implements SqliteStore {
       'SELECT run_id, rule, step, error, created_at FROM dead_letters ORDER BY id DESC LIMIT ?',
     );
 
+    this.#factsView = db.prepare<[string, number], { name: string; value: string }>(
+      'SELECT name, value FROM dispatch_facts WHERE consumer = ? AND partition = ?',
+    );
+    this.#upsertViewFact = db.prepare<[string, number, string, string]>(
+      `INSERT INTO dispatch_facts (consumer, partition, name, value) VALUES (?, ?, ?, ?)
+       ON CONFLICT (consumer, partition, name) DO UPDATE SET value = excluded.value`,
+    );
+    this.#deleteViewFact = db.prepare<[string, number, string]>(
+      'DELETE FROM dispatch_facts WHERE consumer = ? AND partition = ? AND name = ?',
+    );
     this.#facts = db.prepare<[], { name: string; value: string }>(
       'SELECT name, value FROM facts WHERE value IS NOT NULL',
     );
@@ -773,6 +786,11 @@ class SqliteStoreImpl implements SqliteStore {
       for (const timer of commit.timers ?? []) {
         if (timer.due === null) this.#deleteTimer.run(timer.rule, timer.stage, timer.key);
         else this.#upsertTimer.run(timer.rule, timer.stage, timer.key, timer.due);
+      }
+      for (const fact of commit.facts ?? []) {
+        if (fact.value === undefined) this.#deleteViewFact.run(commit.consumer, commit.partition, fact.name);
+        else
+          this.#upsertViewFact.run(commit.consumer, commit.partition, fact.name, JSON.stringify(fact.value));
       }
       this.#upsertOffset.run(commit.consumer, commit.offset);
     });
@@ -1286,9 +1304,11 @@ class SqliteStoreImpl implements SqliteStore {
 
   // --- flow state and timers ---
 
-  async loadFactsView(): Promise<Record<string, unknown>> {
-    // Until dispatchers keep their own view (issue 10, facts in log order), they start from the current facts.
-    return this.getFacts();
+  async loadFactsView(consumer: string, partition: number): Promise<Record<string, unknown>> {
+    // fromEntries defines own properties, so a fact named `__proto__` stays a fact.
+    return Object.fromEntries(
+      this.#factsView.all(consumer, partition).map((row) => [row.name, JSON.parse(row.value)]),
+    );
   }
 
   async loadFlowStates(): Promise<FlowStateRow[]> {
