@@ -215,4 +215,93 @@ describe.skipIf(skip)('postgres open', () => {
       await store.close();
     }
   });
+
+  it('postgres runs - completions handed in together are recorded together, each with its own answer', async () => {
+    const store = await createPostgresStore({ url: postgresUrlFor(newSchema()) });
+    try {
+      const version = await store.saveRulebookVersion({ hash: 'h', files: [], createdAt: 1 });
+      const triggers = await store.appendEvents([ev('t1'), ev('t2'), ev('t3'), ev('t4')], 1, [0, 1, 0, 1]);
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 0,
+        offset: 4,
+        audit: [],
+        runs: triggers.map((t, i) => ({
+          id: `run-${i + 1}`,
+          rule: 'r',
+          rulebookVersion: version,
+          trigger: { seq: t.seq, partition: t.partition, id: t.id, source: t.source, type: 'test.happened' },
+          ordinal: 0,
+          context: { event: t.seq },
+          createdAt: 1,
+        })),
+      });
+      expect(await store.claimRuns({ owner: 'me', now: 10, leaseMs: 1000, limit: 3 })).toHaveLength(3);
+      const attempt = (runId: string, status: 'succeeded' | 'failed') => ({
+        runId,
+        step: 0,
+        stepId: 's',
+        action: 'log',
+        attempt: 1,
+        startedAt: 10,
+        finishedAt: 11,
+        status,
+      });
+      const outcome = (runId: string) => ({
+        ...ev(`${runId}.done`),
+        source: 'reflex/runs',
+        type: 'reflex.run.succeeded',
+      });
+      const error = { code: 'REFLEX_ERR_INTERNAL_UNEXPECTED', message: 'boom' };
+      // All in one turn of the event loop: one batch. run-4 was never claimed; run-1 comes twice.
+      const answers = await Promise.all([
+        store.completeAttempt({
+          owner: 'me',
+          at: 12,
+          attempt: attempt('run-1', 'succeeded'),
+          outcome: { type: 'succeeded', output: 1, event: outcome('run-1') },
+        }),
+        store.completeAttempt({
+          owner: 'me',
+          at: 12,
+          attempt: attempt('run-2', 'failed'),
+          outcome: { type: 'failed', error, event: { ...outcome('run-2'), type: 'reflex.run.failed' } },
+        }),
+        store.completeAttempt({
+          owner: 'me',
+          at: 12,
+          attempt: { ...attempt('run-3', 'failed'), error },
+          outcome: { type: 'retry', at: 50 },
+        }),
+        store.completeAttempt({
+          owner: 'me',
+          at: 12,
+          attempt: attempt('run-4', 'succeeded'),
+          outcome: { type: 'succeeded', output: 1, event: outcome('run-4') },
+        }),
+        store.completeAttempt({
+          owner: 'me',
+          at: 13,
+          attempt: attempt('run-1', 'succeeded'),
+          outcome: { type: 'succeeded', output: 2, event: outcome('run-1b') },
+        }),
+      ]);
+      expect(answers).toEqual([true, true, true, false, false]);
+      expect(await store.getRun('run-1')).toMatchObject({ status: 'succeeded', step: 1, outputs: { s: 1 } });
+      expect(await store.getRun('run-2')).toMatchObject({ status: 'failed', error });
+      expect(await store.getRun('run-3')).toMatchObject({ status: 'pending', attempt: 1, nextAttemptAt: 50 });
+      expect(await store.getRun('run-4')).toMatchObject({ status: 'pending' });
+      // Outcome events went to their triggers' partitions, audited with their seqs.
+      const [done1] = await store.findEventsById('run-1.done');
+      const [done2] = await store.findEventsById('run-2.done');
+      expect([done1?.partition, done2?.partition]).toEqual([0, 1]);
+      expect(await store.findEventsById('run-4.done')).toEqual([]);
+      expect(await store.auditForEvent(triggers[1]!.seq)).toMatchObject([
+        { kind: 'run.failed', runId: 'run-2', detail: { step: 0, error: error.code, eventSeq: done2!.seq } },
+      ]);
+      expect((await store.listDeadLetters(10)).map((d) => d.runId)).toEqual(['run-2']);
+    } finally {
+      await store.close();
+    }
+  });
 });

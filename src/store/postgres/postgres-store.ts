@@ -6,7 +6,6 @@ import type {
   Attempt,
   AttemptCompletion,
   AuditEntry,
-  AuditKind,
   DeadLetter,
   DispatchCommit,
   EventQuery,
@@ -25,6 +24,7 @@ import type {
   Store,
   StorePage,
 } from '../../core/ports/store.js';
+import { AuditKind } from '../../core/ports/store.js';
 import { prepareDataDir } from '../sqlite/data-dir.js';
 import { acquireDataDirLock, type DataDirLock } from '../sqlite/data-dir-lock.js';
 import {
@@ -404,6 +404,12 @@ class PostgresStoreImpl implements PostgresStore {
   /** How appends and fact changes commit (`durability`). */
   readonly #appends: Durability;
   #closed = false;
+  /** Completions waiting for the next batch (see completeAttempt). */
+  #completions: Array<{
+    completion: AttemptCompletion;
+    resolve: (held: boolean) => void;
+    reject: (error: unknown) => void;
+  }> = [];
   /**
    * The first seq of each append and fact change that has written its events but whose COMMIT has not
    * returned yet: the dispatcher reads no further than the smallest, so it never acts on an event its
@@ -1006,22 +1012,65 @@ class PostgresStoreImpl implements PostgresStore {
     });
   }
 
-  async completeAttempt(completion: AttemptCompletion): Promise<boolean> {
-    const done = await this.#transaction(
-      'lazy',
-      (tx) => this.#complete(tx, completion),
-      this.#acknowledging((result) => (result.outcomeEvent === undefined ? [] : [result.outcomeEvent])),
-    );
-    return done.held;
+  completeAttempt(completion: AttemptCompletion): Promise<boolean> {
+    // Completions that arrive in the same turn of the event loop share one transaction of a few
+    // set-wise statements: on PostgreSQL round trips, not rows, are what a completion costs.
+    return new Promise<boolean>((resolve, reject) => {
+      this.#completions.push({ completion, resolve, reject });
+      if (this.#completions.length === 1) setImmediate(() => void this.#flushCompletions());
+    });
   }
 
-  /** Records a completion in `tx`: whether the lease was held, and the outcome event it appended. */
-  async #complete(
+  async #flushCompletions(): Promise<void> {
+    const waiting = this.#completions;
+    this.#completions = [];
+    if (waiting.length === 0) return;
+    // One completion per run in a batch (an executor awaits each before the next); a second one for the
+    // same run waits for the next batch, so it sees what the first did.
+    const seen = new Set<string>();
+    const batch: typeof waiting = [];
+    for (const item of waiting) {
+      if (seen.has(item.completion.attempt.runId)) this.#completions.push(item);
+      else {
+        seen.add(item.completion.attempt.runId);
+        batch.push(item);
+      }
+    }
+    if (this.#completions.length > 0) setImmediate(() => void this.#flushCompletions());
+    try {
+      const held = await this.#transaction(
+        'lazy',
+        (tx) =>
+          this.#completeBatch(
+            tx,
+            batch.map((item) => item.completion),
+          ),
+        this.#acknowledging((result) => result.appended),
+      );
+      for (const [i, item] of batch.entries()) item.resolve(held.held[i]!);
+    } catch {
+      // One bad completion must not fail the others: each goes again on its own, and only its own
+      // caller hears about its error.
+      for (const item of batch) {
+        this.#transaction(
+          'lazy',
+          (tx) => this.#completeBatch(tx, [item.completion]),
+          this.#acknowledging((result) => result.appended),
+        ).then((result) => item.resolve(result.held[0]!), item.reject);
+      }
+    }
+  }
+
+  /**
+   * Records completions of distinct runs in `tx`, set-wise: which of them still held their lease, and
+   * the outcome events they appended (in their triggers' partitions).
+   */
+  async #completeBatch(
     tx: Tx,
-    completion: AttemptCompletion,
-  ): Promise<{ held: boolean; outcomeEvent?: AppendResult }> {
-    const { attempt, outcome, at } = completion;
+    completions: readonly AttemptCompletion[],
+  ): Promise<{ held: boolean[]; appended: AppendResult[] }> {
     const found = await tx.query<{
+      id: string;
       rule: string;
       status: RunStatus;
       lease_owner: string | null;
@@ -1030,125 +1079,123 @@ class PostgresStoreImpl implements PostgresStore {
       trigger_seq: number;
       trigger_partition: number;
     }>({
-      name: 'run-for-completion',
-      text: `SELECT rule, status, lease_owner, step, outputs, trigger_seq, trigger_partition FROM runs
-             WHERE id = $1 FOR UPDATE`,
-      values: [attempt.runId],
+      name: 'runs-for-completion',
+      text: `SELECT id, rule, status, lease_owner, step, outputs, trigger_seq, trigger_partition FROM runs
+             WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
+      values: [completions.map((c) => c.attempt.runId)],
     });
-    const run = found.rows[0];
-    if (run === undefined || run.status !== 'running' || run.lease_owner !== completion.owner) {
-      return { held: false };
-    }
+    const runs = new Map(found.rows.map((row) => [row.id, row]));
+    const held = completions.map((c) => {
+      const run = runs.get(c.attempt.runId);
+      return run !== undefined && run.status === 'running' && run.lease_owner === c.owner;
+    });
+    const done = completions.filter((_, i) => held[i]);
+    if (done.length === 0) return { held, appended: [] };
     await tx.query({
-      name: 'insert-attempt',
+      name: 'insert-attempts',
       text: `INSERT INTO attempts (run_id, step, step_id, action, attempt, started_at, finished_at, status,
                                    output, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+             SELECT run_id, step, step_id, action, attempt, started_at, finished_at, status, output, error
+             FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::integer[], $6::bigint[],
+                         $7::bigint[], $8::text[], $9::text[], $10::text[])
+               WITH ORDINALITY AS a (run_id, step, step_id, action, attempt, started_at, finished_at, status,
+                                     output, error, ord)
+             ORDER BY ord`,
       values: [
-        attempt.runId,
-        attempt.step,
-        attempt.stepId,
-        attempt.action,
-        attempt.attempt,
-        attempt.startedAt,
-        attempt.finishedAt,
-        attempt.status,
-        jsonOrNull(attempt.output),
-        jsonOrNull(attempt.error),
+        done.map((c) => c.attempt.runId),
+        done.map((c) => c.attempt.step),
+        done.map((c) => c.attempt.stepId),
+        done.map((c) => c.attempt.action),
+        done.map((c) => c.attempt.attempt),
+        done.map((c) => c.attempt.startedAt),
+        done.map((c) => c.attempt.finishedAt),
+        done.map((c) => c.attempt.status),
+        done.map((c) => jsonOrNull(c.attempt.output)),
+        done.map((c) => jsonOrNull(c.attempt.error)),
       ],
     });
-    switch (outcome.type) {
-      case 'next-step':
-      case 'succeeded': {
-        const outputs = JSON.parse(run.outputs) as Record<string, unknown>;
-        // JSON has no undefined: a step without output is recorded as null, so its key is kept.
-        setOwn(outputs, attempt.stepId, outcome.output ?? null);
-        if (outcome.type === 'next-step') {
-          await tx.query({
-            name: 'run-next-step',
-            text: `UPDATE runs SET step = step + 1, attempt = 0, claims = 1, outputs = $1, error = NULL
-                   WHERE id = $2`,
-            values: [JSON.stringify(outputs), attempt.runId],
-          });
-          break;
-        }
-        await tx.query({
-          name: 'run-succeeded',
-          text: `UPDATE runs SET status = 'succeeded', step = step + 1, attempt = 0, outputs = $1,
-                                 finished_at = $2, error = NULL, next_attempt_at = NULL, lease_owner = NULL,
-                                 lease_until = NULL
-                 WHERE id = $3`,
-          values: [JSON.stringify(outputs), at, attempt.runId],
-        });
-        const outcomeEvent = await this.#finish(
-          tx,
-          attempt.runId,
-          run,
-          outcome.event,
-          at,
-          'run.succeeded',
-          {},
-        );
-        return { held: true, outcomeEvent };
-      }
-      case 'retry':
-        await tx.query({
-          name: 'run-retry',
-          text: `UPDATE runs SET status = 'pending', attempt = attempt + 1, claims = 0, next_attempt_at = $1,
-                                 error = $2, lease_owner = NULL, lease_until = NULL
-                 WHERE id = $3`,
-          values: [outcome.at, jsonOrNull(attempt.error), attempt.runId],
-        });
-        break;
-      case 'failed': {
-        const error = JSON.stringify(outcome.error);
-        await tx.query({
-          name: 'run-failed',
-          text: `UPDATE runs SET status = 'failed', attempt = attempt + 1, finished_at = $1, error = $2,
-                                 next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL
-                 WHERE id = $3`,
-          values: [at, error, attempt.runId],
-        });
-        await tx.query({
-          name: 'insert-dead-letter',
-          text: 'INSERT INTO dead_letters (run_id, rule, step, error, created_at) VALUES ($1, $2, $3, $4, $5)',
-          values: [attempt.runId, run.rule, run.step, error, at],
-        });
-        const outcomeEvent = await this.#finish(tx, attempt.runId, run, outcome.event, at, 'run.failed', {
-          step: run.step,
-          error: outcome.error.code,
-        });
-        return { held: true, outcomeEvent };
-      }
+    const outputsOf = (c: AttemptCompletion): string | null => {
+      if (c.outcome.type !== 'next-step' && c.outcome.type !== 'succeeded') return null;
+      const outputs = JSON.parse(runs.get(c.attempt.runId)!.outputs) as Record<string, unknown>;
+      // JSON has no undefined: a step without output is recorded as null, so its key is kept.
+      setOwn(outputs, c.attempt.stepId, c.outcome.output ?? null);
+      return JSON.stringify(outputs);
+    };
+    const errorOf = (c: AttemptCompletion): string | null =>
+      c.outcome.type === 'retry'
+        ? jsonOrNull(c.attempt.error)
+        : c.outcome.type === 'failed'
+          ? JSON.stringify(c.outcome.error)
+          : null;
+    // What each outcome does to its run, as the SQLite store's statements do it one by one.
+    await tx.query({
+      name: 'complete-runs',
+      text: `UPDATE runs r SET
+               status = CASE u.kind WHEN 'next-step' THEN r.status WHEN 'retry' THEN 'pending' ELSE u.kind END,
+               step = CASE WHEN u.kind IN ('next-step', 'succeeded') THEN r.step + 1 ELSE r.step END,
+               attempt = CASE WHEN u.kind IN ('next-step', 'succeeded') THEN 0 ELSE r.attempt + 1 END,
+               claims = CASE u.kind WHEN 'next-step' THEN 1 WHEN 'retry' THEN 0 ELSE r.claims END,
+               outputs = coalesce(u.outputs, r.outputs),
+               error = u.error,
+               finished_at = CASE WHEN u.kind IN ('succeeded', 'failed') THEN u.at ELSE r.finished_at END,
+               next_attempt_at = CASE u.kind WHEN 'next-step' THEN r.next_attempt_at WHEN 'retry' THEN u.retry_at
+                                             ELSE NULL END,
+               lease_owner = CASE u.kind WHEN 'next-step' THEN r.lease_owner ELSE NULL END,
+               lease_until = CASE u.kind WHEN 'next-step' THEN r.lease_until ELSE NULL END
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+               AS u (id, kind, outputs, error, retry_at, at)
+             WHERE r.id = u.id`,
+      values: [
+        done.map((c) => c.attempt.runId),
+        done.map((c) => c.outcome.type),
+        done.map(outputsOf),
+        done.map(errorOf),
+        done.map((c) => (c.outcome.type === 'retry' ? c.outcome.at : null)),
+        done.map((c) => c.at),
+      ],
+    });
+    const failed = done.filter((c) => c.outcome.type === 'failed');
+    if (failed.length > 0) {
+      await tx.query({
+        name: 'insert-dead-letters',
+        text: `INSERT INTO dead_letters (run_id, rule, step, error, created_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::bigint[])`,
+        values: [
+          failed.map((c) => c.attempt.runId),
+          failed.map((c) => runs.get(c.attempt.runId)!.rule),
+          failed.map((c) => runs.get(c.attempt.runId)!.step),
+          failed.map(errorOf),
+          failed.map((c) => c.at),
+        ],
+      });
     }
-    return { held: true };
-  }
-
-  /**
-   * The end of a run: its outcome event goes to the log, in its trigger's partition (dedup applies),
-   * and the audit trail says so. Returns the append's result.
-   */
-  async #finish(
-    tx: Tx,
-    runId: string,
-    run: { rule: string; trigger_seq: number; trigger_partition: number },
-    event: CloudEvent,
-    at: number,
-    kind: 'run.succeeded' | 'run.failed',
-    detail: Record<string, unknown>,
-  ): Promise<AppendResult> {
-    const [appended] = await this.#append(tx, [event], at, [run.trigger_partition]);
-    await this.#writeAudit(tx, [
-      {
-        at,
-        kind,
-        seq: run.trigger_seq,
-        rule: run.rule,
-        runId,
-        detail: { ...detail, eventSeq: appended!.seq },
-      },
-    ]);
-    return appended!;
+    const finished = done.filter((c) => c.outcome.type === 'succeeded' || c.outcome.type === 'failed');
+    if (finished.length === 0) return { held, appended: [] };
+    // The end of a run: its outcome event goes to the log, in its trigger's partition (dedup applies),
+    // and the audit trail says so. Appended last: the log's lock is held until COMMIT.
+    const appended = await this.#append(
+      tx,
+      finished.map((c) => (c.outcome as { event: CloudEvent }).event),
+      // One receivedAt for the batch: the latest completion's time.
+      Math.max(...finished.map((c) => c.at)),
+      finished.map((c) => runs.get(c.attempt.runId)!.trigger_partition),
+    );
+    await this.#writeAudit(
+      tx,
+      finished.map((c, i) => {
+        const run = runs.get(c.attempt.runId)!;
+        const detail = c.outcome.type === 'failed' ? { step: run.step, error: c.outcome.error.code } : {};
+        return {
+          at: c.at,
+          kind: c.outcome.type === 'failed' ? AuditKind.runFailed : AuditKind.runSucceeded,
+          seq: run.trigger_seq,
+          rule: run.rule,
+          runId: c.attempt.runId,
+          detail: { ...detail, eventSeq: appended[i]!.seq },
+        };
+      }),
+    );
+    return { held, appended };
   }
 
   async nextRunDueAt(): Promise<number | undefined> {
@@ -1423,6 +1470,8 @@ class PostgresStoreImpl implements PostgresStore {
     if (this.#closed) return;
     this.#closed = true;
     try {
+      // Completions already handed in are recorded before the pool goes.
+      while (this.#completions.length > 0) await this.#flushCompletions();
       await this.#pool.end();
     } finally {
       try {
