@@ -8,8 +8,12 @@ import { fileURLToPath } from 'node:url';
 /** The checkout the benchmarks run from. */
 export const repoRoot: string = fileURLToPath(new URL('../../', import.meta.url));
 
-/** The CLI launcher of this checkout (runs the TypeScript sources through tsx). */
-export const reflexBin: string = join(repoRoot, 'bin', 'reflex');
+/**
+ * The CLI's Node entry point of this checkout (runs the TypeScript sources through tsx). Started with
+ * `node`, so not `bin/reflex`: that is a shell script (since the launcher that hides the environment from
+ * `exec` steps), which Node cannot run.
+ */
+export const reflexBin: string = join(repoRoot, 'bin', 'reflex.mjs');
 
 /** A server the bench started as a child process. */
 export interface ServerProcess {
