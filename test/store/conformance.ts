@@ -266,6 +266,109 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       ]);
     });
 
+    it('partitions - one seq for the whole log, each partition read on its own, dedup across partitions', async () => {
+      const appended = await store.appendEvents([ev('a'), ev('b'), ev('c'), ev('d')], t0, [0, 2, 2, 1]);
+      expect(appended.map((r) => [r.seq, r.partition])).toEqual([
+        [1, 0],
+        [2, 2],
+        [3, 2],
+        [4, 1],
+      ]);
+      // The same identity in another partition is the original, wherever it went.
+      expect(await store.appendEvents([ev('b'), ev('e')], t0, [0, 0])).toMatchObject([
+        { seq: 2, partition: 2, duplicate: true },
+        { seq: 5, partition: 0, duplicate: false },
+      ]);
+      const read = async (partition: number, seq: number, limit: number) => {
+        const { events, through } = await store.readEvents({ partition, seq }, limit);
+        return { seqs: events.map((e) => e.seq), through };
+      };
+      expect(await read(2, 0, 10)).toEqual({ seqs: [2, 3], through: 5 });
+      expect(await read(2, 0, 1)).toEqual({ seqs: [2], through: 2 });
+      expect(await read(0, 0, 10)).toEqual({ seqs: [1, 5], through: 5 });
+      expect(await read(1, 4, 10)).toEqual({ seqs: [], through: 5 });
+      expect(await read(3, 0, 10)).toEqual({ seqs: [], through: 5 });
+      expect((await store.getEvent(3))?.partition).toBe(2);
+
+      // Offsets, rulebook activations, flow states and timers are per (consumer) partition.
+      const version = await store.saveRulebookVersion({ hash: 'p', files: [], createdAt: t0 });
+      const state = { rule: 'r', stage: 'when', key: 'k', hash: 'h', state: { n: 1 }, expiresAt: null };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 2,
+        offset: 3,
+        runs: [],
+        audit: [],
+        activation: { seq: 2, version },
+        states: [state],
+        timers: [{ rule: 'r', stage: 'when', key: 'k', due: t0 + 10 }],
+      });
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 0,
+        offset: 1,
+        runs: [],
+        audit: [],
+        timers: [{ rule: 'r', stage: 'when', key: 'k', due: t0 + 10 }],
+      });
+      expect(await store.getOffset('dispatcher', 2)).toBe(3);
+      expect(await store.getOffset('dispatcher', 0)).toBe(1);
+      expect(await store.getOffset('dispatcher', 1)).toBe(0);
+      expect(await store.rulebookVersionAt({ partition: 2, seq: 3 })).toBe(version);
+      expect(await store.rulebookVersionAt({ partition: 0, seq: 1 })).toBeUndefined();
+      expect(await store.loadFlowStates(2)).toEqual([state]);
+      expect(await store.loadFlowStates(0)).toEqual([]);
+      // Each partition's timer becomes its own event, in its partition.
+      const fired = await store.fireDueTimers(t0 + 10, 10);
+      expect(fired.map((r) => r.partition).sort()).toEqual([0, 2]);
+      expect(new Set(fired.map((r) => r.id)).size).toBe(2);
+    });
+
+    it("partitions - fact changes are read across partitions in seq order; an outcome event goes to its trigger's partition", async () => {
+      await store.appendEvents([ev('a')], t0, [3]);
+      await store.changeFact('mode', 'on', t0, 0, 1);
+      await store.appendEvents([ev('b')], t0, [0]);
+      await store.changeFact('mode', 'off', t0, 0, 2);
+      const changes = await store.readFactChanges(0, 10, 10);
+      expect(changes.map((e) => [e.seq, e.partition, (e.event.data as { value: unknown }).value])).toEqual([
+        [2, 1, 'on'],
+        [4, 2, 'off'],
+      ]);
+      expect((await store.readFactChanges(2, 3, 10)).map((e) => e.seq)).toEqual([]);
+      expect((await store.readFactChanges(0, 10, 1)).map((e) => e.seq)).toEqual([2]);
+
+      const version = await store.saveRulebookVersion({ hash: 'o', files: [], createdAt: t0 });
+      const trigger = { seq: 1, partition: 3, id: 'a', source: 'test/source', type: 'test.happened' };
+      await store.commitDispatch({
+        consumer: 'dispatcher',
+        partition: 3,
+        offset: 1,
+        runs: [newRun('run-p', 'r', version, trigger, 0)],
+        audit: [],
+      });
+      expect((await store.getRun('run-p'))?.trigger.partition).toBe(3);
+      const [claimed] = await store.claimRuns({ owner: 'o', now: t0, leaseMs: 1000, limit: 1 });
+      expect(claimed?.id).toBe('run-p');
+      const outcome = { ...ev('run-p/outcome'), source: 'reflex', type: 'reflex.run.succeeded' };
+      await store.completeAttempt({
+        owner: 'o',
+        at: t0,
+        attempt: {
+          runId: 'run-p',
+          step: 0,
+          stepId: 's',
+          action: 'log',
+          attempt: 1,
+          startedAt: t0,
+          finishedAt: t0,
+          status: 'succeeded',
+        },
+        outcome: { type: 'succeeded', output: null, event: outcome },
+      });
+      const [logged] = await store.findEventsById('run-p/outcome', 'reflex');
+      expect(logged?.partition).toBe(3);
+    });
+
     it('log - readEvents returns events after an offset, oldest first, up to the limit', async () => {
       await store.appendEvents(
         Array.from({ length: 10 }, (_, i) => ev(`e${i + 1}`)),

@@ -283,6 +283,55 @@ export const migrations: readonly Migration[] = [
         );
     `,
   },
+  {
+    version: 6,
+    description: 'the log is split into partitions; offsets, flow states and timers are kept per partition',
+    sql: `
+      -- Everything written before partitions is partition 0. seq stays one sequence for the whole log.
+      ALTER TABLE events ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE runs ADD COLUMN trigger_partition INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE rulebook_activations ADD COLUMN partition INTEGER NOT NULL DEFAULT 0;
+
+      CREATE TABLE offsets_v2 (
+        consumer TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (consumer, partition)
+      );
+      INSERT INTO offsets_v2 (consumer, partition, seq) SELECT consumer, 0, seq FROM offsets;
+      DROP TABLE offsets;
+      ALTER TABLE offsets_v2 RENAME TO offsets;
+
+      CREATE TABLE flow_states_v2 (
+        partition INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        key TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (partition, rule, stage, key)
+      );
+      INSERT INTO flow_states_v2 (partition, rule, stage, key, hash, state, expires_at)
+      SELECT 0, rule, stage, key, hash, state, expires_at FROM flow_states;
+      DROP TABLE flow_states;
+      ALTER TABLE flow_states_v2 RENAME TO flow_states;
+
+      -- At most one timer per (partition, rule, stage, key); its reflex.timer event goes to its partition.
+      CREATE TABLE timers_v2 (
+        partition INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        key TEXT NOT NULL,
+        due INTEGER NOT NULL,
+        PRIMARY KEY (partition, rule, stage, key)
+      );
+      INSERT INTO timers_v2 (partition, rule, stage, key, due) SELECT 0, rule, stage, key, due FROM timers;
+      DROP TABLE timers;
+      ALTER TABLE timers_v2 RENAME TO timers;
+      CREATE INDEX timers_by_due ON timers (due, partition, rule, stage, key);
+    `,
+  },
 ];
 
 /** The schema version this Reflex writes and reads: the last migration's. */

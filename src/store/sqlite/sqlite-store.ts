@@ -163,6 +163,7 @@ function openReader(dir: string, path: string): SqliteStore {
 
 interface EventRow {
   seq: number;
+  partition: number;
   received_at: number;
   event: string;
 }
@@ -172,6 +173,7 @@ interface RunRow {
   rule: string;
   rulebook_version: number;
   trigger_seq: number;
+  trigger_partition: number;
   trigger_id: string;
   trigger_source: string;
   trigger_type: string;
@@ -233,6 +235,7 @@ interface FlowStateSqlRow {
 }
 
 interface TimerRow {
+  partition: number;
   rule: string;
   stage: string;
   key: string;
@@ -282,7 +285,7 @@ function takeWithin<Row, T>(
 function toLoggedEvent(row: EventRow): LoggedEvent {
   return {
     seq: row.seq,
-    partition: 0,
+    partition: row.partition,
     receivedAt: row.received_at,
     event: JSON.parse(row.event) as CloudEvent,
   };
@@ -295,7 +298,7 @@ function toRun(row: RunRow): Run {
     rulebookVersion: row.rulebook_version,
     trigger: {
       seq: row.trigger_seq,
-      partition: 0,
+      partition: row.trigger_partition,
       id: row.trigger_id,
       source: row.trigger_source,
       type: row.trigger_type,
@@ -365,7 +368,11 @@ function timerEvent(timer: TimerRow, now: number): CloudEvent {
   const { rule, stage, key, due } = timer;
   return {
     specversion: '1.0',
-    id: `${rule}/${stage}/${key}@${due}`,
+    // The same (rule, stage, key) may have a timer in several partitions: each is its own event.
+    id:
+      timer.partition === 0
+        ? `${rule}/${stage}/${key}@${due}`
+        : `${rule}/${stage}/${key}@${due}/${timer.partition}`,
     source: 'reflex',
     type: 'reflex.timer',
     time: new Date(now).toISOString(),
@@ -534,35 +541,39 @@ class SqliteStoreImpl implements SqliteStore {
     this.#readonly = readonly;
     this.#lock = lock;
 
-    this.#insertEvent = db.prepare<[string, string, string, string | null, number, string]>(
-      `INSERT INTO events (source, id, type, subject, received_at, event) VALUES (?, ?, ?, ?, ?, ?)
+    this.#insertEvent = db.prepare<[string, string, string, string | null, number, string, number]>(
+      `INSERT INTO events (source, id, type, subject, received_at, event, partition) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id, source) DO NOTHING`,
     );
-    this.#seqOfEvent = db.prepare<[string, string], { seq: number }>(
-      'SELECT seq FROM events WHERE id = ? AND source = ?',
+    this.#seqOfEvent = db.prepare<[string, string], { seq: number; partition: number }>(
+      'SELECT seq, partition FROM events WHERE id = ? AND source = ?',
     );
-    this.#readEvents = db.prepare<[number, number, number], EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?',
+    this.#readEvents = db.prepare<[number, number, number, number], EventRow>(
+      // A scan of the seq range that skips the other partitions' events. An index on partition would
+      // cost every append a second index write, also with one partition, which is the common case.
+      'SELECT seq, partition, received_at, event FROM events WHERE seq > ? AND seq <= ? AND partition = ? ORDER BY seq LIMIT ?',
     );
     this.#readFactChanges = db.prepare<[number, number, number], EventRow>(
-      `SELECT seq, received_at, event FROM events
+      `SELECT seq, partition, received_at, event FROM events
        WHERE type = 'reflex.fact.changed' AND source = 'reflex' AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
     );
     this.#getEvent = db.prepare<[number], EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE seq = ?',
+      'SELECT seq, partition, received_at, event FROM events WHERE seq = ?',
     );
     this.#eventsById = db.prepare<[string], EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE id = ? ORDER BY seq',
+      'SELECT seq, partition, received_at, event FROM events WHERE id = ? ORDER BY seq',
     );
     this.#eventsByIdAndSource = db.prepare<[string, string], EventRow>(
-      'SELECT seq, received_at, event FROM events WHERE id = ? AND source = ?',
+      'SELECT seq, partition, received_at, event FROM events WHERE id = ? AND source = ?',
     );
     this.#lastSeq = db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM events');
 
-    this.#getOffset = db.prepare<[string], { seq: number }>('SELECT seq FROM offsets WHERE consumer = ?');
-    this.#upsertOffset = db.prepare<[string, number]>(
-      `INSERT INTO offsets (consumer, seq) VALUES (?, ?)
-       ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq`,
+    this.#getOffset = db.prepare<[string, number], { seq: number }>(
+      'SELECT seq FROM offsets WHERE consumer = ? AND partition = ?',
+    );
+    this.#upsertOffset = db.prepare<[string, number, number]>(
+      `INSERT INTO offsets (consumer, partition, seq) VALUES (?, ?, ?)
+       ON CONFLICT (consumer, partition) DO UPDATE SET seq = excluded.seq`,
     );
     this.#insertRun = db.prepare<
       [
@@ -579,20 +590,22 @@ class SqliteStoreImpl implements SqliteStore {
         number | null,
         number,
         number,
+        number,
       ]
     >(
       `INSERT INTO runs (id, rule, rulebook_version, trigger_seq, trigger_id, trigger_source, trigger_type,
                          ordinal, context, concurrency_key, concurrency_max,
-                         status, step, attempt, outputs, created_at, next_attempt_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, '{}', ?, ?)
+                         status, step, attempt, outputs, created_at, next_attempt_at, trigger_partition)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, '{}', ?, ?, ?)
        ON CONFLICT (trigger_seq, rule, ordinal) DO NOTHING`,
     );
     this.#insertAudit = db.prepare<
       [number, string, number | null, string | null, string | null, string | null]
     >('INSERT INTO audit (at, kind, seq, rule, run_id, detail) VALUES (?, ?, ?, ?, ?, ?)');
-    this.#upsertActivation = db.prepare<[number, number, string]>(
-      `INSERT INTO rulebook_activations (seq, version, consumer) VALUES (?, ?, ?)
-       ON CONFLICT (seq) DO UPDATE SET version = excluded.version, consumer = excluded.consumer`,
+    this.#upsertActivation = db.prepare<[number, number, string, number]>(
+      `INSERT INTO rulebook_activations (seq, version, consumer, partition) VALUES (?, ?, ?, ?)
+       ON CONFLICT (seq) DO UPDATE SET version = excluded.version, consumer = excluded.consumer,
+                                       partition = excluded.partition`,
     );
 
     this.#insertRulebook = db.prepare<[string, string, number]>(
@@ -605,9 +618,10 @@ class SqliteStoreImpl implements SqliteStore {
       'SELECT id, hash, files, created_at FROM rulebook_versions WHERE id = ?',
     );
     // Only an event the consumer that activated the version has already passed counts as dispatched.
-    this.#rulebookAt = db.prepare<[number, number], { version: number }>(
-      `SELECT a.version AS version FROM rulebook_activations a JOIN offsets o ON o.consumer = a.consumer
-       WHERE a.seq <= ? AND o.seq >= ? ORDER BY a.seq DESC LIMIT 1`,
+    this.#rulebookAt = db.prepare<[number, number, number], { version: number }>(
+      `SELECT a.version AS version FROM rulebook_activations a
+       JOIN offsets o ON o.consumer = a.consumer AND o.partition = a.partition
+       WHERE a.partition = ? AND a.seq <= ? AND o.seq >= ? ORDER BY a.seq DESC LIMIT 1`,
     );
 
     // Runs free to go when due: no concurrency key, or already holding a slot (claimed before). Both arms
@@ -662,8 +676,13 @@ class SqliteStoreImpl implements SqliteStore {
     );
     this.#runForCompletion = db.prepare<
       [string],
-      Pick<RunRow, 'rule' | 'status' | 'lease_owner' | 'step' | 'outputs' | 'trigger_seq'>
-    >('SELECT rule, status, lease_owner, step, outputs, trigger_seq FROM runs WHERE id = ?');
+      Pick<
+        RunRow,
+        'rule' | 'status' | 'lease_owner' | 'step' | 'outputs' | 'trigger_seq' | 'trigger_partition'
+      >
+    >(
+      'SELECT rule, status, lease_owner, step, outputs, trigger_seq, trigger_partition FROM runs WHERE id = ?',
+    );
     this.#insertAttempt = db.prepare<
       [string, number, string, string, number, number, number, string, string | null, string | null]
     >(
@@ -733,38 +752,41 @@ class SqliteStoreImpl implements SqliteStore {
                                         changes = excluded.changes`,
     );
 
-    this.#flowStates = db.prepare<[], FlowStateSqlRow>(
-      'SELECT rule, stage, key, hash, state, expires_at FROM flow_states ORDER BY rule, stage, key',
+    this.#flowStates = db.prepare<[number], FlowStateSqlRow>(
+      'SELECT rule, stage, key, hash, state, expires_at FROM flow_states WHERE partition = ? ORDER BY rule, stage, key',
     );
-    this.#upsertState = db.prepare<[string, string, string, string, string, number | null]>(
-      `INSERT INTO flow_states (rule, stage, key, hash, state, expires_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (rule, stage, key) DO UPDATE
+    this.#upsertState = db.prepare<[number, string, string, string, string, string, number | null]>(
+      `INSERT INTO flow_states (partition, rule, stage, key, hash, state, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (partition, rule, stage, key) DO UPDATE
        SET hash = excluded.hash, state = excluded.state, expires_at = excluded.expires_at`,
     );
-    this.#deleteState = db.prepare<[string, string, string]>(
-      'DELETE FROM flow_states WHERE rule = ? AND stage = ? AND key = ?',
+    this.#deleteState = db.prepare<[number, string, string, string]>(
+      'DELETE FROM flow_states WHERE partition = ? AND rule = ? AND stage = ? AND key = ?',
     );
-    this.#upsertTimer = db.prepare<[string, string, string, number]>(
-      `INSERT INTO timers (rule, stage, key, due) VALUES (?, ?, ?, ?)
-       ON CONFLICT (rule, stage, key) DO UPDATE SET due = excluded.due`,
+    this.#upsertTimer = db.prepare<[number, string, string, string, number]>(
+      `INSERT INTO timers (partition, rule, stage, key, due) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (partition, rule, stage, key) DO UPDATE SET due = excluded.due`,
     );
-    this.#deleteTimer = db.prepare<[string, string, string]>(
-      'DELETE FROM timers WHERE rule = ? AND stage = ? AND key = ?',
+    this.#deleteTimer = db.prepare<[number, string, string, string]>(
+      'DELETE FROM timers WHERE partition = ? AND rule = ? AND stage = ? AND key = ?',
     );
     this.#dueTimers = db.prepare<[number, number], TimerRow>(
-      `SELECT rule, stage, key, due FROM timers INDEXED BY timers_by_due WHERE due <= ?
-       ORDER BY due, rule, stage, key LIMIT ?`,
+      `SELECT partition, rule, stage, key, due FROM timers INDEXED BY timers_by_due WHERE due <= ?
+       ORDER BY due, partition, rule, stage, key LIMIT ?`,
     );
     this.#nextTimer = db.prepare<[], { due: number | null }>('SELECT min(due) AS due FROM timers');
     this.#auditForEvent = db.prepare<[number], AuditRow>(
       'SELECT at, kind, seq, rule, run_id, detail FROM audit WHERE seq = ? ORDER BY id',
     );
 
-    this.#appendBatch = db.transaction((events: readonly CloudEvent[], receivedAt: number) => {
-      const results = new Array<AppendResult>(events.length);
-      for (let i = 0; i < events.length; i++) results[i] = this.#appendOne(events[i]!, receivedAt);
-      return results;
-    });
+    this.#appendBatch = db.transaction(
+      (events: readonly CloudEvent[], receivedAt: number, partitions: readonly number[] | undefined) => {
+        const results = new Array<AppendResult>(events.length);
+        for (let i = 0; i < events.length; i++)
+          results[i] = this.#appendOne(events[i]!, receivedAt, partitions?.[i] ?? 0);
+        return results;
+      },
+    );
     this.#appendAudit = db.transaction((entries: readonly AuditEntry[]) => {
       for (const entry of entries) this.#writeAudit(entry);
     });
@@ -772,27 +794,41 @@ class SqliteStoreImpl implements SqliteStore {
       for (const run of commit.runs) this.#insertNewRun(run, commit.consumer);
       for (const entry of commit.audit) this.#writeAudit(entry);
       if (commit.activation !== undefined) {
-        this.#upsertActivation.run(commit.activation.seq, commit.activation.version, commit.consumer);
+        this.#upsertActivation.run(
+          commit.activation.seq,
+          commit.activation.version,
+          commit.consumer,
+          commit.partition,
+        );
       }
       for (const change of commit.states ?? []) {
         const { rule, stage, key } = change;
         // undefined, which JSON cannot hold, deletes too.
-        if (change.state === null || change.state === undefined) this.#deleteState.run(rule, stage, key);
+        if (change.state === null || change.state === undefined)
+          this.#deleteState.run(commit.partition, rule, stage, key);
         else {
           const state = JSON.stringify(change.state);
-          this.#upsertState.run(rule, stage, key, change.hash, state, change.expiresAt ?? null);
+          this.#upsertState.run(
+            commit.partition,
+            rule,
+            stage,
+            key,
+            change.hash,
+            state,
+            change.expiresAt ?? null,
+          );
         }
       }
       for (const timer of commit.timers ?? []) {
-        if (timer.due === null) this.#deleteTimer.run(timer.rule, timer.stage, timer.key);
-        else this.#upsertTimer.run(timer.rule, timer.stage, timer.key, timer.due);
+        if (timer.due === null) this.#deleteTimer.run(commit.partition, timer.rule, timer.stage, timer.key);
+        else this.#upsertTimer.run(commit.partition, timer.rule, timer.stage, timer.key, timer.due);
       }
       for (const fact of commit.facts ?? []) {
         if (fact.value === undefined) this.#deleteViewFact.run(commit.consumer, commit.partition, fact.name);
         else
           this.#upsertViewFact.run(commit.consumer, commit.partition, fact.name, JSON.stringify(fact.value));
       }
-      this.#upsertOffset.run(commit.consumer, commit.offset);
+      this.#upsertOffset.run(commit.consumer, commit.partition, commit.offset);
     });
     this.#claim = db.transaction((claim: RunClaim): Run[] => {
       const limit = Math.max(0, claim.limit);
@@ -838,7 +874,15 @@ class SqliteStoreImpl implements SqliteStore {
             break;
           }
           this.#runSucceeded.run(JSON.stringify(outputs), at, attempt.runId);
-          this.#finish(attempt.runId, run.rule, run.trigger_seq, outcome.event, at, 'run.succeeded', {});
+          this.#finish(
+            attempt.runId,
+            run.rule,
+            { seq: run.trigger_seq, partition: run.trigger_partition },
+            outcome.event,
+            at,
+            'run.succeeded',
+            {},
+          );
           break;
         }
         case 'retry':
@@ -848,10 +892,18 @@ class SqliteStoreImpl implements SqliteStore {
           const error = JSON.stringify(outcome.error);
           this.#runFailed.run(at, error, attempt.runId);
           this.#insertDeadLetter.run(attempt.runId, run.rule, run.step, error, at);
-          this.#finish(attempt.runId, run.rule, run.trigger_seq, outcome.event, at, 'run.failed', {
-            step: run.step,
-            error: outcome.error.code,
-          });
+          this.#finish(
+            attempt.runId,
+            run.rule,
+            { seq: run.trigger_seq, partition: run.trigger_partition },
+            outcome.event,
+            at,
+            'run.failed',
+            {
+              step: run.step,
+              error: outcome.error.code,
+            },
+          );
           break;
         }
       }
@@ -865,7 +917,7 @@ class SqliteStoreImpl implements SqliteStore {
       return startable === undefined ? due : Math.min(due, startable);
     });
     this.#changeFact = db.transaction(
-      (name: string, value: unknown, at: number, chain: number): FactChange => {
+      (name: string, value: unknown, at: number, chain: number, partition: number): FactChange => {
         const row = this.#factRow.get(name);
         const before = row?.value ?? null;
         const after = factText(value);
@@ -895,6 +947,7 @@ class SqliteStoreImpl implements SqliteStore {
               ...(chain > 0 ? { reflexchain: chain } : {}),
             },
             at,
+            partition,
           );
         } while (event.duplicate);
         this.#writeFact.run(name, after, at, changes);
@@ -904,8 +957,8 @@ class SqliteStoreImpl implements SqliteStore {
     this.#fireTimers = db.transaction((now: number, limit: number): AppendResult[] => {
       const due = this.#dueTimers.all(now, Math.max(0, limit));
       return due.map((timer) => {
-        this.#deleteTimer.run(timer.rule, timer.stage, timer.key);
-        return this.#appendOne(timerEvent(timer, now), now);
+        this.#deleteTimer.run(timer.partition, timer.rule, timer.stage, timer.key);
+        return this.#appendOne(timerEvent(timer, now), now, timer.partition);
       });
     });
   }
@@ -926,6 +979,7 @@ class SqliteStoreImpl implements SqliteStore {
       run.concurrency?.max ?? null,
       run.createdAt,
       run.createdAt,
+      t.partition,
     );
     if (inserted.changes === 0) {
       throw new ReflexError(
@@ -968,14 +1022,16 @@ class SqliteStoreImpl implements SqliteStore {
     return next;
   }
 
-  #appendOne(event: CloudEvent, receivedAt: number): AppendResult {
+  #appendOne(event: CloudEvent, receivedAt: number, partition: number): AppendResult {
     const { id, source } = event;
     const subject = typeof event.subject === 'string' ? event.subject : null;
-    const info = this.#insertEvent.run(source, id, event.type, subject, receivedAt, JSON.stringify(event));
+    const text = JSON.stringify(event);
+    const info = this.#insertEvent.run(source, id, event.type, subject, receivedAt, text, partition);
     if (info.changes === 1)
-      return { seq: Number(info.lastInsertRowid), partition: 0, id, source, duplicate: false };
+      return { seq: Number(info.lastInsertRowid), partition, id, source, duplicate: false };
     // The conflict guarantees the original is there, inside this very transaction.
-    return { seq: this.#seqOfEvent.get(id, source)!.seq, partition: 0, id, source, duplicate: true };
+    const original = this.#seqOfEvent.get(id, source)!;
+    return { seq: original.seq, partition: original.partition, id, source, duplicate: true };
   }
 
   #writeAudit(entry: AuditEntry): void {
@@ -993,17 +1049,17 @@ class SqliteStoreImpl implements SqliteStore {
   #finish(
     runId: string,
     rule: string,
-    triggerSeq: number,
+    trigger: { seq: number; partition: number },
     event: CloudEvent,
     at: number,
     kind: 'run.succeeded' | 'run.failed',
     detail: Record<string, unknown>,
   ): void {
-    const appended = this.#appendOne(event, at);
+    const appended = this.#appendOne(event, at, trigger.partition);
     this.#writeAudit({
       at,
       kind,
-      seq: triggerSeq,
+      seq: trigger.seq,
       rule,
       runId,
       detail: { ...detail, eventSeq: appended.seq },
@@ -1012,17 +1068,23 @@ class SqliteStoreImpl implements SqliteStore {
 
   // --- the log ---
 
-  async appendEvents(events: readonly CloudEvent[], receivedAt: number): Promise<AppendResult[]> {
+  async appendEvents(
+    events: readonly CloudEvent[],
+    receivedAt: number,
+    partitions?: readonly number[],
+  ): Promise<AppendResult[]> {
     if (events.length === 0) return [];
     return this.#durably(
-      () => this.#appendBatch.immediate(events, receivedAt),
+      () => this.#appendBatch.immediate(events, receivedAt, partitions),
       (results) => results,
     );
   }
 
   async readEvents(after: LogPosition, limit: number): Promise<LogRead> {
     const horizon = this.#horizon();
-    const events = this.#readEvents.all(after.seq, horizon, Math.max(0, limit)).map(toLoggedEvent);
+    const events = this.#readEvents
+      .all(after.seq, horizon, after.partition, Math.max(0, limit))
+      .map(toLoggedEvent);
     const through =
       events.length === limit
         ? events[events.length - 1]!.seq
@@ -1124,7 +1186,7 @@ class SqliteStoreImpl implements SqliteStore {
       if (query.type !== undefined) where.push('type = ?');
       if (query.source !== undefined) where.push('source = ?');
       statement = this.#db.prepare<unknown[], EventRow>(
-        `SELECT seq, received_at, event FROM events WHERE ${where.join(' AND ')}
+        `SELECT seq, partition, received_at, event FROM events WHERE ${where.join(' AND ')}
          ORDER BY seq ${ascending ? 'ASC' : 'DESC'} LIMIT ?`,
       );
       this.#listEventStatements.set(key, statement);
@@ -1141,8 +1203,8 @@ class SqliteStoreImpl implements SqliteStore {
 
   // --- dispatch ---
 
-  async getOffset(consumer: string): Promise<number> {
-    return this.#getOffset.get(consumer)?.seq ?? 0;
+  async getOffset(consumer: string, partition: number): Promise<number> {
+    return this.#getOffset.get(consumer, partition)?.seq ?? 0;
   }
 
   // Dispatch commits, claims, leases, completions and timer firings do not wait for the disk (the port
@@ -1173,8 +1235,8 @@ class SqliteStoreImpl implements SqliteStore {
     };
   }
 
-  async rulebookVersionAt({ seq }: LogPosition): Promise<number | undefined> {
-    return this.#rulebookAt.get(seq, seq)?.version;
+  async rulebookVersionAt({ partition, seq }: LogPosition): Promise<number | undefined> {
+    return this.#rulebookAt.get(partition, seq, seq)?.version;
   }
 
   // --- runs ---
@@ -1295,9 +1357,9 @@ class SqliteStoreImpl implements SqliteStore {
     return Object.fromEntries(this.#facts.all().map((row) => [row.name, JSON.parse(row.value)]));
   }
 
-  async changeFact(name: string, value: unknown, at: number, chain = 0): Promise<FactChange> {
+  async changeFact(name: string, value: unknown, at: number, chain = 0, partition = 0): Promise<FactChange> {
     return this.#durably(
-      () => this.#changeFact.immediate(name, value, at, chain),
+      () => this.#changeFact.immediate(name, value, at, chain, partition),
       (change) => (change.event === undefined ? [] : [change.event]),
     );
   }
@@ -1311,8 +1373,8 @@ class SqliteStoreImpl implements SqliteStore {
     );
   }
 
-  async loadFlowStates(): Promise<FlowStateRow[]> {
-    return this.#flowStates.all().map(toFlowState);
+  async loadFlowStates(partition: number): Promise<FlowStateRow[]> {
+    return this.#flowStates.all(partition).map(toFlowState);
   }
 
   async fireDueTimers(now: number, limit: number): Promise<AppendResult[]> {
