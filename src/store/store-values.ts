@@ -7,20 +7,25 @@ import type { StorePage } from '../core/ports/store.js';
  * how runs are ordered for claims, and how a page is cut by size.
  */
 
-/** A timer as the `reflex.timer` event it becomes names it. */
+/** A due timer, as the `reflex.timer` event it becomes names it. */
 export interface DueTimer {
+  partition: number;
   rule: string;
   stage: string;
   key: string;
   due: number;
 }
 
-/** The `reflex.timer` event a due timer becomes (see `Store.fireDueTimers`). */
+/** The `reflex.timer` event a due timer becomes (see `DispatchStore.fireDueTimers`). */
 export function timerEvent(timer: DueTimer, now: number): CloudEvent {
   const { rule, stage, key, due } = timer;
   return {
     specversion: '1.0',
-    id: `${rule}/${stage}/${key}@${due}`,
+    // The same (rule, stage, key) may have a timer in several partitions: each is its own event.
+    id:
+      timer.partition === 0
+        ? `${rule}/${stage}/${key}@${due}`
+        : `${rule}/${stage}/${key}@${due}/${timer.partition}`,
     source: 'reflex',
     type: 'reflex.timer',
     time: new Date(now).toISOString(),

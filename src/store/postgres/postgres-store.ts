@@ -1393,7 +1393,7 @@ class PostgresStoreImpl implements PostgresStore {
     return this.#transaction(
       'lazy',
       async (tx) => {
-        const due = await tx.query<DueTimer & { partition: number }>({
+        const due = await tx.query<DueTimer>({
           name: 'due-timers',
           text: `DELETE FROM timers WHERE (partition, rule, stage, key) IN (
                  SELECT partition, rule, stage, key FROM timers WHERE due <= $1
