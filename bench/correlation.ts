@@ -39,6 +39,7 @@ import { createDispatcher } from '../src/engine/dispatcher.js';
 import { runId } from '../src/engine/ids.js';
 import { createRulebookVersions } from '../src/engine/rulebook-versions.js';
 import { systemClock } from '../src/engine/system-clock.js';
+import { yamlRulebookCompiler } from '../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore, databaseFileName } from '../src/store/index.js';
 import { type BenchmarkContext, type BenchmarkResult, defineBenchmark, measuredOn } from './lib/benchmark.js';
 import { goalVerdict } from './lib/report.js';
@@ -207,7 +208,10 @@ async function measure(
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const diskBefore = databaseBytes(dir);
   const store = await createSqliteStore({ dir });
-  const versions = createRulebookVersions(store, { actions: createActionRegistry() });
+  const versions = createRulebookVersions(store, {
+    actions: createActionRegistry(),
+    compilers: [yamlRulebookCompiler],
+  });
   const version = await versions.save([{ path: 'bench.yaml', content: makeRulebook(variant) }], Date.now());
   const dispatcher = createDispatcher({
     log: store,

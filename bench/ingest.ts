@@ -2,8 +2,18 @@
  * Benchmark 1, durable HTTP ingest: events/s and latency of `POST /api/v1/events` at 50 connections,
  * against a bare `node:http` server measured in the same run with the same generator.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { defineBenchmark, measuredOn } from './lib/benchmark.js';
+import { join } from 'node:path';
+import { defineBenchmark, measuredOn, pause } from './lib/benchmark.js';
+import {
+  type CpuProfile,
+  otherArea,
+  type ProfileArea,
+  type ProfileSummary,
+  summarizeCpuProfile,
+} from './lib/cpu-profile.js';
+import { type FdatasyncCost, measureFdatasync } from './lib/disk.js';
 import { benchEventBody, cloudEventType, createIdMaker } from './lib/events.js';
 import { closedLoop, type LoadResult, type OpenLoopResult, openLoop } from './lib/load.js';
 import { medianBy } from './lib/percentiles.js';
@@ -12,6 +22,7 @@ import {
   createCpuMeter,
   createTempDir,
   removeTempDir,
+  repoRoot,
   type ServerProcess,
   startBareServer,
   startReflex,
@@ -40,6 +51,59 @@ interface Settings {
 
 const fullSettings: Settings = { rounds: 3, warmupS: 3, measureS: 10, fixedRateShare: 0.5 };
 const quickSettings: Settings = { rounds: 1, warmupS: 1, measureS: 2, fixedRateShare: 0.5 };
+
+/** Loaded into the profiled Reflex with NODE_OPTIONS; SIGUSR2 starts and stops its profiler. */
+const profilerPreload = join(repoRoot, 'bench', 'lib', 'cpu-profile-preload.mjs');
+
+/**
+ * The areas of a request's path in Reflex, for the profile breakdown. A sample counts for the nearest
+ * frame on its stack that matches an area (so `writev` counts for Node's HTTP, and a SQLite statement for
+ * the store); the dispatcher and the executor claim everything they start, their SQLite commits included.
+ * In list order, so the first area that matches a frame wins.
+ */
+export const ingestAreas: ProfileArea[] = [
+  {
+    name: 'dispatcher and executor (decide each event, their own commit)',
+    patterns: [/src\/engine\/(dispatcher|executor|timers)\.ts/],
+    anywhere: true,
+  },
+  { name: 'logging (pino)', patterns: [/node_modules\/pino/] },
+  { name: 'hop to the sync thread (fdatasync request, WalSync)', patterns: [/wal-sync\.ts/, / fdatasync$/] },
+  {
+    name: 'group commit: SQLite insert and commit (event JSON.stringify included)',
+    patterns: [/better-sqlite3/, /src\/store\//],
+  },
+  { name: 'group commit: the queue (engine/ingest.ts)', patterns: [/src\/engine\/ingest\.ts/] },
+  { name: 'JSON.parse of the body (UTF-8 check included)', patterns: [/json-body\.ts parseJsonBody$/] },
+  {
+    name: 'validation: CloudEvents checks, depth, reserved names, Host/Origin',
+    patterns: [
+      /src\/codec\//,
+      /src\/core\/event\.ts/,
+      /src\/server\/front-door\.ts/,
+      /src\/sources\/http-source\.ts/,
+    ],
+  },
+  {
+    name: 'building the answer (reply, serialiser)',
+    patterns: [/fastify\/lib\/reply\.js/, /fast-json-stringify/, /src\/sources\/http-routes\.ts/],
+  },
+  {
+    name: 'Fastify: routing, hooks, body reading (and the route handlers)',
+    patterns: [
+      /node_modules\/(fastify|find-my-way|avvio|@fastify|light-my-request)\//,
+      /src\/server\//,
+      /src\/sources\//,
+      /src\/engine\/source-manager\.ts/,
+    ],
+  },
+  {
+    name: "Node's HTTP: parser, sockets, writes",
+    patterns: [/^node:(_http|net|stream|internal\/(http|stream_base_commons|streams|net))/],
+  },
+  { name: 'garbage collection', patterns: [/ \(garbage collector\)$/] },
+  { name: 'V8 and native code, unattributed', patterns: [/ \(program\)$/] },
+];
 
 /** A server under test: how to start it, fresh, for one run. */
 interface Peer {
@@ -108,6 +172,15 @@ export const benchmark = defineBenchmark({
       tenRules,
       ...(benchStores().includes('postgres') ? [postgres] : []),
     ];
+
+    // The price of one durable group commit on the file system that holds the data dirs.
+    const fdatasyncDir = await createTempDir('fdatasync');
+    const fdatasync = measureFdatasync(fdatasyncDir);
+    removeTempDir(fdatasyncDir);
+    progress(
+      `16 KiB write + fdatasync, ${fdatasync.count}×: p50 ${formatMs(fdatasync.latency.p50)} ms, ` +
+        `p99 ${formatMs(fdatasync.latency.p99)} ms`,
+    );
     const openPeers = [bare, full, normal];
 
     // Every run gets a fresh process and data dir, and the peers alternate within each round, so drift
@@ -136,6 +209,32 @@ export const benchmark = defineBenchmark({
     }
     const closedMedian = new Map(
       [...closed].map(([key, runs]) => [key, medianBy(runs, (r) => r.throughput)]),
+    );
+
+    // One more closed-loop run of the full line with the sampling profiler on for the measured window
+    // only (it slows the server down, so this run's throughput is not among the figures above).
+    const profile = await withServer(profiledPeer(full, emptyPath), async (server) => {
+      const nextId = createIdMaker('pf');
+      const load = (durationS: number) =>
+        closedLoop({
+          url: server.url + eventsPath,
+          connections,
+          durationS,
+          contentType: cloudEventType,
+          body: () => benchEventBody(nextId()),
+        });
+      await load(settings.warmupS);
+      process.kill(server.pid, 'SIGUSR2');
+      const meter = createCpuMeter(server.pid);
+      const run = await load(settings.measureS);
+      const cpu = meter.stop();
+      process.kill(server.pid, 'SIGUSR2');
+      const summary = summarizeCpuProfile(await readProfile(server.pid), ingestAreas);
+      return { run: { ...run, cpu }, summary };
+    });
+    progress(
+      `profiled closed loop, full: ${formatCount(profile.run.throughput)} events/s; ` +
+        profile.summary.areas.map((a) => `${a.name} ${formatPercent(a.share)}`).join(', '),
     );
     // Below every server's capacity: at a rate a server cannot keep up with, latency only measures how
     // long its queue has grown.
@@ -187,6 +286,8 @@ export const benchmark = defineBenchmark({
       closedMedian,
       open,
       openMedian,
+      fdatasync,
+      profile,
     });
     return {
       markdown,
@@ -206,10 +307,44 @@ export const benchmark = defineBenchmark({
         fixedRate: rate,
         fullOpenP99Ms: Number(openFull.latency.p99.toFixed(2)),
         bareOpenP99Ms: Number(openMedian.get('bare')!.latency.p99.toFixed(2)),
+        fdatasyncP50Ms: Number(fdatasync.latency.p50.toFixed(3)),
+        fdatasyncP99Ms: Number(fdatasync.latency.p99.toFixed(3)),
       },
     };
   },
 });
+
+/** A Reflex peer started with the profiler preloaded, its profile written into its data dir's parent. */
+function profiledPeer(peer: Peer, rulebook: string): Peer {
+  return {
+    key: `${peer.key}-profiled`,
+    label: `${peer.label}, profiled`,
+    async start() {
+      const dataDir = await createTempDir('profiled');
+      const server = await startReflex({
+        rulebook,
+        dataDir,
+        durability: 'full',
+        env: { NODE_OPTIONS: `--import=${profilerPreload}`, BENCH_CPU_PROFILE_DIR: dataDir },
+      });
+      profileDirs.set(server.pid, dataDir);
+      return { server, dataDir };
+    },
+  };
+}
+
+/** Where each profiled server writes its profile, by pid. */
+const profileDirs = new Map<number, string>();
+
+/** Waits for the profile the server `pid` writes after its second SIGUSR2, and reads it. */
+async function readProfile(pid: number): Promise<CpuProfile> {
+  const path = join(profileDirs.get(pid)!, `server-${pid}.cpuprofile`);
+  for (let waited = 0; !existsSync(path); waited += 100) {
+    if (waited > 60_000) throw new Error(`the profiled server wrote no profile at ${path}`);
+    await pause(100);
+  }
+  return JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+}
 
 /** Starts a fresh server for one run, runs `measure`, then stops the server and removes its data. */
 async function withServer<T>(peer: Peer, measure: (server: ServerProcess) => Promise<T>): Promise<T> {
@@ -237,6 +372,37 @@ async function warmThenMeasure<T extends object>(
   return { ...result, cpu: meter.stop() };
 }
 
+function fdatasyncLine(cost: FdatasyncCost): string {
+  return (
+    `appending ${cost.bytes / 1024} KiB to a file and calling \`fdatasync\` on the data dirs' file system took ` +
+    `${formatMs(cost.latency.p50)} ms (p50) / ${formatMs(cost.latency.p99)} ms (p99), ${cost.count} times, ` +
+    'measured by the bench before the runs (`bench/lib/disk.ts`); every group commit with durability full waits for one.'
+  );
+}
+
+/** What the samples no area claims are, as far as the profiles taken so far show. */
+const otherLabel = 'other: promise and microtask machinery, timers (Node internals)';
+
+function profileSection(input: RenderInput): string {
+  const { run, summary } = input.profile;
+  const rows = summary.areas
+    .filter((area) => area.micros > 0)
+    .sort((a, b) => b.share - a.share)
+    .map((area) => [area.name === otherArea ? otherLabel : area.name, formatPercent(area.share)]);
+  const idle = summary.idleMicros / Math.max(1, summary.totalMicros);
+  return `### (c) Where Reflex's CPU goes, durability full, closed loop
+
+One more closed-loop run of the full line (${connections} connections, ${input.settings.warmupS} s warm-up, ${input.settings.measureS} s measured) with V8's sampling
+profiler on in the Reflex process for the measured window (\`bench/lib/cpu-profile-preload.mjs\`, loaded with
+\`NODE_OPTIONS=--import=…\`; SIGUSR2 starts and stops it). Each sample counts for the nearest frame of its
+stack that belongs to an area (\`bench/lib/cpu-profile.ts\`; the areas are in \`bench/ingest.ts\`), so a system
+call counts for whoever made it. Shares of the main thread's busy time: they hold under load from other
+processes better than the absolute figures do. This run: ${formatCount(run.throughput)} events/s (the profiler slows it down),
+server CPU ${Math.round(run.cpu.server)} %, main thread idle ${formatPercent(idle)} of the time (waiting for \`fdatasync\` or for requests).
+
+${markdownTable(['area', 'share of busy time'], rows)}`;
+}
+
 interface RenderInput {
   quick: boolean;
   settings: Settings;
@@ -249,6 +415,8 @@ interface RenderInput {
   closedMedian: Map<string, ClosedRun>;
   open: Map<string, OpenRun[]>;
   openMedian: Map<string, OpenRun>;
+  fdatasync: FdatasyncCost;
+  profile: { run: ClosedRun; summary: ProfileSummary };
 }
 
 function render(input: RenderInput): string {
@@ -348,7 +516,8 @@ ${input.closed
   .map((run, i) => formatPercent(run.throughput / input.closed.get('bare')![i]!.throughput))
   .join(' · ')}.
 
-- Goal: Reflex durable ingest ≥ 60 % of bare — ${formatPercent(ratio)}: ${goalVerdict(ratio >= 0.6)}.
+- Goal: Reflex durable ingest ≥ 60 % of bare — ${formatPercent(ratio)}: ${goalVerdict(ratio >= 0.6)}. To read it against the disk:
+  ${fdatasyncLine(input.fdatasync)}
 - Goal: p99 under 10 ms — Reflex (full) p99 at ${connections} connections, closed loop: ${formatMs(full.latency.p99)} ms: ${goalVerdict(full.latency.p99 < 10)};
   at the fixed rate below: ${formatMs(openFull.latency.p99)} ms: ${goalVerdict(openFull.latency.p99 < 10)}.
 
@@ -381,5 +550,7 @@ All runs, p99 ms — ${runsLine(input.open, input.openPeers, (r) => formatMs(r.l
 
 The generator's own floor: it sent requests ${formatMs(sendLag.p50)} ms (p50) / ${formatMs(sendLag.p99)} ms (p99) after
 their scheduled time (timer granularity), in the bare run shown; that delay is inside every figure above.
+
+${profileSection(input)}
 `;
 }

@@ -1,12 +1,13 @@
+import { createActionRegistry } from '../src/actions/registry.js';
 import { errorRegistry } from '../src/core/errors.js';
 import { RuleTestSchema } from '../src/rulebook/rule-test-schema.js';
-import { RulebookSchema } from '../src/rulebook/schema.js';
+import { createRulebookSchema } from '../src/rulebook/schema.js';
 
-/** The published JSON Schema of rulebook files. */
+/** The published JSON Schema of rulebook files, with the steps of the built-in actions. */
 export function renderRulebookSchema(): string {
   const schema = {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
-    ...JSON.parse(JSON.stringify(RulebookSchema)),
+    ...JSON.parse(JSON.stringify(createRulebookSchema(createActionRegistry()))),
   };
   return `${JSON.stringify(schema, null, 2)}\n`;
 }

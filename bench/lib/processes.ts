@@ -8,12 +8,8 @@ import { fileURLToPath } from 'node:url';
 /** The checkout the benchmarks run from. */
 export const repoRoot: string = fileURLToPath(new URL('../../', import.meta.url));
 
-/**
- * The CLI's Node entry point of this checkout (runs the TypeScript sources through tsx). Started with
- * `node`, so not `bin/reflex`: that is a shell script (since the launcher that hides the environment from
- * `exec` steps), which Node cannot run.
- */
-export const reflexBin: string = join(repoRoot, 'bin', 'reflex.mjs');
+/** The CLI launcher of this checkout (runs the TypeScript sources through tsx). */
+export const reflexBin: string = join(repoRoot, 'bin', 'reflex');
 
 /** A server the bench started as a child process. */
 export interface ServerProcess {
@@ -43,10 +39,12 @@ export interface StartServerOptions {
   env?: Record<string, string>;
   /** @default 20000 */
   readyTimeoutMs?: number;
+  /** The program run with `args`. @default this Node.js (`process.execPath`) */
+  program?: string;
 }
 
 /**
- * Spawns `node <args>` and resolves once it prints a line containing `listening on http://H:P`.
+ * Spawns `node <args>` (or `<program> <args>`) and resolves once it prints a line containing `listening on http://H:P`.
  * Rejects with the process's stderr when it exits first or does not get ready in time.
  */
 export function startServer(
@@ -57,7 +55,11 @@ export function startServer(
   const env: Record<string, string | undefined> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('REFLEX_')) env[key] = value;
   Object.assign(env, options.env);
-  const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(options.program ?? process.execPath, args, {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   let stderr = '';
   let stdout = '';
@@ -123,6 +125,8 @@ export interface ReflexOptions {
   durability?: 'full' | 'normal';
   /** More `reflex start` options, e.g. `['--concurrency', '256']`. */
   extraArgs?: readonly string[];
+  /** Added to Reflex's environment, e.g. `{ NODE_OPTIONS: '--cpu-prof' }` (bin/reflex passes it on). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -130,20 +134,30 @@ export interface ReflexOptions {
  * would.
  */
 export function startReflex(options: ReflexOptions): Promise<ServerProcess> {
-  return startServer('reflex', [
-    reflexBin,
-    'start',
-    options.rulebook,
-    '--data',
-    options.dataDir,
-    '--port',
-    '0',
-    '--log-level',
-    'warn',
-    '--durability',
-    options.durability ?? 'full',
-    ...(options.extraArgs ?? []),
-  ]);
+  // bin/reflex is a shell script that execs Node (same pid), so it is run as a program, not by Node.
+  return startServer(
+    'reflex',
+    [
+      'start',
+      options.rulebook,
+      '--data',
+      options.dataDir,
+      '--port',
+      '0',
+      '--log-level',
+      'warn',
+      '--durability',
+      options.durability ?? 'full',
+      ...(options.extraArgs ?? []),
+    ],
+    {
+      program: reflexBin,
+      // Reflex compiles its TypeScript through tsx as it starts: on a busy machine that alone took
+      // over 20 s (2026-12-06, load average 14), and the bench then died instead of measuring.
+      readyTimeoutMs: 60_000,
+      ...(options.env ? { env: options.env } : {}),
+    },
+  );
 }
 
 /** Starts `bench/servers/bare-server.ts`, the bare `node:http` peer. */

@@ -1,9 +1,25 @@
+import Type from 'typebox';
 import { ReflexError } from '../core/errors.js';
 import { isReservedSource, isReservedType, reflexSource, validateCloudEvent } from '../core/event.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
-import { describeValue, invalidParams, isRecord } from './params.js';
+import { describeValue, description, invalidParams, isRecord } from './params.js';
 
 const kind = 'emit';
+
+/**
+ * The `emit` step's parameters as a rulebook writes them (see Action.params); templates may stand for
+ * the values typed loosely here.
+ */
+export const emitParamsSchema = Type.Object(
+  {
+    type: Type.String({ minLength: 1 }),
+    source: Type.Optional(Type.String()),
+    subject: Type.Optional(Type.String()),
+    id: Type.Optional(Type.String()),
+    data: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false, ...description('Put a new event into the log.') },
+);
 
 /** The `emit` action's parameters once checked: the event to append, without `specversion`. */
 export type EmitParams = Parameters<ActionContext['emit']>[0];
@@ -19,7 +35,8 @@ export interface EmitOutput {
 /**
  * Checks an `emit` step's rendered parameters: a CloudEvent without `specversion`, whose `id` and
  * `source` may be left out (the engine derives the id from the step's idempotency key, so a retried step
- * does not emit twice; the source defaults to `reflex`). Other keys are extension attributes.
+ * does not emit twice; the source defaults to `reflex`). The rulebook schema refuses other keys: extension
+ * attributes cannot be set yet (docs/actions.md says so).
  * A `reflex.*` type is refused (those are Reflex's own events), and so is an `id` without a `source` of
  * the rule's own: in source `reflex` the ids are Reflex's. Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
@@ -82,6 +99,8 @@ export function parseEmitParams(params: unknown): EmitParams {
  */
 export const emitAction: Action<EmitParams> = {
   kind,
+  params: emitParamsSchema,
+  templates: { secrets: false },
   parse: parseEmitParams,
   async run(params: EmitParams, context: ActionContext): Promise<EmitOutput> {
     const result = await context.emit(params);

@@ -281,13 +281,12 @@ describe('exec action - parameters', () => {
     expect(invalid({ command: ['ls', { a: 1 }] })).toContain('`command[1]` is an object');
   });
 
-  it('exec - checks env, inheritEnv, stdin, maxOutput and unknown keys', () => {
+  it('exec - checks env, inheritEnv, stdin and maxOutput', () => {
     expect(invalid({ command: ['ls'], env: { 'A-B': 'x' } })).toContain('"A-B" is not valid');
     expect(invalid({ command: ['ls'], env: ['A=1'] })).toContain('`env` is an array');
     expect(invalid({ command: ['ls'], inheritEnv: 'PATH' })).toContain('`inheritEnv` is not a list');
     expect(invalid({ command: ['ls'], stdin: { a: 1 } })).toContain('`stdin` is an object');
     expect(invalid({ command: ['ls'], maxOutput: -1 })).toContain('`maxOutput` is -1');
-    expect(invalid({ command: ['ls'], shell: true })).toContain('unknown parameter `shell`');
   });
 
   it('exec - normalises what it accepts', () => {

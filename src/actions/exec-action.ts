@@ -1,18 +1,43 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import Type from 'typebox';
 import { ReflexError } from '../core/errors.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
 import { abortedError } from './deadline.js';
 import {
   describeValue,
+  description,
   invalidParams,
   optionalText,
   optionalTextMap,
   readObject,
   scalarText,
+  TextMap,
 } from './params.js';
 
 const kind = 'exec';
+
+/**
+ * The `exec` step's parameters as a rulebook writes them (see Action.params); templates may stand for
+ * the values typed loosely here.
+ */
+export const execParamsSchema = Type.Object(
+  {
+    command: Type.Union([Type.Array(Type.String(), { minItems: 1 }), Type.String()], {
+      ...description('argv: the program and its arguments. No shell is involved.'),
+    }),
+    cwd: Type.Optional(Type.String()),
+    env: Type.Optional(TextMap),
+    inheritEnv: Type.Optional(
+      Type.Array(Type.String(), description('Environment variables passed through. @default ["PATH"]')),
+    ),
+    stdin: Type.Optional(Type.String()),
+    maxOutput: Type.Optional(
+      Type.Integer({ minimum: 0, ...description('Bytes kept per stream. @default 65536') }),
+    ),
+  },
+  { additionalProperties: false, ...description('Run a program (argv, no shell).') },
+);
 
 /** The `exec` action's parameters once checked. */
 export interface ExecParams {
@@ -94,7 +119,7 @@ function parseCommand(value: unknown): string[] {
  * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
 export function parseExecParams(params: unknown): ExecParams {
-  const raw = readObject(kind, params, ['command', 'cwd', 'env', 'inheritEnv', 'stdin', 'maxOutput']);
+  const raw = readObject(kind, params);
   const parsed: ExecParams = {
     command: parseCommand(raw['command']),
     env: optionalTextMap(kind, raw, 'env') ?? {},
@@ -282,6 +307,8 @@ export function createExecAction(options: ExecActionOptions = {}): Action<ExecPa
 
   return {
     kind,
+    params: execParamsSchema,
+    templates: { secrets: true },
     parse: parseExecParams,
     async run(params: ExecParams, context: ActionContext): Promise<ExecOutput> {
       if (context.signal.aborted) throw abortedError(kind, context);

@@ -1,8 +1,24 @@
+import Type from 'typebox';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import type { Action, ActionContext } from '../core/ports/action.js';
-import { describeValue, invalidParams, readObject } from './params.js';
+import { describeValue, description, invalidParams, readObject } from './params.js';
 
 const kind = 'fact';
+
+/**
+ * The `fact` step's parameters as a rulebook writes them (see Action.params); templates may stand for
+ * the values typed loosely here.
+ */
+export const factParamsSchema = Type.Union(
+  [
+    Type.Object(
+      { set: Type.String({ minLength: 1 }), value: Type.Unknown() },
+      { additionalProperties: false },
+    ),
+    Type.Object({ unset: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  ],
+  description('Set (`{ set: name, value: ... }`) or remove (`{ unset: name }`) a durable fact.'),
+);
 
 /** The `fact` action's parameters once checked: set a fact to a value, or remove it. */
 export type FactParams = { type: 'set'; name: string; value: unknown } | { type: 'unset'; name: string };
@@ -29,7 +45,7 @@ function checkName(key: 'set' | 'unset', value: unknown): string {
  * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
 export function parseFactParams(params: unknown): FactParams {
-  const raw = readObject(kind, params, ['set', 'value', 'unset']);
+  const raw = readObject(kind, params);
   if (raw['set'] !== undefined && raw['unset'] !== undefined) {
     invalidParams(kind, 'both `set` and `unset` are given', 'use one `fact` step for each change.');
   }
@@ -65,6 +81,8 @@ export function parseFactParams(params: unknown): FactParams {
  */
 export const factAction: Action<FactParams> = {
   kind,
+  params: factParamsSchema,
+  templates: { secrets: false },
   parse: parseFactParams,
   async run(params: FactParams, context: ActionContext): Promise<FactOutput> {
     if (params.type === 'unset') {

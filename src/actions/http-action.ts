@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import Type from 'typebox';
 import { Agent, type Dispatcher, request } from 'undici';
 import { NonRetriableError, ReflexError, RetryAfterError } from '../core/errors.js';
 import { allowedBy, type HostPattern, parseHostPattern } from '../core/host-allowlist.js';
@@ -17,15 +18,55 @@ import {
 } from './http-deny.js';
 import {
   describeValue,
+  description,
   invalidParams,
   isRecord,
   optionalText,
   optionalTextMap,
   readObject,
   scalarText,
+  TextMap,
 } from './params.js';
 
 const kind = 'http';
+
+/**
+ * The `http` step's parameters as a rulebook writes them (see Action.params); templates may stand for
+ * the values typed loosely here.
+ */
+export const httpParamsSchema = Type.Object(
+  {
+    url: Type.String({
+      minLength: 1,
+      ...description(
+        'The URL. Values of `${{ }}` are encoded for the part of the URL they land in; the scheme and host must be written out, or listed in `hosts`.',
+      ),
+    }),
+    method: Type.Optional(Type.String(description('@default POST with json/body, else GET'))),
+    headers: Type.Optional(TextMap),
+    query: Type.Optional(
+      Type.Unknown(
+        description('Query parameters added to the URL: names to a value or a list of values, each encoded.'),
+      ),
+    ),
+    json: Type.Optional(Type.Unknown(description('Sent as application/json.'))),
+    body: Type.Optional(Type.String(description('Sent as is.'))),
+    expect: Type.Optional(
+      Type.Union([Type.Integer(), Type.String(), Type.Array(Type.Union([Type.Integer(), Type.String()]))], {
+        ...description('Expected status: 200, [200, 204] or "2xx". @default "2xx"'),
+      }),
+    ),
+    hosts: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        minItems: 1,
+        ...description(
+          'The hosts the URL may have, when data from outside the rulebook gives its host: `api.example.com`, `*.svc.example.com`, `10.0.0.5:8443`. Not templated.',
+        ),
+      }),
+    ),
+  },
+  { additionalProperties: false, ...description('Call an HTTP endpoint. Sends Idempotency-Key.') },
+);
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -213,16 +254,7 @@ function isExpected(status: number, expectation: StatusExpectation): boolean {
  * Throws REFLEX_ERR_ACTION_INVALID_PARAMS.
  */
 export function parseHttpParams(params: unknown): HttpParams {
-  const raw = readObject(kind, params, [
-    'url',
-    'method',
-    'headers',
-    'query',
-    'json',
-    'body',
-    'expect',
-    'hosts',
-  ]);
+  const raw = readObject(kind, params);
   const urlText = optionalText(kind, raw, 'url');
   if (urlText === undefined || urlText === '')
     invalidParams(kind, '`url` is missing', 'give the URL to call.');
@@ -476,6 +508,8 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
 
   return {
     kind,
+    params: httpParamsSchema,
+    templates: { urls: ['url'], hostsParam: 'hosts', secrets: true },
     parse: parseHttpParams,
     async run(params: HttpParams, context: ActionContext): Promise<HttpOutput> {
       if (context.signal.aborted) throw abortedError(kind, context);
@@ -533,7 +567,14 @@ export function createHttpAction(options: HttpActionOptions = {}): Action<HttpPa
         jsonNestsWithin(text, context.outputLimits.maxDepth - 1)
       ) {
         try {
-          body = JSON.parse(text);
+          // A number beyond a double parses as ±Infinity, which the stored output would turn into null:
+          // such an answer stays text too, so the run records what the service sent.
+          let beyondDouble = false;
+          const parsed: unknown = JSON.parse(text, (_key, value: unknown) => {
+            if (typeof value === 'number' && !Number.isFinite(value)) beyondDouble = true;
+            return value;
+          });
+          if (!beyondDouble) body = parsed;
         } catch {
           // A server that labels non-JSON as JSON still gets its text through.
         }

@@ -1,7 +1,26 @@
+import Type from 'typebox';
 import type { Action, ActionContext } from '../core/ports/action.js';
-import { describeValue, invalidParams, isRecord, readObject, scalarText } from './params.js';
+import { describeValue, description, invalidParams, isRecord, readObject, scalarText } from './params.js';
 
 const kind = 'log';
+
+/**
+ * The `log` step's parameters as a rulebook writes them (see Action.params); templates may stand for
+ * the values typed loosely here.
+ */
+export const logParamsSchema = Type.Union(
+  [
+    Type.String(),
+    Type.Object(
+      {
+        message: Type.String(),
+        level: Type.Optional(Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')])),
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  description("Write a line to Reflex's log."),
+);
 
 /** Levels a `log` step may write at. */
 export const LogLevel = { info: 'info', warn: 'warn', error: 'error' } as const;
@@ -37,7 +56,7 @@ export function parseLogParams(params: unknown): LogParams {
       'write `log: "text"` or `log: { message, level }`.',
     );
   }
-  const raw = readObject(kind, params, ['message', 'level']);
+  const raw = readObject(kind, params);
   const message = scalarText(raw['message']);
   if (message === undefined) {
     invalidParams(
@@ -65,6 +84,8 @@ export function parseLogParams(params: unknown): LogParams {
  */
 export const logAction: Action<LogParams> = {
   kind,
+  params: logParamsSchema,
+  templates: { secrets: false },
   parse: parseLogParams,
   async run(params: LogParams, context: ActionContext): Promise<LogOutput> {
     context.logger[params.level](

@@ -1,3 +1,4 @@
+import Type from 'typebox';
 import { describe, expect, it } from 'vitest';
 import type { ReflexError } from '../core/errors.js';
 import type { Action } from '../core/ports/action.js';
@@ -6,6 +7,7 @@ import { createRecordingContext } from './test-context.js';
 
 const echo: Action<string> = {
   kind: 'echo',
+  params: Type.String(),
   parse: (params) => String(params),
   run: async (params) => ({ echoed: params }),
 };

@@ -7,14 +7,13 @@ import { parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, defaultEventLimits } from '../core/event.js';
 import { testPattern } from '../core/pattern/pattern-test.js';
+import { compileRulebookFiles, RulebookError } from '../core/ports/rulebook-compiler.js';
 import { RunStatus } from '../core/ports/store.js';
-import { defaultMaxChainDepth } from '../engine/dispatcher.js';
-import { defaultGraceMs } from '../engine/engine.js';
-import { defaultExecutorSettings } from '../engine/executor.js';
 import { newSortableId } from '../engine/ids.js';
+import { engineDefaults } from '../engine/options.js';
 import { createQueries } from '../engine/queries.js';
 import { createRulebookVersions } from '../engine/rulebook-versions.js';
-import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/discovery.js';
 import { defaultServerTimeouts } from '../server/front-door.js';
 import { defaultBodyLimit } from '../server/server.js';
 import { checkStoreOption, defaultDurability, openStore, sqliteStoreName } from '../store/index.js';
@@ -28,6 +27,7 @@ import {
   printableJson,
 } from './format.js';
 import { runRuleTests } from './rule-test.js';
+import { rulebookCompilers } from './rulebook-compilers.js';
 import { runStart, secretsOf } from './start.js';
 
 /**
@@ -156,7 +156,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         dataDir: resolve(options.data ?? '.reflex'),
         readonly: true,
       });
-      const versions = createRulebookVersions(store, { actions: createActionRegistry() });
+      const versions = createRulebookVersions(store, {
+        actions: createActionRegistry(),
+        compilers: rulebookCompilers,
+      });
       return createLocalClient(store, createQueries({ store, versions }));
     }
     return createHttpClient(options.url ?? url(), env.REFLEX_API_TOKEN);
@@ -242,19 +245,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .addOption(
       new Option('--max-depth <levels>', 'deepest nesting in an event')
         .env('REFLEX_MAX_DEPTH')
-        .default(defaultEventLimits.maxDepth)
+        .default(engineDefaults.limits.maxDepth)
         .argParser(integer('max depth', 1)),
     )
     .addOption(
       new Option('--grace <duration>', 'time in-flight actions get on SIGTERM')
         .env('REFLEX_GRACE')
-        .default(defaultGraceMs)
+        .default(engineDefaults.graceMs)
         .argParser(duration),
     )
     .addOption(
       new Option('--concurrency <n>', 'runs executed at once')
         .env('REFLEX_CONCURRENCY')
-        .default(defaultExecutorSettings.concurrency)
+        .default(engineDefaults.concurrency)
         .argParser(integer('concurrency', 1)),
     )
     .addOption(
@@ -263,13 +266,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         'how long a claimed run stays reserved; runs of a node that died resume after it',
       )
         .env('REFLEX_LEASE')
-        .default(defaultExecutorSettings.leaseMs)
+        .default(engineDefaults.leaseMs)
         .argParser(duration),
     )
     .addOption(
       new Option('--max-claims <n>', 'claims that die (kill -9, out of memory) before a run is failed')
         .env('REFLEX_MAX_CLAIMS')
-        .default(defaultExecutorSettings.maxClaims)
+        .default(engineDefaults.maxClaims)
         .argParser(integer('max claims', 1)),
     )
     .addOption(
@@ -278,7 +281,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         'rules do not fire on events derived from longer chains of rule outcomes',
       )
         .env('REFLEX_MAX_CHAIN_DEPTH')
-        .default(defaultMaxChainDepth)
+        .default(engineDefaults.maxChainDepth)
         .argParser(integer('max chain depth', 0)),
     )
     .addOption(
@@ -368,7 +371,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .argument('<rulebooks...>', 'rulebook files or folders')
     .action(async (paths: string[]) => {
       const files = await readRulebookFiles(paths);
-      const rulebook = compileRulebook(files, { actions: createActionRegistry() });
+      const rulebook = compileRulebookFiles(rulebookCompilers, files, { actions: createActionRegistry() });
       io.stdout(
         `ok: ${files.length} file(s), ${rulebook.rules.length} rule(s), ${rulebook.webhooks.size} webhook(s)`,
       );

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHttpTarget, type HttpTarget } from '../../test/helpers/http-target.js';
+import { type CaseResult, differences, findRuleTestFiles } from '../testing/rule-test.js';
 import { main } from './main.js';
-import { type CaseResult, differences, findRuleTestFiles, runRuleTests } from './rule-test.js';
+import { runRuleTests } from './rule-test.js';
 
 let dir = '';
 let target: HttpTarget | undefined;

@@ -7,12 +7,13 @@ import { builtinActions, createActionRegistry } from '../actions/registry.js';
 import { ReflexError, toErrorInfo } from '../core/errors.js';
 import { createLogLimiter } from '../core/log-limiter.js';
 import type { Logger } from '../core/ports/logger.js';
+import { compileRulebookFiles, RulebookError } from '../core/ports/rulebook-compiler.js';
 import type { Rulebook } from '../core/rule.js';
 import { createSecretStore, type Secrets } from '../core/secrets.js';
 import { createEngine, type Engine } from '../engine/engine.js';
 import { newSortableId } from '../engine/ids.js';
 import { systemClock } from '../engine/system-clock.js';
-import { compileRulebook, RulebookError, readRulebookFiles } from '../rulebook/loader.js';
+import { readRulebookFiles } from '../rulebook/discovery.js';
 import { compileServerTimeouts } from '../server/front-door.js';
 import { createServer } from '../server/server.js';
 import { createHttpRoutes } from '../sources/http-routes.js';
@@ -20,6 +21,7 @@ import { cloudEventsEndpoint } from '../sources/http-source.js';
 import { createSourceRegistry, httpSourceKinds } from '../sources/registry.js';
 import { openStore } from '../store/index.js';
 import { exposedEnvironment } from './environment.js';
+import { rulebookCompilers } from './rulebook-compilers.js';
 import { readSecretsFile } from './secrets-file.js';
 
 /** `reflex start` options once checked: durations in ms, defaults filled. */
@@ -98,7 +100,7 @@ export async function runStart(
 
   const files = await readRulebookFiles(config.rulebooks);
   // Checked before the data directory is touched: an invalid rulebook creates nothing.
-  compileRulebook(files, { actions });
+  compileRulebookFiles(rulebookCompilers, files, { actions });
   // A failed fsync of the event log stops the node (see stop below): the store already refuses writes.
   let syncFailed: (error: ReflexError) => void = () => {};
   const storeFailure = new Promise<ReflexError>((resolve) => {
@@ -120,6 +122,7 @@ export async function runStart(
     engine = await createEngine({
       store,
       actions,
+      compilers: rulebookCompilers,
       sourceKinds,
       sources: [cloudEventsEndpoint],
       logger,
@@ -128,6 +131,7 @@ export async function runStart(
       leaseMs: config.leaseMs,
       maxClaims: config.maxClaims,
       maxChainDepth: config.maxChainDepth,
+      graceMs: config.graceMs,
       secrets,
     });
   } catch (error) {
@@ -258,7 +262,7 @@ export async function runStart(
         // Closing the server first stops intake; requests in flight still get their commit and answer.
         await server.close();
         await reloading;
-        await engine.drain(config.graceMs);
+        await engine.drain();
       } catch (error) {
         logger.error({ error: toErrorInfo(error) }, 'error while stopping');
         code = 1;

@@ -488,3 +488,31 @@ describe('cloudevents binding round trips', () => {
     );
   });
 });
+
+describe('cloudevents binding text charsets', () => {
+  // Found by the fuzzer (test/fuzz/codec.fuzz.test.ts): binary mode wrote text data as UTF-8 under a
+  // content type that still said `charset=latin1`, so the reader decoded 'ÿþ' as 'Ã¿Ã¾'.
+  it.each([
+    'text/plain; charset=latin1',
+    'text/plain; charset="ISO-8859-1"; format=flowed',
+    'text/csv;charset=utf-16le',
+  ])(
+    'round trip - text data typed %s comes back as the same text, written as UTF-8 and saying so',
+    (type) => {
+      for (const binding of [httpBinding, kafkaBinding, amqpBinding, mqttBinding, natsBinding]) {
+        const event: CloudEvent = { ...minimal, datacontenttype: type, data: 'ÿþ € é' };
+        const encoded = encodeCloudEvent(binding, event);
+        const properties: Record<string, string> = { ...encoded.properties };
+        if (encoded.contentType !== undefined) properties['content-type'] = encoded.contentType;
+        const decoded = decodeCloudEvent(
+          binding,
+          { contentType: encoded.contentType, properties, body: encoded.body },
+          limits,
+        );
+        expect(decoded.data).toBe('ÿþ € é');
+        expect(decoded.datacontenttype).toMatch(/charset=utf-8/);
+        expect(decoded.datacontenttype).not.toMatch(/8859|latin1|utf-16/i);
+      }
+    },
+  );
+});

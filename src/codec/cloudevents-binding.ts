@@ -525,8 +525,9 @@ const structuredContentType = `${cloudEventsContentTypes.structured}; charset=ut
  * {@link decodeCloudEvents} gives the event back, with two exceptions the bindings imply: in binary
  * mode an event with data but no `datacontenttype` is sent as `application/json` (what the JSON format
  * implies) and gains that attribute, and data of a type that is neither JSON nor `text/*` comes back
- * as `data_base64`. Extension values that are numbers or booleans are sent in their canonical string
- * form, and come back as strings.
+ * as `data_base64`. Text data is written as UTF-8, so a `charset` other than UTF-8 in its content type
+ * comes back as `charset=utf-8` (the text itself is the same). Extension values that are numbers or
+ * booleans are sent in their canonical string form, and come back as strings.
  *
  * @example
  * const { contentType, properties, body } = encodeCloudEvent(kafkaBinding, event);
@@ -551,7 +552,13 @@ export function encodeCloudEvent(
     dataContentType ??= 'application/json';
     const mediaType = parseContentType(dataContentType);
     const json = mediaType === undefined || isJsonMediaType(mediaType.type);
-    body = Buffer.from(!json && typeof event.data === 'string' ? event.data : JSON.stringify(event.data));
+    const text = !json && typeof event.data === 'string' ? event.data : undefined;
+    body = Buffer.from(text ?? JSON.stringify(event.data));
+    // The bytes are UTF-8 whatever charset the event names, so the content type must say UTF-8, or the
+    // reader decodes them in the other charset (found by test/fuzz/codec.fuzz.test.ts).
+    if (text !== undefined && mediaType?.charset !== undefined && !/^utf-?8$/i.test(mediaType.charset)) {
+      dataContentType = withUtf8Charset(dataContentType);
+    }
   }
   const properties: Record<string, string> = {};
   for (const [attribute, value] of Object.entries(event)) {
@@ -564,6 +571,11 @@ export function encodeCloudEvent(
     if (binding.encodeDataContentType === 'property') return { contentType: undefined, properties, body };
   }
   return { contentType: dataContentType, properties, body };
+}
+
+/** `contentType` with its `charset` parameter set to `utf-8`, its other parameters kept. */
+function withUtf8Charset(contentType: string): string {
+  return contentType.replace(/;\s*charset\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)/i, '; charset=utf-8');
 }
 
 /**

@@ -1,7 +1,7 @@
 import { toErrorInfo } from './errors.js';
 import type { CloudEvent, LoggedEvent } from './event.js';
 import type { ExpressionContext } from './expression.js';
-import { type FlowStates, flowEvent, flowTimer, type StageName, stormStages } from './flow/rule-flow.js';
+import { type FlowStates, flowEvent, flowTimer, isStageName, type stormStages } from './flow/rule-flow.js';
 import type { Firing, Held, StageNote } from './flow/stage.js';
 import { type AuditEntry, AuditKind, type NewRun, type RunContext } from './ports/store.js';
 import type { Rule } from './rule.js';
@@ -70,10 +70,14 @@ class KeyError extends Error {
  * handed to the stage that set it.
  */
 export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionContext): Decision {
+  const event = logged.event;
+  const timer = event.type === timerEventType && event.source === 'reflex';
+  const candidates = timer ? [] : ctx.index.candidates(event);
+  // Most events concern no rule: they are decided without making the closures and maps below.
+  if (!timer && candidates.length === 0) return { runs: [], audit: [] };
   const runs: NewRun[] = [];
   const audit: AuditEntry[] = [];
   const at = ctx.now;
-  const event = logged.event;
   const here: Held = { seq: logged.seq, t, event };
   const record = (kind: AuditEntry['kind'], rule: string, detail?: Record<string, unknown>) => {
     const entry: AuditEntry = { at, kind, seq: logged.seq, rule };
@@ -93,13 +97,11 @@ export function decideForEvent(logged: LoggedEvent, t: number, ctx: DecisionCont
   };
 
   // A timer event is internal: it settles the stage that set it, and user rules do not see it.
-  if (event.type === timerEventType && event.source === 'reflex') {
+  if (timer) {
     routeTimer(logged, t, ctx, fire, record);
     return { runs, audit };
   }
 
-  const candidates = ctx.index.candidates(event);
-  if (candidates.length === 0) return { runs, audit };
   const tooDeep = chainDepth(event) > ctx.maxChainDepth;
   let stoppedBy: string | undefined;
   for (const candidate of candidates) {
@@ -187,8 +189,9 @@ function routeTimer(
   const rule = ctx.index.rules.find((r) => r.name === data.rule);
   // A timer of a rule that has since been removed or disabled has nothing left to settle.
   if (!rule?.enabled || !rule.stateful) return;
-  const stage = data.stage as StageName;
-  if (stage !== 'when' && !(stormStages as readonly string[]).includes(stage)) return;
+  const stage = data.stage;
+  // `dedupe` sets no timer: a timer naming it is not Reflex's.
+  if (!isStageName(stage) || stage === 'dedupe') return;
   const check = checker(rule, ctx, []);
   const states = ctx.states(rule, t);
   try {

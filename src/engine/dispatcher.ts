@@ -7,13 +7,8 @@ import type { AuditEntry, DispatchStore, EventLog, FactViewChange, NewRun } from
 import type { RuleIndex, RuleIndexer } from '../core/rule-index.js';
 import type { DiskFullWatch } from './disk-full.js';
 import { createFlowStateCache } from './flow-state-cache.js';
+import { engineDefaults } from './options.js';
 import type { CompiledVersion } from './rulebook-versions.js';
-
-/**
- * How many rule outcomes may lead to an event that rules still fire on, unless told otherwise
- * (`reflex start --max-chain-depth`).
- */
-export const defaultMaxChainDepth = 8;
 
 export interface DispatcherOptions {
   /** Where the events come from. */
@@ -36,11 +31,17 @@ export interface DispatcherOptions {
    */
   partition?: number;
   /**
+   * How many partitions the log has. With more than one, fact changes made in the others are read
+   * from the log and applied in seq order among this partition's events.
+   * @default 1
+   */
+  partitions?: number;
+  /**
    * Events read and decided per transaction.
    * @default 512
    */
   batchSize?: number;
-  /** @default {@link defaultMaxChainDepth} */
+  /** How many rule outcomes may lead to an event that rules still fire on. @default engineDefaults.maxChainDepth */
   maxChainDepth?: number;
   /** Called after a commit that created runs. */
   onRunsCreated?: () => void;
@@ -72,9 +73,12 @@ export interface Dispatcher {
   offer(events: readonly LoggedEvent[]): void;
   /** Rulebook used from the next batch on. */
   setRulebook(version: CompiledVersion): void;
-  /** Resolves once every event up to `seq` (default: the log's end now) has been dispatched. */
+  /**
+   * Resolves once every event of its partition up to `seq` (default: the log's end now) has been
+   * dispatched.
+   */
   caughtUp(seq?: number): Promise<void>;
-  /** The last dispatched seq. */
+  /** The seq its partition has been dispatched through. */
   readonly offset: number;
   /** Finishes the batch in hand and stops. */
   drain(): Promise<void>;
@@ -87,13 +91,18 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { log, store, clock, logger } = options;
   const consumer = options.consumer ?? 'dispatcher';
   const partition = options.partition ?? 0;
+  const crossPartition = (options.partitions ?? 1) > 1;
   const batchSize = options.batchSize ?? 512;
-  const maxChainDepth = options.maxChainDepth ?? defaultMaxChainDepth;
+  const maxChainDepth = options.maxChainDepth ?? engineDefaults.maxChainDepth;
   /** The version deciding now, with its index; and one waiting to take over at the next batch. */
   let current: { version: CompiledVersion; index: RuleIndex } | undefined;
   let pending: CompiledVersion | undefined;
   let activated: number | undefined;
   let offset = 0;
+  // How far a read found nothing more of this partition to decide: beyond `offset` when the other
+  // partitions' events came after its last one. Not committed: a restart reads that stretch again.
+  let readThrough = 0;
+  const position = () => Math.max(offset, readThrough);
   // Log time as the flow stages see it: never earlier than the previous event's, even if the clock was set back.
   let lastT = 0;
   let batches = 0;
@@ -125,7 +134,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const settleWaiters = () => {
     for (let i = waiters.length - 1; i >= 0; i--) {
       const waiter = waiters[i]!;
-      if (waiter.seq <= offset) {
+      if (waiter.seq <= position()) {
         waiters.splice(i, 1);
         waiter.resolve();
       }
@@ -133,9 +142,20 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   const dispatchBatch = async (): Promise<boolean> => {
-    let events = takeFromTail();
-    if (events.length === 0) events = (await log.readEvents({ partition, seq: offset }, batchSize)).events;
+    // With several partitions the events are read from the log, never taken from the tail: then the
+    // log's horizon covers the fact changes of the other partitions before them too.
+    let events = crossPartition ? [] : takeFromTail();
+    if (events.length === 0) {
+      const read = await log.readEvents({ partition, seq: offset }, batchSize);
+      events = read.events;
+      if (read.through > readThrough) readThrough = read.through;
+    }
     if (events.length === 0) return false;
+    const last = events[events.length - 1]!.seq;
+    const first = events[0]!.seq;
+    // Fact changes of every partition before this batch's last event, oldest first.
+    const changesFromLog = crossPartition ? await readFactChanges(offset, last) : [];
+    let nextChange = 0;
     // A new rulebook takes effect here, between batches and with no await before the decisions, so a
     // whole batch is decided with one version (and the shared matcher is never changed under it).
     if (pending) {
@@ -157,21 +177,25 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     const runs: NewRun[] = [];
     const audit: AuditEntry[] = [];
     let t = lastT;
+    const apply = (logged: LoggedEvent) => {
+      const change = factChangeOf(logged);
+      if (change === undefined) return;
+      context.facts = applyFactChange(context.facts, change);
+      factChanges.set(change.name, change);
+    };
     for (const event of events) {
+      while (nextChange < changesFromLog.length && changesFromLog[nextChange]!.seq < event.seq)
+        apply(changesFromLog[nextChange++]!);
       t = Math.max(t, event.receivedAt);
       const decision = decideForEvent(event, t, context);
       for (const run of decision.runs) runs.push(run);
       for (const entry of decision.audit) audit.push(entry);
-      const change = factChangeOf(event);
-      if (change !== undefined) {
-        context.facts = applyFactChange(context.facts, change);
-        factChanges.set(change.name, change);
-      }
+      // With one partition every fact change is in the stream: applied right after it is decided.
+      if (!crossPartition) apply(event);
     }
+    while (nextChange < changesFromLog.length) apply(changesFromLog[nextChange++]!);
     if (++batches % 64 === 0) flowStates.sweep(t, 1000);
     const changes = flowStates.pending();
-    const last = events[events.length - 1]!.seq;
-    const first = events[0]!.seq;
     try {
       await store.commitDispatch({
         consumer,
@@ -240,6 +264,17 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     }
   };
 
+  /** The fact changes with `after < seq <= through`, in every partition, oldest first. */
+  const readFactChanges = async (after: number, through: number): Promise<LoggedEvent[]> => {
+    const out: LoggedEvent[] = [];
+    for (let from = after; ; ) {
+      const page = await log.readFactChanges(from, through, 1000);
+      for (const change of page) out.push(change);
+      if (page.length < 1000) return out;
+      from = page[page.length - 1]!.seq;
+    }
+  };
+
   const sleepUntilWoken = () =>
     new Promise<void>((resolve) => {
       if (dirty || stopped) {
@@ -274,11 +309,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     },
     async caughtUp(seq) {
       const target = seq ?? (await log.lastSeq());
-      if (offset >= target) return;
-      await new Promise<void>((resolve) => waiters.push({ seq: target, resolve }));
+      if (position() >= target) return;
+      const reached = new Promise<void>((resolve) => waiters.push({ seq: target, resolve }));
+      // Only a read tells how far a partition that got none of the latest events has come.
+      this.wake();
+      await reached;
     },
     get offset() {
-      return offset;
+      return position();
     },
     async drain() {
       stopped = true;

@@ -1,80 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { toErrorInfo } from '../core/errors.js';
-import { defaultEventLimits, type EventLimits } from '../core/event.js';
+import { type CloudEvent, type EventLimits, reflexSource } from '../core/event.js';
+import { partitionOf } from '../core/partition.js';
 import { createCompiledMatcher } from '../core/pattern/compiled-matcher.js';
-import type { Matcher } from '../core/pattern/matcher.js';
-import type { Action } from '../core/ports/action.js';
-import type { Clock } from '../core/ports/clock.js';
-import { type Logger, silentLogger } from '../core/ports/logger.js';
-import type { SourceDeclaration, SourceRegistry } from '../core/ports/source.js';
-import { AuditKind, type Store } from '../core/ports/store.js';
+import { silentLogger } from '../core/ports/logger.js';
+import type { RulebookFile } from '../core/ports/rulebook-compiler.js';
+import { AuditKind } from '../core/ports/store.js';
 import { createRuleIndexer } from '../core/rule-index.js';
-import { createSecretStore, type Secrets } from '../core/secrets.js';
-import type { RulebookFile } from '../rulebook/loader.js';
+import { createSecretStore } from '../core/secrets.js';
 import { createDiskFullWatch } from './disk-full.js';
-import { createDispatcher, type Dispatcher, type defaultMaxChainDepth } from './dispatcher.js';
-import { createExecutor, type defaultExecutorSettings, type Executor } from './executor.js';
+import { createDispatcher, type Dispatcher } from './dispatcher.js';
+import { createExecutor, type Executor } from './executor.js';
 import { createFacts, type Facts } from './facts.js';
 import { runId } from './ids.js';
 import { createIngest, type Ingest } from './ingest.js';
+import { compileEngineOptions, type EngineOptions } from './options.js';
 import { createQueries, type Queries } from './queries.js';
 import { type CompiledVersion, createRulebookVersions, type RulebookVersions } from './rulebook-versions.js';
 import { createSourceManager, declaredSources, type SourceManager } from './source-manager.js';
 import { systemClock } from './system-clock.js';
 import { createTimerService, type TimerService } from './timers.js';
-
-/** How long running steps get to finish when the engine drains (`reflex start --grace`). */
-export const defaultGraceMs = 10_000;
-
-export interface EngineOptions {
-  store: Store;
-  /** The actions rules may use, by kind. */
-  actions: { get(kind: string): Action | undefined; kinds(): string[] };
-  /** @default the system clock */
-  clock?: Clock;
-  /** @default a silent logger */
-  logger?: Logger;
-  /** Limits checked on every incoming event. */
-  limits?: Partial<EventLimits>;
-  /** @default 20000 — see IngestOptions.maxPending */
-  maxPendingEvents?: number;
-  /** Runs executed at once. @default {@link defaultExecutorSettings} `.concurrency` */
-  concurrency?: number;
-  /** @default 30000 — see ExecutorSettings.leaseMs */
-  leaseMs?: number;
-  /** @default 5 — see ExecutorSettings.maxClaims: claims that die before a run is failed */
-  maxClaims?: number;
-  /**
-   * @default 1048576 — see ExecutorSettings.maxOutputBytes. Outputs, emitted events and fact values an
-   * action hands over nest at most `limits.maxDepth` levels, like incoming events.
-   */
-  maxOutputBytes?: number;
-  /** Rules do not fire on events deeper in a chain of rule outcomes. @default {@link defaultMaxChainDepth} */
-  maxChainDepth?: number;
-  /** @default Math.random — retry jitter */
-  random?: () => number;
-  /**
-   * Makes the matcher all rules' patterns go into.
-   * @default the compiled matcher (one automaton for all patterns)
-   */
-  createMatcher?: () => Matcher;
-  /**
-   * Where steps read `${{ secrets.NAME }}` from.
-   * @default the environment of the process
-   */
-  secrets?: Secrets;
-  /**
-   * The kinds of sources the engine can run. With them, every webhook a rulebook declares runs as a
-   * `webhook` source, and {@link EngineOptions.sources} run beside them.
-   * @default none: events come in only through `ingest.append`
-   */
-  sourceKinds?: SourceRegistry;
-  /**
-   * Sources that run whatever the rulebook declares (`reflex start`: the CloudEvents HTTP endpoint).
-   * @default []
-   */
-  sources?: readonly SourceDeclaration[];
-}
 
 /**
  * One Reflex node: the ingest path into the log, the dispatcher, the executor, facts and rulebook
@@ -107,39 +52,56 @@ export interface Engine extends AsyncDisposable {
   readonly runsInFlight: number;
   /**
    * Stops intake (sources drain; new appends fail with REFLEX_ERR_INGEST_STOPPED), commits what is queued, finishes the
-   * dispatch batch in hand, and lets running steps finish for up to `graceMs` before aborting them.
+   * dispatch batch in hand, and lets running steps finish for up to `graceMs` (default: the engine's
+   * `graceMs`) before aborting them.
    */
   drain(graceMs?: number): Promise<void>;
   /** Drains (with no grace) if needed, and closes the sources and the store. */
   close(): Promise<void>;
 }
 
-export async function createEngine(options: EngineOptions): Promise<Engine> {
-  const { store } = options;
+export type { EngineOptions } from './options.js';
+
+/**
+ * Makes an engine over `options.store`. Throws REFLEX_ERR_CONFIG_INVALID for a setting out of range
+ * (see {@link compileEngineOptions}).
+ */
+export async function createEngine(given: EngineOptions): Promise<Engine> {
+  const options = compileEngineOptions(given);
+  const { store, limits } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const limits: EventLimits = { ...defaultEventLimits, ...options.limits };
-  let dispatcher: Dispatcher | undefined;
+  const { partitions } = options;
+  // One dispatcher per partition, by partition.
+  const dispatchers: Dispatcher[] = [];
+  const wakeDispatchers = () => {
+    for (const dispatcher of dispatchers) dispatcher.wake();
+  };
   let timers: TimerService | undefined;
   // One watch for every writer, so an episode of a full disk is logged once, whoever meets it first.
   const diskFull = createDiskFullWatch({ logger, clock });
   const facts = await createFacts(
     store,
     () => clock.now(),
-    () => dispatcher?.wake(),
+    // Every dispatcher applies every fact change, so all of them look.
+    wakeDispatchers,
+    partitionOf({ source: reflexSource }, partitions),
   );
   // Counted for the summary. A change that goes through is not reported as a write: an unchanged value
   // writes nothing (so proves no room), and a real change wakes the dispatcher, whose commit reports it.
   const setFact = facts.set.bind(facts);
-  facts.set = async (name, value, chain) => {
+  facts.set = async (name, value, chain, partition) => {
     try {
-      await setFact(name, value, chain);
+      await setFact(name, value, chain, partition);
     } catch (error) {
       diskFull.refused(error, { factChanges: 1 });
       throw error;
     }
   };
-  const versions: RulebookVersions = createRulebookVersions(store, { actions: options.actions });
+  const versions: RulebookVersions = createRulebookVersions(store, {
+    actions: options.actions,
+    compilers: options.compilers,
+  });
   let active: CompiledVersion | undefined;
   let executor: Executor | undefined;
   let started = false;
@@ -149,8 +111,12 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const ingest = createIngest({
     log: store,
     clock,
-    ...(options.maxPendingEvents === undefined ? {} : { maxPending: options.maxPendingEvents }),
-    onAppended: (events) => dispatcher?.offer(events),
+    maxPending: options.maxPendingEvents,
+    ...(partitions > 1 ? { partitionOf: (event: CloudEvent) => partitionOf(event, partitions) } : {}),
+    onAppended: (events) => {
+      if (partitions === 1) dispatchers[0]?.offer(events);
+      else wakeDispatchers();
+    },
     diskFull,
   });
   const queries = createQueries({ store, versions, activeVersion: () => active?.id });
@@ -165,19 +131,27 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
   const sourcesOf = (version: CompiledVersion) =>
     options.sourceKinds === undefined ? [] : [...fixedSources, ...declaredSources(version.rulebook)];
 
-  dispatcher = createDispatcher({
-    log: store,
-    store,
-    clock,
-    logger,
-    runId,
-    indexer: createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher()),
-    ...(options.maxChainDepth === undefined ? {} : { maxChainDepth: options.maxChainDepth }),
-    onRunsCreated: () => executor?.wake(),
-    onTimersChanged: () => timers?.reschedule(),
-    diskFull,
-  });
-  timers = createTimerService({ store, clock, logger, onFired: () => dispatcher?.wake(), diskFull });
+  // The dispatchers share one matcher: each indexes the same rulebook into it between its batches.
+  const indexer = createRuleIndexer(options.createMatcher?.() ?? createCompiledMatcher());
+  for (let partition = 0; partition < partitions; partition++) {
+    dispatchers.push(
+      createDispatcher({
+        log: store,
+        store,
+        clock,
+        logger,
+        runId,
+        indexer,
+        partition,
+        partitions,
+        maxChainDepth: options.maxChainDepth,
+        onRunsCreated: () => executor?.wake(),
+        onTimersChanged: () => timers?.reschedule(),
+        diskFull,
+      }),
+    );
+  }
+  timers = createTimerService({ store, clock, logger, onFired: wakeDispatchers, diskFull });
   executor = createExecutor({
     store,
     clock,
@@ -187,12 +161,12 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     facts,
     emit: (events) => ingest.append(events, { internal: true }),
     owner: `${process.pid}-${randomUUID()}`,
-    onOutcomeLogged: () => dispatcher?.wake(),
+    onOutcomeLogged: wakeDispatchers,
     diskFull,
-    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-    ...(options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs }),
-    ...(options.maxClaims === undefined ? {} : { maxClaims: options.maxClaims }),
-    ...(options.maxOutputBytes === undefined ? {} : { maxOutputBytes: options.maxOutputBytes }),
+    concurrency: options.concurrency,
+    leaseMs: options.leaseMs,
+    maxClaims: options.maxClaims,
+    maxOutputBytes: options.maxOutputBytes,
     maxOutputDepth: limits.maxDepth,
     ...(options.random === undefined ? {} : { random: options.random }),
     secrets: options.secrets ?? createSecretStore({ env: process.env }),
@@ -226,7 +200,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
           ]);
         }
         active = version;
-        dispatcher?.setRulebook(version);
+        for (const dispatcher of dispatchers) dispatcher.setRulebook(version);
         await sources.reconcile(sourcesOf(version));
         return version;
       } catch (error) {
@@ -240,16 +214,19 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     },
     async start() {
       if (!active) await engine.loadRulebook([]);
-      await dispatcher!.start();
+      for (const dispatcher of dispatchers) await dispatcher.start();
       executor!.start();
       timers!.start();
       started = true;
       await sources.start();
     },
-    caughtUp: (seq) => dispatcher!.caughtUp(seq),
+    async caughtUp(seq) {
+      const target = seq ?? (await store.lastSeq());
+      await Promise.all(dispatchers.map((dispatcher) => dispatcher.caughtUp(target)));
+    },
     async settled() {
       for (;;) {
-        await dispatcher!.caughtUp();
+        await engine.caughtUp();
         const now = clock.now();
         const [runDue, timerDue, last] = await Promise.all([
           store.nextRunDueAt(),
@@ -260,7 +237,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
           executor!.inFlight > 0 ||
           (runDue !== undefined && runDue <= now) ||
           (timerDue !== undefined && timerDue <= now) ||
-          dispatcher!.offset < last;
+          dispatchers.some((dispatcher) => dispatcher.offset < last);
         if (!busy) return;
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
@@ -268,7 +245,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
     get runsInFlight() {
       return executor!.inFlight;
     },
-    async drain(graceMs = defaultGraceMs) {
+    async drain(graceMs = options.graceMs) {
       if (drained) return;
       drained = true;
       await sources.drain();
@@ -276,7 +253,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       if (!started) return;
       // Events not yet dispatched, and timers not yet due, stay in the store; the next start takes them up.
       await timers!.drain();
-      await dispatcher!.drain();
+      await Promise.all(dispatchers.map((dispatcher) => dispatcher.drain()));
       await executor!.drain(graceMs);
     },
     async close() {

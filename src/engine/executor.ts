@@ -12,7 +12,7 @@ import {
 } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
 import { type JsonLimits, type JsonProblem, shortText, toBoundedJson } from '../core/json-value.js';
-import { type Action, type ActionContext, defaultOutputLimits } from '../core/ports/action.js';
+import type { Action, ActionContext } from '../core/ports/action.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { Logger } from '../core/ports/logger.js';
 import type { Attempt, AttemptOutcome, EventLog, Run, RunQueue, Store } from '../core/ports/store.js';
@@ -23,6 +23,7 @@ import { resolveSecrets, type Secrets } from '../core/secrets.js';
 import { createDiskFullWatch, type DiskFullWatch } from './disk-full.js';
 import { yieldToEventLoop } from './dispatcher.js';
 import type { Facts } from './facts.js';
+import { engineDefaults } from './options.js';
 import type { RulebookVersions } from './rulebook-versions.js';
 
 /** The executor's tuning: each has a default, and is checked once by {@link compileExecutorOptions}. */
@@ -30,13 +31,13 @@ export interface ExecutorSettings {
   /**
    * Runs executed at the same time.
    * Actions mostly wait on the network, so many can run at once on one core.
-   * @default 128
+   * @default engineDefaults.concurrency (128)
    */
   concurrency?: number;
   /**
    * How long a claimed run stays reserved, in milliseconds (at least 1000); renewed every third of it
-   * while a step runs. A crashed executor's runs are claimed again once it expires.
-   * @default 30000 (30s)
+   * while the run executes. A crashed executor's runs are claimed again once it expires.
+   * @default engineDefaults.leaseMs (30000)
    */
   leaseMs?: number;
   /**
@@ -44,18 +45,18 @@ export interface ExecutorSettings {
    * executing it died (kill -9, out of memory, a native crash) — before the next claim fails the run with
    * REFLEX_ERR_RUN_ABANDONED, an attempt record, its `reflex.run.failed` event and a dead letter. A claim
    * that records an attempt, or whose lease is given back on drain, does not count.
-   * @default 5
+   * @default engineDefaults.maxClaims (5)
    */
   maxClaims?: number;
   /**
    * Deepest nesting of what an action hands over — its output, the `data` of an event it emits, a fact
    * value it sets — counted like an event's `data`.
-   * @default 32 (the default event depth limit)
+   * @default engineDefaults.limits.maxDepth (32)
    */
   maxOutputDepth?: number;
   /**
    * Largest JSON text, in UTF-8 bytes, of what an action hands over (output, emitted event, fact value).
-   * @default 1048576 (1 MiB)
+   * @default engineDefaults.maxOutputBytes (1048576)
    */
   maxOutputBytes?: number;
 }
@@ -94,13 +95,13 @@ export type CompiledExecutorOptions = Readonly<
     Required<ExecutorSettings> & { random: () => number }
 >;
 
-/** The defaults of {@link ExecutorSettings}, for the CLI's help and the docs. */
+/** The defaults of {@link ExecutorSettings}: the engine's ({@link engineDefaults}). */
 export const defaultExecutorSettings: Readonly<Required<ExecutorSettings>> = Object.freeze({
-  concurrency: 128,
-  leaseMs: 30_000,
-  maxClaims: 5,
-  maxOutputDepth: defaultOutputLimits.maxDepth,
-  maxOutputBytes: defaultOutputLimits.maxBytes,
+  concurrency: engineDefaults.concurrency,
+  leaseMs: engineDefaults.leaseMs,
+  maxClaims: engineDefaults.maxClaims,
+  maxOutputDepth: engineDefaults.limits.maxDepth,
+  maxOutputBytes: engineDefaults.maxOutputBytes,
 });
 
 /**
@@ -200,7 +201,9 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
   });
   const diskFull = options.diskFull ?? createDiskFullWatch({ logger, clock });
   const shutdown = new AbortController();
-  const inFlight = new Map<string, Promise<void>>();
+  /** The runs being executed, each with the end of its lease as last written. */
+  const inFlight = new Map<string, { task: Promise<void>; leaseUntil: number }>();
+  let renewal: NodeJS.Timeout | undefined;
   let stopped = false;
   let dirty = true;
   let wakeUp: (() => void) | undefined;
@@ -212,6 +215,26 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
     const resolve = wakeUp;
     wakeUp = undefined;
     resolve?.();
+  };
+
+  /**
+   * Pushes out the leases of the runs being executed (with `lapsedOnly`, of those whose lease has run
+   * out by the clock). A run is executed from its claim to its end — every step, and the recording
+   * between them — so its lease is held for all of that, not only while a step runs: else a run of many
+   * short steps outlasts its lease, and is claimed again (by this executor too) while it still runs.
+   */
+  const renewLeases = async (lapsedOnly: boolean): Promise<void> => {
+    const now = clock.now();
+    const ids = [...inFlight]
+      .filter(([, { leaseUntil }]) => !lapsedOnly || leaseUntil <= now)
+      .map(([id]) => id);
+    if (ids.length === 0) return;
+    const until = now + leaseMs;
+    await store.extendLeases(options.owner, ids, until);
+    for (const id of ids) {
+      const entry = inFlight.get(id);
+      if (entry) entry.leaseUntil = until;
+    }
   };
 
   /** The events a run's templates read, loaded from the log by the seqs its context holds. */
@@ -561,12 +584,6 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         ),
       spec.timeoutMs,
     );
-    const renew = setInterval(() => {
-      store.extendLeases(options.owner, [run.id], clock.now() + leaseMs).catch((error) => {
-        if (!diskFull.refused(error))
-          logger.warn({ error: toErrorInfo(error), runId: run.id }, 'could not renew a lease');
-      });
-    }, leaseMs / 3);
     try {
       const { scope } = loaded;
       const steps: Record<string, { output: unknown }> = {};
@@ -620,7 +637,6 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       };
     } finally {
       clearTimeout(timer);
-      clearInterval(renew);
     }
   };
 
@@ -681,7 +697,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
           if (!bounded.ok) throw unstorable(spec.kind, `set fact \`${name}\` to a value`, bounded);
           stored = bounded.value;
         }
-        await options.facts.set(name, stored, depth + 1);
+        await options.facts.set(name, stored, depth + 1, run.trigger.partition);
       },
     };
   };
@@ -694,8 +710,12 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
       const free = concurrency - inFlight.size;
       if (free > 0) {
         let claimed: Run[] = [];
+        const now = clock.now();
         try {
-          claimed = await store.claimRuns({ owner: options.owner, now: clock.now(), leaseMs, limit: free });
+          // A run whose lease ran out while this executor runs it (the process stalled past its lease, so
+          // the renewal did not come in time) is due to the store: it is renewed first, never claimed twice.
+          await renewLeases(true);
+          claimed = await store.claimRuns({ owner: options.owner, now, leaseMs, limit: free });
           claimFailures = 0;
           if (claimed.length > 0) diskFull.wrote();
         } catch (error) {
@@ -710,7 +730,7 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
               inFlight.delete(run.id);
               wake();
             });
-          inFlight.set(run.id, task);
+          inFlight.set(run.id, { task, leaseUntil: now + leaseMs });
         }
         if (claimed.length === free) {
           await yieldToEventLoop();
@@ -743,9 +763,18 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
     }
   };
 
+  const tasks = () => [...inFlight.values()].map((entry) => entry.task);
+
   return {
     start() {
       loop = loopBody();
+      renewal = setInterval(() => {
+        renewLeases(false).catch((error) => {
+          if (!diskFull.refused(error)) logger.warn({ error: toErrorInfo(error) }, 'could not renew leases');
+        });
+      }, leaseMs / 3);
+      // Never what keeps the process alive: a drain that fails before the executor's still lets it exit.
+      renewal.unref();
     },
     wake,
     get inFlight() {
@@ -760,14 +789,15 @@ export function createExecutor(rawOptions: ExecutorOptions): Executor {
         const grace = new Promise<void>((resolve) => {
           timer = setTimeout(resolve, graceMs);
         });
-        await Promise.race([Promise.allSettled(inFlight.values()), grace]);
+        await Promise.race([Promise.allSettled(tasks()), grace]);
         clearTimeout(timer);
       }
       if (inFlight.size > 0) {
         logger.warn({ runs: [...inFlight.keys()] }, 'grace period over; aborting steps still running');
         shutdown.abort(new ReflexError('REFLEX_ERR_RUN_INTERRUPTED'));
-        await Promise.allSettled(inFlight.values());
+        await Promise.allSettled(tasks());
       }
+      clearInterval(renewal);
       try {
         await store.releaseLeases(options.owner, clock.now());
       } catch (error) {
@@ -859,7 +889,8 @@ function outcomeEvent(
     runId: run.id,
     rule: run.rule,
     status,
-    trigger: run.trigger,
+    // The event's documented shape names the trigger by seq, which is log-wide: its partition stays out.
+    trigger: { seq: run.trigger.seq, id: run.trigger.id, source: run.trigger.source, type: run.trigger.type },
     outputs,
   };
   if (error) data.error = error;

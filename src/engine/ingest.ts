@@ -3,14 +3,20 @@ import type { AppendResult, CloudEvent, LoggedEvent } from '../core/event.js';
 import type { Clock } from '../core/ports/clock.js';
 import type { EventLog } from '../core/ports/store.js';
 import type { DiskFullWatch } from './disk-full.js';
+import { engineDefaults } from './options.js';
 
 export interface IngestOptions {
   log: Pick<EventLog, 'appendEvents'>;
   clock: Clock;
   /**
+   * The partition each event goes to.
+   * @default every event to partition 0
+   */
+  partitionOf?: (event: CloudEvent) => number;
+  /**
    * Events waiting for a commit beyond which new requests are refused (503, Retry-After) instead of
    * queued: back-pressure rather than unbounded memory.
-   * @default 20000
+   * @default engineDefaults.maxPendingEvents (20000)
    */
   maxPending?: number;
   /** Called after every commit that appended at least one new event, with those events in log order. */
@@ -76,7 +82,7 @@ interface WaitingForRoom extends Waiting {
 }
 
 export function createIngest(options: IngestOptions): Ingest {
-  const maxPending = options.maxPending ?? 20_000;
+  const maxPending = options.maxPending ?? engineDefaults.maxPendingEvents;
   let queue: Waiting[] = [];
   let queued = 0;
   // Bounded by the callers: each waiting append is one caller awaiting it (a source awaits its emit).
@@ -116,7 +122,11 @@ export function createIngest(options: IngestOptions): Ingest {
       for (const waiting of batch) for (const event of waiting.events) all.push(event);
       try {
         const receivedAt = options.clock.now();
-        const results = await options.log.appendEvents(all, receivedAt);
+        const partitionOf = options.partitionOf;
+        const results =
+          partitionOf === undefined
+            ? await options.log.appendEvents(all, receivedAt)
+            : await options.log.appendEvents(all, receivedAt, all.map(partitionOf));
         let offset = 0;
         for (const waiting of batch) {
           const mine = results.slice(offset, offset + waiting.events.length);

@@ -1,8 +1,13 @@
 import { createHash } from 'node:crypto';
 import { ReflexError } from '../core/errors.js';
+import {
+  compileRulebookFiles,
+  type RulebookCompileContext,
+  type RulebookCompiler,
+  type RulebookFile,
+} from '../core/ports/rulebook-compiler.js';
 import type { RulebookStore } from '../core/ports/store.js';
 import type { Rulebook } from '../core/rule.js';
-import { compileRulebook, type RulebookCompileOptions, type RulebookFile } from '../rulebook/loader.js';
 
 /** A compiled rulebook version. (The dispatcher indexes the one in force for matching.) */
 export interface CompiledVersion {
@@ -20,13 +25,24 @@ export interface RulebookVersions {
   save(files: readonly RulebookFile[], at: number): Promise<CompiledVersion>;
 }
 
+/** How rulebook versions are compiled. */
+export interface RulebookVersionsOptions extends RulebookCompileContext {
+  /**
+   * The front ends, in the order they are asked whether they accept a file (see
+   * {@link RulebookCompiler.accepts}); a stored version is compiled again with the same ones.
+   */
+  compilers: readonly RulebookCompiler[];
+}
+
 export function createRulebookVersions(
   store: RulebookStore,
-  options: RulebookCompileOptions,
+  options: RulebookVersionsOptions,
 ): RulebookVersions {
   const cache = new Map<number, Promise<CompiledVersion>>();
+  const compileFiles = (files: readonly RulebookFile[]) =>
+    compileRulebookFiles(options.compilers, files, { actions: options.actions });
   const compile = (id: number, files: readonly RulebookFile[]): CompiledVersion => {
-    return { id, rulebook: compileRulebook(files, options) };
+    return { id, rulebook: compileFiles(files) };
   };
   return {
     get(id) {
@@ -44,7 +60,7 @@ export function createRulebookVersions(
     },
     async save(files, at) {
       // Compile first: an invalid rulebook must not be stored as a version.
-      const probe = compileRulebook(files, options);
+      const probe = compileFiles(files);
       const id = await store.saveRulebookVersion({
         hash: hashFiles(files),
         files: files.map((f) => ({ path: f.path, content: f.content })),

@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import { compileCondition } from '../core/condition.js';
 import { impliedPattern } from '../core/condition-index.js';
 import { compileExpression, type Expression } from '../core/expression.js';
-import { type FlowSpec, isStateful, type WhenSpec } from '../core/flow/rule-flow.js';
+import {
+  type FlowSpec,
+  isStateful,
+  type StormSpecs,
+  stormStages,
+  type WhenSpec,
+} from '../core/flow/rule-flow.js';
 import { checkCompilable } from '../core/pattern/compiled-matcher.js';
 import { type Pattern, parsePattern } from '../core/pattern/pattern.js';
 import type { KeyedStage, SubCondition } from '../core/rule.js';
@@ -170,33 +176,9 @@ export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): Compile
     key('dedupe', doc.dedupe);
     flow.dedupe = { windowMs: ctx.duration(['dedupe', 'window'], doc.dedupe.window) };
   }
-  if (doc.throttle) {
-    key('throttle', doc.throttle);
-    flow.throttle = { windowMs: ctx.duration(['throttle', 'window'], doc.throttle.window) };
-  }
-  if (doc.debounce) {
-    key('debounce', doc.debounce);
-    const d = doc.debounce;
-    flow.debounce = {
-      quietMs: ctx.duration(['debounce', 'quiet'], d.quiet),
-      pass: d.pass ?? 'last',
-      ...(d.maxWait === undefined ? {} : { maxWaitMs: ctx.duration(['debounce', 'maxWait'], d.maxWait) }),
-    };
-  }
-  if (doc.rateLimit) {
-    key('rateLimit', doc.rateLimit);
-    const r = doc.rateLimit;
-    flow.rateLimit = {
-      max: r.max,
-      perMs: ctx.duration(['rateLimit', 'per'], r.per),
-      excess: r.excess ?? 'drop',
-      maxQueue: r.maxQueue ?? 1000,
-    };
-  }
-  if (doc.batch) {
-    key('batch', doc.batch);
-    flow.batch = { size: doc.batch.size, windowMs: ctx.duration(['batch', 'window'], doc.batch.window) };
-  }
+  const storm: StormSpecs = {};
+  for (const stage of stormStages) compileStormStage(storm, stage, doc[stage], key, ctx);
+  Object.assign(flow, storm);
   const compiled: CompiledFlow = {
     subs,
     flow,
@@ -220,6 +202,48 @@ export function compileFlow(doc: RuleDocument, ctx: FlowCompileContext): Compile
     compiled.concurrency = { max: doc.concurrency.max ?? 1 };
   }
   return compiled;
+}
+
+type StormStage = (typeof stormStages)[number];
+
+/** How each storm-control stage of the registry is compiled from what a rule writes. */
+const stormCompilers: {
+  readonly [K in StormStage]: (
+    written: NonNullable<RuleDocument[K]>,
+    ctx: FlowCompileContext,
+  ) => NonNullable<StormSpecs[K]>;
+} = {
+  throttle: (written, ctx) => ({ windowMs: ctx.duration(['throttle', 'window'], written.window) }),
+  debounce: (written, ctx) => ({
+    quietMs: ctx.duration(['debounce', 'quiet'], written.quiet),
+    pass: written.pass ?? 'last',
+    ...(written.maxWait === undefined
+      ? {}
+      : { maxWaitMs: ctx.duration(['debounce', 'maxWait'], written.maxWait) }),
+  }),
+  rateLimit: (written, ctx) => ({
+    max: written.max,
+    perMs: ctx.duration(['rateLimit', 'per'], written.per),
+    excess: written.excess ?? 'drop',
+    maxQueue: written.maxQueue ?? 1000,
+  }),
+  batch: (written, ctx) => ({
+    size: written.size,
+    windowMs: ctx.duration(['batch', 'window'], written.window),
+  }),
+};
+
+/** Compiles the storm stage `stage` of a rule, if it has one, into `storm` (and its key). */
+function compileStormStage<K extends StormStage>(
+  storm: StormSpecs,
+  stage: K,
+  written: RuleDocument[K],
+  key: (stage: KeyedStage, written: { key?: string }) => void,
+  ctx: FlowCompileContext,
+): void {
+  if (written === undefined) return;
+  key(stage, written);
+  storm[stage] = stormCompilers[stage](written, ctx);
 }
 
 /** The pattern a condition implies, if the compiled matcher can take it; else none (the sub matches all). */

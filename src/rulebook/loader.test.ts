@@ -1,9 +1,13 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createActionRegistry } from '../actions/registry.js';
-import { compileRulebook, RulebookError, readRulebookFiles } from './loader.js';
+import Type from 'typebox';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { builtinActions, createActionRegistry } from '../actions/registry.js';
+import type { Action } from '../core/ports/action.js';
+import { RulebookError, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
+import { readRulebookFiles } from './discovery.js';
+import { compileRulebook } from './rule-compiler.js';
 
 const actions = createActionRegistry();
 const compile = (content: string, path = 'rules.yaml') => compileRulebook([{ path, content }], { actions });
@@ -82,6 +86,55 @@ describe('rulebook loader', () => {
     expect(problems[0]!.message).toContain('unknown key `stpo`');
     expect(problems[0]!.message).toContain('Did you mean `stop`?');
     expect(problems[0]!.excerpt).toBe('      stpo: true\n      ^');
+  });
+
+  it("rulebook - each action's parameter schema refuses an unknown parameter where it stands, with a suggestion", () => {
+    const step = (action: string) =>
+      compile(`rules:\n  - name: r\n    when: { pattern: { type: [a] } }\n    then:\n      - ${action}\n`);
+    const cases = [
+      ['http: { url: "http://127.0.0.1/", heders: {} }', 'heders', 'headers'],
+      ['exec: { command: [ls], envv: {} }', 'envv', 'env'],
+      ['log: { message: x, levle: warn }', 'levle', 'level'],
+      ['emit: { type: a.b, dat: 1 }', 'dat', 'data'],
+    ] as const;
+    for (const [action, key, meant] of cases) {
+      let problems: RulebookProblem[] = [];
+      try {
+        step(action);
+      } catch (error) {
+        if (!(error instanceof RulebookError)) throw error;
+        problems = error.problems;
+      }
+      const unknown = problems.find((p) => p.message.startsWith(`unknown key \`${key}\``));
+      expect(unknown?.line).toBe(5);
+      expect(unknown?.message).toContain(
+        `in \`rules[0].then[0].${action.split(':')[0]}\`. Did you mean \`${meant}\`?`,
+      );
+    }
+  });
+
+  it('rulebook - an action of a plugin brings its parameter schema, and its steps are checked with it', () => {
+    const pager: Action = {
+      kind: 'page',
+      params: Type.Object({ to: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      parse: (params) => params,
+      run: async () => null,
+    };
+    const withPager = createActionRegistry([...builtinActions, pager]);
+    const rulebook = (params: string) => [
+      {
+        path: 'rules.yaml',
+        content: `rules:\n  - name: r\n    when: { pattern: { type: [a] } }\n    then:\n      - page: ${params}\n`,
+      },
+    ];
+    expect(compileRulebook(rulebook('{ to: oncall }'), { actions: withPager }).rules[0]!.then[0]!.kind).toBe(
+      'page',
+    );
+    expect(() => compileRulebook(rulebook('{ too: oncall }'), { actions: withPager })).toThrow(
+      /rules.yaml:5:\d+: unknown key `too` in `rules\[0\]\.then\[0\]\.page`\. Did you mean `to`\?/,
+    );
+    // Without the plugin, `page` is no action at all.
+    expect(() => compileRulebook(rulebook('{ to: oncall }'), { actions })).toThrow(/unknown key `page`/);
   });
 
   it('rulebook - a misspelt action names the step and the known actions', () => {
@@ -208,6 +261,41 @@ describe('rulebook loader', () => {
     expect(problems[0]!.message).toMatch(/unique/i);
     expect(problems[0]!.line).toBe(3);
   });
+
+  // Found by the fuzzer (test/fuzz/rulebooks.fuzz.test.ts): the schema checked only the webhooks whose
+  // names fit the pattern, so another name loaded, and its value went unchecked into the compiler,
+  // which threw a TypeError for a value that is not a map.
+  it.each([
+    ['bad name', '{ type: com.example.x, source: s }'],
+    ['bad/name', '{ type: com.example.x, source: s }'],
+    ['[ complex, key ]', 'value'],
+    ['é', '7'],
+  ])('rulebook - a webhook named %j is refused at its name, whatever its value', (name, value) => {
+    const problems = problemsOf(`webhooks:\n  ${JSON.stringify(name)}: ${value}\nrules: []\n`);
+    expect(problems.map((p) => [p.line, p.column])).toEqual([[2, 3]]);
+    expect(problems[0]?.message).toContain('letters, digits');
+  });
+
+  // Found by the rulebook fuzzer: YAML allows a list or a mapping as a key (`? [a, b]`); it was turned
+  // into text with a raw Node warning on stderr ("Keys with collection values will be stringified").
+  it.each([
+    ['rules:\n  - ? [complex, key]\n    : value\n', [2, 7]],
+    ['vars:\n  ? { a: 1 }\n  : 2\nrules: []\n', [2, 5]],
+    ['vars:\n  x: &k [1]\n  *k : 2\nrules: []\n', [3, 3]],
+  ])(
+    'rulebook - a key that is not text is refused where it stands, without a process warning (%#)',
+    (content, at) => {
+      const warn = vi.spyOn(process, 'emitWarning');
+      try {
+        const problems = problemsOf(content);
+        expect(problems.map((p) => [p.line, p.column])).toEqual([at]);
+        expect(problems[0]?.message).toContain('keys must be text');
+        expect(warn).not.toHaveBeenCalled();
+      } finally {
+        warn.mockRestore();
+      }
+    },
+  );
 
   it('rulebook - an empty file says what to add', () => {
     const problems = problemsOf('# nothing yet\n');

@@ -5,15 +5,9 @@ import { formatDuration, parseDuration } from '../core/duration.js';
 import { ReflexError } from '../core/errors.js';
 import { type CloudEvent, validateCloudEvent } from '../core/event.js';
 import { factNameRule, isFactName } from '../core/fact-name.js';
+import { formatProblems, type RulebookFile, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
 import type { Rule, Rulebook } from '../core/rule.js';
-import {
-  type DocumentFormat,
-  describePath,
-  formatProblems,
-  type RulebookFile,
-  type RulebookProblem,
-  SourceFile,
-} from './loader.js';
+import { type DocumentFormat, describePath, SourceFile } from './source-file.js';
 
 /**
  * The format of rule tests (`*.test.yaml` beside a rulebook): its JSON Schema, published as

@@ -1,12 +1,20 @@
-import Type, { type Static } from 'typebox';
+import Type, { type Static, type TSchema } from 'typebox';
 
 /**
  * The JSON Schema of a rulebook file: the one description of the format, used by the YAML loader,
- * published as `schemas/rulebook.schema.json` for editors (`npm run gen`), and documented in docs/rules.md.
+ * published as `schemas/rulebook.schema.json` for editors (`npm run gen`, with the built-in actions),
+ * and documented in docs/rules.md. A step's parameters are described by its action (`Action.params`):
+ * the schema is made from the actions a Reflex offers.
  *
  * Values that templates may fill at run time (`${{ ... }}`) are typed loosely here; the action checks
  * them once rendered. Keys are strict everywhere, because a misspelt key is the most common mistake.
  */
+
+/** The actions a rulebook schema is made for: each kind with the schema of its parameters, in order. */
+export interface ActionCatalog {
+  kinds(): string[];
+  get(kind: string): { readonly params: TSchema } | undefined;
+}
 
 const description = (text: string) => ({ description: text });
 
@@ -59,6 +67,9 @@ const timestampedAuth = (what: string) =>
     },
     { additionalProperties: false, ...description(what) },
   );
+
+/** Webhook names: letters, digits, `_` and `-`, so that `/hooks/<name>` needs no escaping. */
+export const webhookNamePattern = /^[A-Za-z0-9_-]+$/;
 
 const Webhook = Type.Object(
   {
@@ -151,140 +162,8 @@ const Retry = Type.Object(
   { additionalProperties: false },
 );
 
-const StringMap = Type.Record(Type.String(), Type.String());
-
-/** Action parameters, keyed by action kind. Templates (`${{ }}`) may stand for any value. */
-export const actionParamSchemas = {
-  http: Type.Object(
-    {
-      url: Type.String({
-        minLength: 1,
-        ...description(
-          'The URL. Values of `${{ }}` are encoded for the part of the URL they land in; the scheme and host must be written out, or listed in `hosts`.',
-        ),
-      }),
-      method: Type.Optional(Type.String(description('@default POST with json/body, else GET'))),
-      headers: Type.Optional(StringMap),
-      query: Type.Optional(
-        Type.Unknown(
-          description(
-            'Query parameters added to the URL: names to a value or a list of values, each encoded.',
-          ),
-        ),
-      ),
-      json: Type.Optional(Type.Unknown(description('Sent as application/json.'))),
-      body: Type.Optional(Type.String(description('Sent as is.'))),
-      expect: Type.Optional(
-        Type.Union([Type.Integer(), Type.String(), Type.Array(Type.Union([Type.Integer(), Type.String()]))], {
-          ...description('Expected status: 200, [200, 204] or "2xx". @default "2xx"'),
-        }),
-      ),
-      hosts: Type.Optional(
-        Type.Array(Type.String({ minLength: 1 }), {
-          minItems: 1,
-          ...description(
-            'The hosts the URL may have, when data from outside the rulebook gives its host: `api.example.com`, `*.svc.example.com`, `10.0.0.5:8443`. Not templated.',
-          ),
-        }),
-      ),
-    },
-    { additionalProperties: false, ...description('Call an HTTP endpoint. Sends Idempotency-Key.') },
-  ),
-  exec: Type.Object(
-    {
-      command: Type.Union([Type.Array(Type.String(), { minItems: 1 }), Type.String()], {
-        ...description('argv: the program and its arguments. No shell is involved.'),
-      }),
-      cwd: Type.Optional(Type.String()),
-      env: Type.Optional(StringMap),
-      inheritEnv: Type.Optional(
-        Type.Array(Type.String(), description('Environment variables passed through. @default ["PATH"]')),
-      ),
-      stdin: Type.Optional(Type.String()),
-      maxOutput: Type.Optional(
-        Type.Integer({ minimum: 0, ...description('Bytes kept per stream. @default 65536') }),
-      ),
-    },
-    { additionalProperties: false, ...description('Run a program (argv, no shell).') },
-  ),
-  emit: Type.Object(
-    {
-      type: Type.String({ minLength: 1 }),
-      source: Type.Optional(Type.String()),
-      subject: Type.Optional(Type.String()),
-      id: Type.Optional(Type.String()),
-      data: Type.Optional(Type.Unknown()),
-    },
-    { additionalProperties: false, ...description('Put a new event into the log.') },
-  ),
-  fact: Type.Union(
-    [
-      Type.Object(
-        { set: Type.String({ minLength: 1 }), value: Type.Unknown() },
-        { additionalProperties: false },
-      ),
-      Type.Object({ unset: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
-    ],
-    description('Set (`{ set: name, value: ... }`) or remove (`{ unset: name }`) a durable fact.'),
-  ),
-  log: Type.Union(
-    [
-      Type.String(),
-      Type.Object(
-        {
-          message: Type.String(),
-          level: Type.Optional(
-            Type.Union([Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ],
-    description("Write a line to Reflex's log."),
-  ),
-} as const;
-
-/**
- * How the loader compiles each action's templates: which parameters are URLs (their values are encoded
- * for where they land, and their host is fixed by the rulebook or checked against `hostsParam`), and
- * whether the action may read `${{ secrets.NAME }}`. Actions whose parameters end up stored (an emitted
- * event, a fact, a log line) may not: the secret would be written down with them.
- */
-export const actionTemplateOptions: Record<
-  keyof typeof actionParamSchemas,
-  { urls?: readonly string[]; hostsParam?: string; secrets: boolean }
-> = {
-  http: { urls: ['url'], hostsParam: 'hosts', secrets: true },
-  exec: { secrets: true },
-  emit: { secrets: false },
-  fact: { secrets: false },
-  log: { secrets: false },
-};
-
 /** The keys a step may carry besides its action. */
 export const stepOptionKeys = ['id', 'timeout', 'retry'] as const;
-
-const Step = Type.Object(
-  {
-    id: Type.Optional(
-      Type.String({
-        pattern: '^[A-Za-z_][A-Za-z0-9_-]*$',
-        ...description('Names the step; later steps read `steps.<id>.output`.'),
-      }),
-    ),
-    timeout: Type.Optional(Type.Union([Duration], description('@default 30s'))),
-    retry: Type.Optional(Retry),
-    ...Object.fromEntries(
-      Object.entries(actionParamSchemas).map(([kind, schema]) => [kind, Type.Optional(schema)]),
-    ),
-  },
-  {
-    additionalProperties: false,
-    // Exactly one action per step. The loader turns a failure here into a message that lists the kinds.
-    oneOf: Object.keys(actionParamSchemas).map((kind) => ({ required: [kind] })),
-    ...description('One action (http, exec, emit, fact, log) with its options.'),
-  },
-);
 
 const Pattern = Type.Record(
   Type.String(),
@@ -370,109 +249,147 @@ const Window = (what: string) =>
     { additionalProperties: false, ...description(what) },
   );
 
-const Rule = Type.Object(
-  {
-    name: Type.String({ minLength: 1, ...description('Unique among all loaded rules.') }),
-    description: Type.Optional(Type.String()),
-    enabled: Type.Optional(Type.Boolean(description('@default true'))),
-    when: When,
-    dedupe: Type.Optional(Window('An event whose key was accepted less than `window` ago is dropped.')),
-    throttle: Type.Optional(
-      Window('The first firing per key passes; the rest are dropped for `window` after it.'),
-    ),
-    debounce: Type.Optional(
-      Type.Object(
-        {
-          key: Type.Optional(KeyExpression),
-          quiet: Duration,
-          maxWait: Type.Optional(Duration),
-          pass: Type.Optional(
-            Type.Union(
-              [Type.Literal('first'), Type.Literal('last'), Type.Literal('all')],
-              description('@default last'),
-            ),
-          ),
-        },
-        { additionalProperties: false, ...description('Fire once the key has been quiet for `quiet`.') },
+/** A step: one action of the catalog with its parameters, and the step's options. */
+function stepSchema(actions: ActionCatalog) {
+  const kinds = actions.kinds();
+  return Type.Object(
+    {
+      id: Type.Optional(
+        Type.String({
+          pattern: '^[A-Za-z_][A-Za-z0-9_-]*$',
+          ...description('Names the step; later steps read `steps.<id>.output`.'),
+        }),
       ),
-    ),
-    rateLimit: Type.Optional(
-      Type.Object(
-        {
-          key: Type.Optional(KeyExpression),
-          max: Type.Integer({ minimum: 1 }),
-          per: Duration,
-          excess: Type.Optional(
-            Type.Union([Type.Literal('drop'), Type.Literal('delay')], description('@default drop')),
-          ),
-          maxQueue: Type.Optional(Type.Integer({ minimum: 1, ...description('@default 1000') })),
-        },
-        { additionalProperties: false, ...description('At most `max` firings per key in any `per`.') },
-      ),
-    ),
-    batch: Type.Optional(
-      Type.Object(
-        { key: Type.Optional(KeyExpression), size: Type.Integer({ minimum: 1 }), window: Duration },
-        {
-          additionalProperties: false,
-          ...description('`size` firings, or what came within `window`, as one run.'),
-        },
-      ),
-    ),
-    concurrency: Type.Optional(
-      Type.Object(
-        {
-          key: Type.Optional(KeyExpression),
-          max: Type.Optional(Type.Integer({ minimum: 1, ...description('@default 1') })),
-        },
-        {
-          additionalProperties: false,
-          ...description('At most `max` runs per key at once; the rest wait in order.'),
-        },
-      ),
-    ),
-    ttl: Type.Optional(
-      Type.Union(
-        [Duration],
-        description('How long a partial match without `within` lives. @default defaults.ttl or 24h'),
-      ),
-    ),
-    then: Type.Array(Step, { minItems: 1 }),
-    stop: Type.Optional(
-      Type.Boolean(description('Later rules do not see an event this rule fired on. @default false')),
-    ),
-  },
-  { additionalProperties: false },
-);
+      timeout: Type.Optional(Type.Union([Duration], description('@default 30s'))),
+      retry: Type.Optional(Retry),
+      ...Object.fromEntries(kinds.map((kind) => [kind, Type.Optional(actions.get(kind)!.params)])),
+    },
+    {
+      additionalProperties: false,
+      // Exactly one action per step. The loader turns a failure here into a message that lists the kinds.
+      oneOf: kinds.map((kind) => ({ required: [kind] })),
+      ...description(`One action (${kinds.join(', ')}) with its options.`),
+    },
+  );
+}
 
-export const RulebookSchema = Type.Object(
-  {
-    $schema: Type.Optional(Type.String()),
-    name: Type.Optional(Type.String(description('A name for people reading the file.'))),
-    vars: Type.Optional(
-      Type.Record(Type.String(), Type.Unknown(), description('Values readable as `vars.<name>`.')),
-    ),
-    defaults: Type.Optional(
-      Type.Object(
-        { timeout: Type.Optional(Duration), retry: Type.Optional(Retry), ttl: Type.Optional(Duration) },
-        {
-          additionalProperties: false,
-          ...description('Step options, and the partial-match ttl, that apply to every rule of this file.'),
-        },
+/** A rule, its steps made of the catalog's actions. */
+function ruleSchema(actions: ActionCatalog) {
+  return Type.Object(
+    {
+      name: Type.String({ minLength: 1, ...description('Unique among all loaded rules.') }),
+      description: Type.Optional(Type.String()),
+      enabled: Type.Optional(Type.Boolean(description('@default true'))),
+      when: When,
+      dedupe: Type.Optional(Window('An event whose key was accepted less than `window` ago is dropped.')),
+      throttle: Type.Optional(
+        Window('The first firing per key passes; the rest are dropped for `window` after it.'),
       ),
-    ),
-    webhooks: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), Webhook)),
-    rules: Type.Array(Rule),
-  },
-  {
-    additionalProperties: false,
-    $id: 'https://reflex.dev/schemas/rulebook.schema.json',
-    title: 'Reflex rulebook',
-  },
-);
+      debounce: Type.Optional(
+        Type.Object(
+          {
+            key: Type.Optional(KeyExpression),
+            quiet: Duration,
+            maxWait: Type.Optional(Duration),
+            pass: Type.Optional(
+              Type.Union(
+                [Type.Literal('first'), Type.Literal('last'), Type.Literal('all')],
+                description('@default last'),
+              ),
+            ),
+          },
+          { additionalProperties: false, ...description('Fire once the key has been quiet for `quiet`.') },
+        ),
+      ),
+      rateLimit: Type.Optional(
+        Type.Object(
+          {
+            key: Type.Optional(KeyExpression),
+            max: Type.Integer({ minimum: 1 }),
+            per: Duration,
+            excess: Type.Optional(
+              Type.Union([Type.Literal('drop'), Type.Literal('delay')], description('@default drop')),
+            ),
+            maxQueue: Type.Optional(Type.Integer({ minimum: 1, ...description('@default 1000') })),
+          },
+          { additionalProperties: false, ...description('At most `max` firings per key in any `per`.') },
+        ),
+      ),
+      batch: Type.Optional(
+        Type.Object(
+          { key: Type.Optional(KeyExpression), size: Type.Integer({ minimum: 1 }), window: Duration },
+          {
+            additionalProperties: false,
+            ...description('`size` firings, or what came within `window`, as one run.'),
+          },
+        ),
+      ),
+      concurrency: Type.Optional(
+        Type.Object(
+          {
+            key: Type.Optional(KeyExpression),
+            max: Type.Optional(Type.Integer({ minimum: 1, ...description('@default 1') })),
+          },
+          {
+            additionalProperties: false,
+            ...description('At most `max` runs per key at once; the rest wait in order.'),
+          },
+        ),
+      ),
+      ttl: Type.Optional(
+        Type.Union(
+          [Duration],
+          description('How long a partial match without `within` lives. @default defaults.ttl or 24h'),
+        ),
+      ),
+      then: Type.Array(stepSchema(actions), { minItems: 1 }),
+      stop: Type.Optional(
+        Type.Boolean(description('Later rules do not see an event this rule fired on. @default false')),
+      ),
+    },
+    { additionalProperties: false },
+  );
+}
+
+/**
+ * The JSON Schema of rulebook files whose steps use the actions of `actions`.
+ * @example createRulebookSchema(createActionRegistry()) // what schemas/rulebook.schema.json holds
+ */
+export function createRulebookSchema(actions: ActionCatalog) {
+  return Type.Object(
+    {
+      $schema: Type.Optional(Type.String()),
+      name: Type.Optional(Type.String(description('A name for people reading the file.'))),
+      vars: Type.Optional(
+        Type.Record(Type.String(), Type.Unknown(), description('Values readable as `vars.<name>`.')),
+      ),
+      defaults: Type.Optional(
+        Type.Object(
+          { timeout: Type.Optional(Duration), retry: Type.Optional(Retry), ttl: Type.Optional(Duration) },
+          {
+            additionalProperties: false,
+            ...description('Step options, and the partial-match ttl, that apply to every rule of this file.'),
+          },
+        ),
+      ),
+      // Without `additionalProperties: false` a name outside the pattern would be accepted, its value unchecked.
+      webhooks: Type.Optional(
+        Type.Record(Type.String({ pattern: webhookNamePattern.source }), Webhook, {
+          additionalProperties: false,
+        }),
+      ),
+      rules: Type.Array(ruleSchema(actions)),
+    },
+    {
+      additionalProperties: false,
+      $id: 'https://reflex.dev/schemas/rulebook.schema.json',
+      title: 'Reflex rulebook',
+    },
+  );
+}
 
 /** A rulebook file as written, after YAML parsing and schema validation. */
-export type RulebookDocument = Static<typeof RulebookSchema>;
-export type StepDocument = Static<typeof Step>;
-export type RuleDocument = Static<typeof Rule>;
+export type RulebookDocument = Static<ReturnType<typeof createRulebookSchema>>;
+export type StepDocument = Static<ReturnType<typeof stepSchema>>;
+export type RuleDocument = Static<ReturnType<typeof ruleSchema>>;
 export type SubConditionDocument = Static<typeof SubCondition>;

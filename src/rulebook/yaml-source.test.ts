@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDirPerTest } from '../../test/helpers/temp-dir.js';
 import { createActionRegistry } from '../actions/registry.js';
-import { compileRulebook, RulebookError, type RulebookProblem, readRulebookFiles } from './loader.js';
+import { RulebookError, type RulebookProblem } from '../core/ports/rulebook-compiler.js';
+import { readRulebookFiles } from './discovery.js';
+import { compileRulebook } from './rule-compiler.js';
 import { parseRuleTest, RuleTestError } from './rule-test-schema.js';
 import { yamlLimits } from './yaml-source.js';
 

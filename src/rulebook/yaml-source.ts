@@ -44,8 +44,8 @@ export interface ParsedYaml {
 /**
  * Parses one YAML document within {@link yamlLimits}: its size, its depth and the number of its
  * documents are checked on the parser's tokens (built without recursion) before the document is
- * composed, and duplicate keys are found in one pass (the `yaml` package's own check compares every key
- * of a mapping with every other). The document's own errors stay in `document.errors`.
+ * composed, and duplicate keys, and keys that are not text, are found in one pass (the `yaml` package's
+ * own check compares every key of a mapping with every other). The document's own errors stay in `document.errors`.
  */
 export function parseYaml(content: string, lines: LineCounter): ParsedYaml {
   const bytes = Buffer.byteLength(content, 'utf8');
@@ -74,7 +74,7 @@ export function parseYaml(content: string, lines: LineCounter): ParsedYaml {
   if (tooDeep !== undefined) return { document: undefined, problems: [tooDeepAt(tooDeep)] };
   const composer = new Composer({ prettyErrors: false, uniqueKeys: false });
   const [document] = [...composer.compose(tokens, true, content.length)];
-  return { document, problems: document === undefined ? [] : duplicateKeys(document) };
+  return { document, problems: document === undefined ? [] : keyProblems(document) };
 }
 
 /**
@@ -179,7 +179,7 @@ function firstTooDeep(tokens: readonly CST.Token[], max: number): number | undef
 }
 
 /** Keys given twice in one mapping (YAML would keep only one of them), found with one set per mapping. */
-function duplicateKeys(document: Document.Parsed): YamlProblem[] {
+function keyProblems(document: Document.Parsed): YamlProblem[] {
   const problems: YamlProblem[] = [];
   const stack: unknown[] = [document.contents];
   while (stack.length > 0) {
@@ -197,7 +197,14 @@ function duplicateKeys(document: Document.Parsed): YamlProblem[] {
             });
           }
           seen.add(name);
-        } else if (key !== null) stack.push(key);
+        } else if (key !== null) {
+          // A list, mapping or alias as a key (`? [a, b]`) would become text, with a raw Node warning.
+          problems.push({
+            offset: key.range?.[0] ?? 0,
+            message:
+              'this key is a list, a mapping or an alias; keys must be text. To fix: write the key as a plain word.',
+          });
+        }
         stack.push(pair.value);
       }
     } else if (isSeq(node)) {

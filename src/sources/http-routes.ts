@@ -68,12 +68,15 @@ export function createHttpRoutes(): HttpRoutes {
  * the log (each then says `duplicate: true`). A batch is answered with `items`, one per event in order.
  */
 export function appendReply(results: readonly AppendResult[], batch: boolean): HttpSourceReply {
-  const item = (r: AppendResult) =>
-    r.duplicate
-      ? { seq: r.seq, id: r.id, source: r.source, duplicate: true }
-      : { seq: r.seq, id: r.id, source: r.source };
   return {
     status: results.every((r) => r.duplicate) ? 200 : 202,
-    body: batch ? { items: results.map(item) } : item(results[0]!),
+    body: batch ? { items: results.map(replyItem) } : replyItem(results[0]!),
   };
+}
+
+/** One event's part of the answer. At module level: a closure made per request costs every request. */
+function replyItem(r: AppendResult) {
+  return r.duplicate
+    ? { seq: r.seq, id: r.id, source: r.source, duplicate: true }
+    : { seq: r.seq, id: r.id, source: r.source };
 }

@@ -14,10 +14,14 @@ const allowed: Record<string, readonly string[]> = {
   actions: ['core', 'codec', 'actions'],
   // Sources implement the Source port; the engine runs them through the port, never by name.
   sources: ['core', 'codec', 'sources'],
-  engine: ['core', 'engine', 'rulebook'],
+  // The engine is given its rulebook compilers (the RulebookCompiler port); it reads no format itself.
+  engine: ['core', 'engine'],
   // The server serves the sources' HTTP routes from their table (sources/http-routes.ts).
   server: ['core', 'codec', 'engine', 'sources', 'server'],
-  cli: ['core', 'codec', 'rulebook', 'store', 'actions', 'sources', 'engine', 'server', 'cli'],
+  // The rule-test engine runs a real engine on a real store, with the built-in actions recorded; the CLI
+  // gives it the rulebook compilers.
+  testing: ['core', 'rulebook', 'store', 'actions', 'engine', 'testing'],
+  cli: ['core', 'codec', 'rulebook', 'store', 'actions', 'sources', 'engine', 'server', 'testing', 'cli'],
 };
 
 function files(dir: string): string[] {

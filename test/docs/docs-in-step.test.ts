@@ -6,7 +6,8 @@ import { parse, stringify } from 'yaml';
 import { createActionRegistry } from '../../src/actions/registry.js';
 import { main } from '../../src/cli/main.js';
 import { errorRegistry } from '../../src/core/errors.js';
-import { compileRulebook } from '../../src/rulebook/loader.js';
+import { engineDefaults } from '../../src/engine/options.js';
+import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { parseRuleTest } from '../../src/rulebook/rule-test-schema.js';
 
 /**
@@ -135,6 +136,25 @@ describe('docs', () => {
     }
     expect(checked).toContain('start --concurrency');
     expect(checked).toContain('emit --source');
+  });
+
+  it('docs - the engine defaults cli.md gives for reflex start are engineDefaults, the one place that states them', () => {
+    const fromEngine: Record<string, number> = {
+      '--concurrency': engineDefaults.concurrency,
+      '--lease': engineDefaults.leaseMs,
+      '--max-claims': engineDefaults.maxClaims,
+      '--max-chain-depth': engineDefaults.maxChainDepth,
+      '--grace': engineDefaults.graceMs,
+      '--max-depth': engineDefaults.limits.maxDepth,
+    };
+    const rows = tableRows(sections('docs/cli.md').get('start')!, ['option', 'default', 'meaning']);
+    const documented = Object.fromEntries(
+      rows
+        .map((row) => [/--[\w-]+/.exec(row.option ?? '')?.[0], documentedDefault(row.default ?? '')] as const)
+        .filter(([option]) => option !== undefined && option in fromEngine)
+        .map(([option, value]) => [option, Number(value)]),
+    );
+    expect(documented).toEqual(fromEngine);
   });
 
   it('docs - a default given in prose next to an option is the default the command uses', async () => {

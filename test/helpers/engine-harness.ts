@@ -5,6 +5,7 @@ import { createActionRegistry } from '../../src/actions/registry.js';
 import type { CloudEvent } from '../../src/core/event.js';
 import { createTestClock, type TestClock } from '../../src/core/ports/clock.js';
 import { createEngine, type Engine, type EngineOptions } from '../../src/engine/engine.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore, type SqliteStore } from '../../src/store/index.js';
 
 /** A real engine over a real SQLite store in a temp dir, driven by a test clock. */
@@ -37,6 +38,7 @@ export async function createEngineHarness(
       clock,
       random: () => 0.5,
       ...options,
+      compilers: [yamlRulebookCompiler],
     });
     await engine.loadRulebook([{ path: 'rules.yaml', content: rulebook }]);
     await engine.start();

@@ -7,11 +7,12 @@ import type { CloudEvent, EventLimits } from '../../src/core/event.js';
 import { type Logger, silentLogger } from '../../src/core/ports/logger.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
 import { newSortableId } from '../../src/engine/ids.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createServer, type ServerOptions } from '../../src/server/server.js';
 import { createHttpRoutes } from '../../src/sources/http-routes.js';
 import { cloudEventsEndpoint } from '../../src/sources/http-source.js';
 import { createSourceRegistry, httpSourceKinds } from '../../src/sources/registry.js';
-import { createSqliteStore } from '../../src/store/index.js';
+import { createSqliteStore, type SqliteStore, type SqliteStoreOptions } from '../../src/store/index.js';
 import { eventually } from './engine-harness.js';
 
 // The shapes below are the HTTP contract as a client sees it: written out here, not imported from src/,
@@ -113,6 +114,8 @@ export interface HttpApiOptions {
   bodyLimit?: number;
   /** Environment webhooks read their secrets from. @default {} (never process.env) */
   env?: Record<string, string | undefined>;
+  /** How commits wait for the disk (see SqliteStoreOptions). @default the store's default ('full') */
+  durability?: SqliteStoreOptions['durability'];
   /** Passed to createEngine. */
   limits?: Partial<EventLimits>;
   /** Given to the engine and the server. @default silentLogger */
@@ -126,6 +129,8 @@ export interface HttpApi {
   /** `http://127.0.0.1:<port>` */
   url: string;
   engine: Engine;
+  /** The engine's store, to check what a request stored (or did not). */
+  store: SqliteStore;
   app: FastifyInstance;
   /**
    * Sends a request over the socket and reads the whole answer. `json` is sent as `application/json`
@@ -152,12 +157,16 @@ export async function startHttpApi(options: HttpApiOptions = {}): Promise<HttpAp
   let engine: Engine | undefined;
   let app: FastifyInstance | undefined;
   try {
-    const store = await createSqliteStore({ dir });
+    const store = await createSqliteStore({
+      dir,
+      ...(options.durability === undefined ? {} : { durability: options.durability }),
+    });
     const routes = createHttpRoutes();
     const { now, ...serverOptions } = options.server ?? {};
     engine = await createEngine({
       store,
       actions: createActionRegistry(),
+      compilers: [yamlRulebookCompiler],
       sourceKinds: createSourceRegistry(
         httpSourceKinds({
           routes,
@@ -186,6 +195,7 @@ export async function startHttpApi(options: HttpApiOptions = {}): Promise<HttpAp
     return {
       url: address,
       engine: liveEngine,
+      store,
       app: liveApp,
       async call<T>(path: string, init: RequestInit & { json?: unknown } = {}) {
         const { json, ...rest } = init;

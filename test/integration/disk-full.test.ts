@@ -6,6 +6,7 @@ import { createTestClock } from '../../src/core/ports/clock.js';
 import type { Logger } from '../../src/core/ports/logger.js';
 import type { Store } from '../../src/core/ports/store.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore } from '../../src/store/index.js';
 import { eventually } from '../helpers/engine-harness.js';
 import { smallDiskPerTest } from '../helpers/tmpfs.js';
@@ -98,6 +99,7 @@ describe('disk full', () => {
     engine = await createEngine({
       store: countingWrites(store, calls),
       actions: createActionRegistry(),
+      compilers: [yamlRulebookCompiler],
       clock,
       logger: recordingLogger(lines),
       random: () => 0.5,

@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createHttpAction } from '../../src/actions/http-action.js';
 import { builtinActions, createActionRegistry } from '../../src/actions/registry.js';
 import type { Logger } from '../../src/core/ports/logger.js';
+import { RulebookError } from '../../src/core/ports/rulebook-compiler.js';
 import type { Run } from '../../src/core/ports/store.js';
-import { RulebookError } from '../../src/rulebook/loader.js';
 import { createEngineHarness, type EngineHarness, eventually } from '../helpers/engine-harness.js';
 
 /** A real HTTP server on 127.0.0.1 that records what arrived and answers with it (an echo). */

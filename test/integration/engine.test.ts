@@ -2,8 +2,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RulebookError } from '../../src/core/ports/rulebook-compiler.js';
 import type { Run } from '../../src/core/ports/store.js';
-import { RulebookError } from '../../src/rulebook/loader.js';
 import { createEngineHarness, type EngineHarness, eventually } from '../helpers/engine-harness.js';
 import { createHttpTarget, type HttpTarget } from '../helpers/http-target.js';
 

@@ -7,6 +7,7 @@ import { createTestClock, type TestClock } from '../../src/core/ports/clock.js';
 import type { AttemptCompletion, RunDetail, Store } from '../../src/core/ports/store.js';
 import { createEngine, type Engine, type EngineOptions } from '../../src/engine/engine.js';
 import { compileExecutorOptions } from '../../src/engine/executor.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore, type SqliteStore } from '../../src/store/index.js';
 import { createEngineHarness, type EngineHarness, eventually } from '../helpers/engine-harness.js';
 import { createHttpTarget, type HttpTarget } from '../helpers/http-target.js';
@@ -52,6 +53,7 @@ async function openEngine(
     clock,
     random: () => 0.5,
     ...engineOptions,
+    compilers: [yamlRulebookCompiler],
     store: wrap ? wrap(store) : store,
   });
   opened = { engine, store, dir };

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActionRegistry } from '../../src/actions/registry.js';
+import { RulebookError } from '../../src/core/ports/rulebook-compiler.js';
 import { AuditKind, type Run } from '../../src/core/ports/store.js';
-import { compileRulebook, RulebookError } from '../../src/rulebook/loader.js';
+import { compileRulebook } from '../../src/rulebook/rule-compiler.js';
 import { createEngineHarness, type EngineHarness } from '../helpers/engine-harness.js';
 import { createHttpTarget, type HttpTarget } from '../helpers/http-target.js';
 

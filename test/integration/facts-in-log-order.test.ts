@@ -11,6 +11,7 @@ import { createRuleIndexer } from '../../src/core/rule-index.js';
 import { createDispatcher } from '../../src/engine/dispatcher.js';
 import { runId } from '../../src/engine/ids.js';
 import { createRulebookVersions } from '../../src/engine/rulebook-versions.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSqliteStore, type SqliteStore } from '../../src/store/index.js';
 
 const rulebook = `
@@ -110,7 +111,10 @@ async function dispatch(store: SqliteStore, batchSize: number, crashAfter?: numb
             };
           },
         });
-  const versions = createRulebookVersions(store, { actions: createActionRegistry() });
+  const versions = createRulebookVersions(store, {
+    actions: createActionRegistry(),
+    compilers: [yamlRulebookCompiler],
+  });
   const version = await versions.save([{ path: 'rules.yaml', content: rulebook }], t0);
   const dispatcher = createDispatcher({
     log: store,

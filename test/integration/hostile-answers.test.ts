@@ -1,3 +1,4 @@
+import Type from 'typebox';
 import { afterEach, describe, expect, it } from 'vitest';
 import { emitAction } from '../../src/actions/emit-action.js';
 import { execAction } from '../../src/actions/exec-action.js';
@@ -65,12 +66,13 @@ function deepValue(levels: number): unknown {
 }
 
 /**
- * Stands in for a plugin action: the `log` kind (a rulebook can only name built-in kinds) whose message
+ * Stands in for a plugin action: under the `log` kind, in place of the built-in one, whose message
  * picks what it returns or throws.
  */
 function pluginAction(behaviour: (name: string, context: ActionContext) => Promise<unknown>): Action {
   return {
     kind: 'log',
+    params: Type.String(),
     parse: (params) => String(params),
     run: (params, context) => behaviour(params as string, context),
   };

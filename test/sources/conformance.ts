@@ -6,6 +6,7 @@ import { createActionRegistry } from '../../src/actions/registry.js';
 import type { SourceDeclaration, SourceKind } from '../../src/core/ports/source.js';
 import { createEngine, type Engine } from '../../src/engine/engine.js';
 import { gateAppends, track, until } from '../../src/engine/gated-store.test-helpers.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createSourceRegistry } from '../../src/sources/registry.js';
 import { createSqliteStore, type SqliteStore } from '../../src/store/index.js';
 
@@ -81,6 +82,7 @@ export function describeSourceConformance(name: string, makeFixture: () => Sourc
       engine = await createEngine({
         store: gate.store,
         actions: createActionRegistry(),
+        compilers: [yamlRulebookCompiler],
         sourceKinds: createSourceRegistry(fixture.kinds),
         sources: [fixture.declaration],
         maxPendingEvents: 1,

@@ -10,6 +10,7 @@ import { type SourceKind, webhookSourceKind } from '../../src/core/ports/source.
 import { createEngine, type Engine } from '../../src/engine/engine.js';
 import { gateAppends, track, until } from '../../src/engine/gated-store.test-helpers.js';
 import { newSortableId } from '../../src/engine/ids.js';
+import { yamlRulebookCompiler } from '../../src/rulebook/yaml-rulebook-compiler.js';
 import { createServer } from '../../src/server/server.js';
 import { createHttpRoutes, type HttpRoutes } from '../../src/sources/http-routes.js';
 import { cloudEventsEndpoint, createHttpSourceKind } from '../../src/sources/http-source.js';
@@ -124,6 +125,7 @@ async function startNode(rulebook: string, kinds?: (routes: HttpRoutes) => Sourc
   const engine = await createEngine({
     store: gate.store,
     actions: createActionRegistry(),
+    compilers: [yamlRulebookCompiler],
     sourceKinds: createSourceRegistry(
       kinds?.(transport.routes) ??
         httpSourceKinds({ routes: transport.routes, newEventId: () => newSortableId(Date.now()), env: {} }),

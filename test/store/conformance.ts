@@ -841,6 +841,34 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       expect(await complete('exec-b', late, { type: 'next-step', output: 'ok' }, t0 + 1200)).toBe(true);
     });
 
+    it('runs - a try is recorded once: a completion of an attempt already recorded, or of another step, changes nothing', async () => {
+      await createRuns([{ id: 'run-1' }]);
+      await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 60_000, limit: 1 });
+      const first = attemptOf('run-1', 0, 1, t0 + 100, { output: 'one' });
+      expect(await complete('exec-a', first, { type: 'next-step', output: 'one' }, t0 + 100)).toBe(true);
+      const before = await store.getRun('run-1');
+      // The same try again (a second execution of it by the lease holder), and tries of other steps.
+      expect(await complete('exec-a', first, { type: 'next-step', output: 'again' }, t0 + 200)).toBe(false);
+      const ahead = attemptOf('run-1', 2, 1, t0 + 200, { output: 'ahead' });
+      expect(await complete('exec-a', ahead, { type: 'next-step', output: 'ahead' }, t0 + 200)).toBe(false);
+      const skipped = attemptOf('run-1', 1, 2, t0 + 200, { error: httpError });
+      expect(await complete('exec-a', skipped, { type: 'retry', at: t0 + 300 }, t0 + 200)).toBe(false);
+      expect(await store.getRun('run-1')).toEqual(before);
+
+      const second = attemptOf('run-1', 1, 1, t0 + 300, { error: httpError });
+      expect(await complete('exec-a', second, { type: 'retry', at: t0 + 400 }, t0 + 300)).toBe(true);
+      await store.claimRuns({ owner: 'exec-a', now: t0 + 400, leaseMs: 60_000, limit: 1 });
+      expect(await complete('exec-a', second, { type: 'retry', at: t0 + 500 }, t0 + 450)).toBe(false);
+      const third = attemptOf('run-1', 1, 2, t0 + 500, { output: 'two' });
+      const done = { type: 'succeeded', output: 'two', event: outcomeEvent('run-1', 'succeeded') } as const;
+      expect(await complete('exec-a', third, done, t0 + 500)).toBe(true);
+      expect((await store.getRun('run-1'))!.attempts.map((a) => [a.step, a.attempt, a.status])).toEqual([
+        [0, 1, 'succeeded'],
+        [1, 1, 'failed'],
+        [1, 2, 'succeeded'],
+      ]);
+    });
+
     it('runs - extendLeases keeps a run from being claimed until the new time, for its owner only', async () => {
       await createRuns([{ id: 'run-1' }]);
       await store.claimRuns({ owner: 'exec-a', now: t0, leaseMs: 1000, limit: 5 });
@@ -1282,10 +1310,11 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
 
     const claimIds = async (now: number, limit = 10, owner = 'exec-a') =>
       (await store.claimRuns({ owner, now, leaseMs: 60_000, limit })).map((r) => r.id);
-    const succeed = (runId: string, at: number, owner = 'exec-a') =>
+    /** Records the next attempt of the run's first step as its success. */
+    const succeed = async (runId: string, at: number, owner = 'exec-a') =>
       complete(
         owner,
-        attemptOf(runId, 0, 1, at, { output: 1 }),
+        attemptOf(runId, 0, (await store.getRun(runId))!.attempt + 1, at, { output: 1 }),
         { type: 'succeeded', output: 1, event: outcomeEvent(runId, 'succeeded') },
         at,
       );

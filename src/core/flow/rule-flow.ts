@@ -1,38 +1,10 @@
-import {
-  type AbsenceSpec,
-  type AbsenceState,
-  type AllSpec,
-  type AllState,
-  absenceOnTime,
-  type CountSpec,
-  type CountState,
-  type SequenceSpec,
-  type SequenceState,
-  stepAbsence,
-  stepAll,
-  stepAny,
-  stepCount,
-  stepSequence,
-} from './correlation.js';
+import type { AbsenceSpec, AllSpec, CountSpec, SequenceSpec } from './correlation.js';
+import { stepAny } from './correlation.js';
 import type { Firing, Held, StageNote, StageResult, SubCondition } from './stage.js';
-import {
-  type BatchSpec,
-  type BatchState,
-  batchOnTime,
-  type DebounceSpec,
-  type DebounceState,
-  debounceOnTime,
-  type RateLimitSpec,
-  type RateLimitState,
-  rateLimitOnTime,
-  stepBatch,
-  stepDebounce,
-  stepDedupe,
-  stepRateLimit,
-  stepThrottle,
-  type UntilState,
-  type WindowSpec,
-} from './storm-control.js';
+import { type StageTypes, stepStage, stormStages, timeStage } from './stages.js';
+import type { WindowSpec } from './storm-control.js';
+
+export { stormStages } from './stages.js';
 
 /** How a rule's `when` combines events. */
 export type WhenSpec =
@@ -43,24 +15,32 @@ export type WhenSpec =
   | ({ type: 'absence' } & AbsenceSpec)
   | ({ type: 'count'; subs: readonly SubCondition[] } & CountSpec);
 
-/** A rule's flow: its `when` and its storm control, as the dispatcher runs them. */
-export interface FlowSpec {
-  when: WhenSpec;
-  dedupe?: WindowSpec;
-  throttle?: WindowSpec;
-  debounce?: DebounceSpec;
-  rateLimit?: RateLimitSpec;
-  batch?: BatchSpec;
+/** The storm-control stages that act on firings. */
+type StormStage = (typeof stormStages)[number];
+
+/** A rule's storm-control stages, each configured for its kind. */
+export type StormSpecs = { [K in StormStage]?: StageTypes[K]['spec'] };
+
+/** A rule's flow: its `when`, `dedupe`, and its storm-control stages. */
+export type FlowSpec = { when: WhenSpec; dedupe?: WindowSpec } & StormSpecs;
+
+/** Where a stage's state is kept: `when` (whatever correlation it is), `dedupe`, or a storm stage. */
+export type StageName = 'dedupe' | 'when' | StormStage;
+
+/** Whether a `when` keeps state: a correlation other than `any`. */
+function isCorrelation(when: WhenSpec): when is Exclude<WhenSpec, { type: 'single' | 'any' }> {
+  return when.type !== 'single' && when.type !== 'any';
 }
 
-/** The stages that keep state, in the order firings pass them. `when` and `dedupe` come first. */
-export const stormStages = ['throttle', 'debounce', 'rateLimit', 'batch'] as const;
-export type StageName = 'dedupe' | 'when' | (typeof stormStages)[number];
+/** Whether `value` names a place where stage state is kept (a timer's `stage`, say). */
+export function isStageName(value: unknown): value is StageName {
+  return value === 'when' || value === 'dedupe' || stormStages.some((stage) => stage === value);
+}
 
 /** Whether a rule needs any state at all (otherwise the dispatcher takes its fast path). */
 export function isStateful(spec: FlowSpec): boolean {
   return (
-    (spec.when.type !== 'single' && spec.when.type !== 'any') ||
+    isCorrelation(spec.when) ||
     spec.dedupe !== undefined ||
     stormStages.some((stage) => spec[stage] !== undefined)
   );
@@ -110,10 +90,10 @@ export function flowEvent(
   const t = event.t;
   if (spec.dedupe) {
     const key = expressions.keyOf('dedupe', event, -1);
-    const result = stepDedupe(spec.dedupe, states.get('dedupe', key) as UntilState | undefined, t);
+    const result = stepStage('dedupe', spec.dedupe, states.get('dedupe', key), event, t, expressions.check);
     states.put('dedupe', key, result);
     for (const note of result.notes) notes.push({ stage: 'dedupe', key, note });
-    if (!result.pass) return { firings: [], notes };
+    if (result.firings.length === 0) return { firings: [], notes };
   }
   const fired: Firing[] = [];
   const when = spec.when;
@@ -121,7 +101,7 @@ export function flowEvent(
     if (expressions.check(0, event, {})) fired.push({ event });
   } else if (when.type === 'any') {
     fired.push(...stepAny(when.subs, { event, subs }, expressions.check));
-  } else {
+  } else if (isCorrelation(when)) {
     // Sub-conditions may key the same event differently (`by` per sub): one step per key.
     const byKey = new Map<string, number[]>();
     for (const sub of subs) {
@@ -131,7 +111,8 @@ export function flowEvent(
       byKey.set(key, list);
     }
     for (const [key, keyed] of byKey) {
-      const result = stepWhen(when, states.get('when', key), { event, subs: keyed }, expressions);
+      const input = { event, subs: keyed };
+      const result = stepStage(when.type, when, states.get('when', key), input, t, expressions.check);
       states.put('when', key, result);
       fired.push(...result.firings);
       for (const note of result.notes) notes.push({ stage: 'when', key, note });
@@ -150,49 +131,20 @@ export function flowTimer(
   expressions: FlowExpressions,
 ): FlowOutcome {
   const notes: FlowNote[] = [];
-  let result: StageResult<unknown>;
   const state = states.get(stage, key);
-  switch (stage) {
-    case 'when':
-      if (spec.when.type !== 'absence') return { firings: [], notes };
-      result = absenceOnTime(spec.when, state as AbsenceState | undefined, t);
-      break;
-    case 'debounce':
-      if (!spec.debounce) return { firings: [], notes };
-      result = debounceOnTime(spec.debounce, state as DebounceState | undefined, t);
-      break;
-    case 'rateLimit':
-      if (!spec.rateLimit) return { firings: [], notes };
-      result = rateLimitOnTime(spec.rateLimit, state as RateLimitState | undefined, t);
-      break;
-    case 'batch':
-      if (!spec.batch) return { firings: [], notes };
-      result = batchOnTime(spec.batch, state as BatchState | undefined, t);
-      break;
-    default:
-      return { firings: [], notes };
+  let result: StageResult<unknown> | undefined;
+  // Firings of a `when` timer go through every storm stage; those of a storm stage, through the rest.
+  let next = 0;
+  if (stage === 'when') {
+    if (isCorrelation(spec.when)) result = timeStage(spec.when.type, spec.when, state, t);
+  } else if (stage !== 'dedupe') {
+    const stormSpec = spec[stage];
+    if (stormSpec !== undefined) result = timeStage(stage, stormSpec, state, t);
+    next = stormStages.indexOf(stage) + 1;
   }
+  if (result === undefined) return { firings: [], notes };
   states.put(stage, key, result);
-  const next = stage === 'when' ? 0 : stormStages.indexOf(stage) + 1;
   return { firings: pipe(spec, next, result.firings, t, states, expressions, notes), notes };
-}
-
-function stepWhen(
-  when: Exclude<WhenSpec, { type: 'single' } | { type: 'any' }>,
-  state: unknown,
-  input: { event: Held; subs: readonly number[] },
-  expressions: FlowExpressions,
-): StageResult<unknown> {
-  switch (when.type) {
-    case 'all':
-      return stepAll(when, state as AllState | undefined, input, expressions.check);
-    case 'sequence':
-      return stepSequence(when, state as SequenceState | undefined, input, expressions.check);
-    case 'absence':
-      return stepAbsence(when, state as AbsenceState | undefined, input, expressions.check);
-    case 'count':
-      return stepCount(when, state as CountState | undefined, input, expressions.check);
-  }
 }
 
 /** Passes firings through the storm-control stages from `from` on. */
@@ -208,26 +160,12 @@ function pipe(
   let current = firings;
   for (let i = from; i < stormStages.length && current.length > 0; i++) {
     const stage = stormStages[i]!;
-    if (!spec[stage]) continue;
+    const stageSpec = spec[stage];
+    if (stageSpec === undefined) continue;
     const next: Firing[] = [];
     for (const firing of current) {
       const key = expressions.firingKey(stage, firing);
-      const state = states.get(stage, key);
-      let result: StageResult<unknown>;
-      switch (stage) {
-        case 'throttle':
-          result = stepThrottle(spec.throttle!, state as UntilState | undefined, firing, t);
-          break;
-        case 'debounce':
-          result = stepDebounce(spec.debounce!, state as DebounceState | undefined, firing, t);
-          break;
-        case 'rateLimit':
-          result = stepRateLimit(spec.rateLimit!, state as RateLimitState | undefined, firing, t);
-          break;
-        case 'batch':
-          result = stepBatch(spec.batch!, state as BatchState | undefined, firing, t);
-          break;
-      }
+      const result = stepStage(stage, stageSpec, states.get(stage, key), firing, t, expressions.check);
       states.put(stage, key, result);
       next.push(...result.firings);
       for (const note of result.notes) notes.push({ stage, key, note });

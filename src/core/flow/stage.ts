@@ -69,3 +69,21 @@ export interface SubCondition {
  * holds by name. Supplied by the dispatcher, which owns the compiled CEL and the facts.
  */
 export type SubCheck = (sub: number, event: Held, held: Record<string, Held>) => boolean;
+
+/**
+ * One flow stage: a pure state machine kept per (rule, stage, key), of one kind (`all`, `throttle`…).
+ * Every stage has this one shape and is held in the registry of `stages.ts` by its kind; the flow
+ * runs a rule's stages by looking them up there, never by switching over kinds.
+ */
+export interface Stage<Spec, State, Input> {
+  /**
+   * Whether a state read back from the flow-state cache is one of this stage's. States are stored
+   * with the hash of the rule's flow, so a state under a stage was made by it; the check is what lets
+   * the plain data be read as `State`.
+   */
+  isState(value: unknown): value is State;
+  /** Takes one input at time `t`; `check` decides the `if` of correlation sub-conditions. */
+  step(spec: Spec, state: State | undefined, input: Input, t: number, check: SubCheck): StageResult<State>;
+  /** Handles the stage's due timer. Absent: the stage sets no timer. */
+  onTime?(spec: Spec, state: State | undefined, t: number): StageResult<State>;
+}

@@ -1,3 +1,4 @@
+import type { TSchema } from 'typebox';
 import { type AppendResult, defaultEventLimits } from '../event.js';
 import type { JsonLimits } from '../json-value.js';
 import type { Logger } from './logger.js';
@@ -14,11 +15,37 @@ export interface Action<Params = unknown> {
   /** The key under which a step names this action in a rulebook, e.g. `http`. */
   readonly kind: string;
   /**
+   * The JSON Schema (TypeBox) of the step's parameters as a rulebook writes them, where a template
+   * (`${{ … }}`) may stand for any value that is typed loosely here. The rulebook loader validates steps
+   * with it (problems at file:line:column) and the published rulebook schema is made from the actions'
+   * schemas, so the shape of the parameters is checked once, at load; `parse` checks what only the
+   * rendered values can show.
+   */
+  readonly params: TSchema;
+  /** How the loader compiles the parameters' templates. @default { secrets: false } */
+  readonly templates?: ActionTemplates;
+  /**
    * Checks and normalises rendered parameters. Throws REFLEX_ERR_ACTION_INVALID_PARAMS (not retried).
    * Called before every attempt, because templates make parameters depend on the event.
    */
   parse(params: unknown): Params;
   run(params: Params, context: ActionContext): Promise<unknown>;
+}
+
+/** How the loader compiles an action's templates. */
+export interface ActionTemplates {
+  /**
+   * Parameters that are URLs: values of `${{ }}` are encoded for the part of the URL they land in, and
+   * the host must be written out or listed in {@link ActionTemplates.hostsParam}.
+   */
+  urls?: readonly string[];
+  /** The parameter listing the hosts a URL built from data may have. */
+  hostsParam?: string;
+  /**
+   * Whether the parameters may read `${{ secrets.NAME }}`. An action whose parameters end up stored (an
+   * emitted event, a fact, a log line) may not: the secret would be written down with them.
+   */
+  secrets: boolean;
 }
 
 /** What an action may use while it runs. */

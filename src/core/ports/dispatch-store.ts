@@ -37,8 +37,8 @@ export interface DispatchStore {
   /**
    * Turns due timers of every partition (`due <= now`, earliest first, at most `limit`) into
    * `reflex.timer` events, each in its timer's partition, and deletes them, in one transaction. The
-   * event: source `reflex`, id `<rule>/<stage>/<key>@<due>`, time = now, data `{ rule, stage, key, due }`.
-   * Returns the appended events' results.
+   * event: source `reflex`, id `<rule>/<stage>/<key>@<due>` (then `/<partition>` beyond partition 0),
+   * time = now, data `{ rule, stage, key, due }`. Returns the appended events' results.
    */
   fireDueTimers(now: number, limit: number): Promise<AppendResult[]>;
   /** The earliest timer's due time (any partition), or undefined if there is none. */

@@ -32,7 +32,9 @@ export interface RunQueue {
    * failure a dead letter is written).
    * A recorded attempt ends the count of `claims` for its step: a retry sets it to 0 (the next claim is
    * the retry's first), the next step to 1 (the claim in hand goes on with it); the end of the run
-   * leaves it as it was. Returns false, and changes nothing, when `owner` no longer holds the run's lease.
+   * leaves it as it was. Returns false, and changes nothing, when `owner` no longer holds the run's lease,
+   * or when the attempt is not the next one of the run's current step (`step` is the run's, `attempt` one
+   * more than the run's): each try is recorded once, even one that was executed twice.
    */
   completeAttempt(completion: AttemptCompletion): Promise<boolean>;
   /** The earliest `nextAttemptAt` of a pending run, or of a lease that will expire; undefined if none. */

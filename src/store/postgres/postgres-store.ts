@@ -1075,19 +1075,27 @@ class PostgresStoreImpl implements PostgresStore {
       status: RunStatus;
       lease_owner: string | null;
       step: number;
+      attempt: number;
       outputs: string;
       trigger_seq: number;
       trigger_partition: number;
     }>({
       name: 'runs-for-completion',
-      text: `SELECT id, rule, status, lease_owner, step, outputs, trigger_seq, trigger_partition FROM runs
+      text: `SELECT id, rule, status, lease_owner, step, attempt, outputs, trigger_seq, trigger_partition FROM runs
              WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE`,
       values: [completions.map((c) => c.attempt.runId)],
     });
     const runs = new Map(found.rows.map((row) => [row.id, row]));
     const held = completions.map((c) => {
       const run = runs.get(c.attempt.runId);
-      return run !== undefined && run.status === 'running' && run.lease_owner === c.owner;
+      // Only the next attempt of the current step: a try is recorded once, even if it was executed twice.
+      return (
+        run !== undefined &&
+        run.status === 'running' &&
+        run.lease_owner === c.owner &&
+        run.step === c.attempt.step &&
+        run.attempt + 1 === c.attempt.attempt
+      );
     });
     const done = completions.filter((_, i) => held[i]);
     if (done.length === 0) return { held, appended: [] };

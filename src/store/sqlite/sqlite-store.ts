@@ -678,10 +678,17 @@ class SqliteStoreImpl implements SqliteStore {
       [string],
       Pick<
         RunRow,
-        'rule' | 'status' | 'lease_owner' | 'step' | 'outputs' | 'trigger_seq' | 'trigger_partition'
+        | 'rule'
+        | 'status'
+        | 'lease_owner'
+        | 'step'
+        | 'attempt'
+        | 'outputs'
+        | 'trigger_seq'
+        | 'trigger_partition'
       >
     >(
-      'SELECT rule, status, lease_owner, step, outputs, trigger_seq, trigger_partition FROM runs WHERE id = ?',
+      'SELECT rule, status, lease_owner, step, attempt, outputs, trigger_seq, trigger_partition FROM runs WHERE id = ?',
     );
     this.#insertAttempt = db.prepare<
       [string, number, string, string, number, number, number, string, string | null, string | null]
@@ -851,6 +858,8 @@ class SqliteStoreImpl implements SqliteStore {
       const { attempt, outcome, at } = completion;
       const run = this.#runForCompletion.get(attempt.runId);
       if (run === undefined || run.status !== 'running' || run.lease_owner !== completion.owner) return false;
+      // Only the next attempt of the current step: a try is recorded once, even if it was executed twice.
+      if (run.step !== attempt.step || run.attempt + 1 !== attempt.attempt) return false;
       this.#insertAttempt.run(
         attempt.runId,
         attempt.step,
