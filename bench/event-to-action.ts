@@ -19,6 +19,7 @@ import {
 } from './lib/processes.js';
 import { disturbanceNote, formatCount, formatMs, markdownTable } from './lib/report.js';
 import { actionRulebook } from './lib/rulebooks.js';
+import { benchPostgresSchema, benchStores } from './lib/stores.js';
 
 const eventsPath = '/api/v1/events';
 const connections = 50;
@@ -62,6 +63,8 @@ interface Config {
   label: string;
   extraArgs: string[];
   rate: (settings: Settings) => number;
+  /** Run Reflex on a fresh PostgreSQL schema instead of SQLite. */
+  postgres?: boolean;
 }
 
 const configs: Config[] = [
@@ -83,7 +86,19 @@ const configs: Config[] = [
     extraArgs: [],
     rate: (s) => s.lightRatePerS,
   },
+  {
+    key: 'postgres',
+    label: 'defaults, on PostgreSQL (`--store postgres://…`)',
+    extraArgs: [],
+    rate: (s) => s.ratePerS,
+    postgres: true,
+  },
 ];
+
+/** The configurations this run measures: the PostgreSQL one only when `--store` includes it. */
+function measuredConfigs(): Config[] {
+  return configs.filter((c) => !c.postgres || benchStores().includes('postgres'));
+}
 
 interface Round {
   /** 202 received → the action's request arrives at the target. */
@@ -111,7 +126,7 @@ export const benchmark = defineBenchmark({
     const results = new Map<string, Round[]>();
     // Alternate the configurations within each round, like the ingest benchmark does.
     for (let round = 1; round <= settings.rounds; round++) {
-      for (const config of configs) {
+      for (const config of measuredConfigs()) {
         const done = results.get(config.key) ?? [];
         results.set(config.key, done);
         // One stall is proof enough; repeating it would only spend minutes on timeouts.
@@ -141,6 +156,9 @@ export const benchmark = defineBenchmark({
         p99Ms: Number(main.toAction.p99.toFixed(2)),
         maxMs: Number(main.toAction.max.toFixed(2)),
         p99MsConcurrency256: Number(median('concurrency-256').toAction.p99.toFixed(2)),
+        ...(results.has('postgres')
+          ? { p99MsPostgres: Number(median('postgres').toAction.p99.toFixed(2)) }
+          : {}),
       },
     };
   },
@@ -154,11 +172,16 @@ async function measureRound(
 ): Promise<Round> {
   const target = await startActionTarget();
   const dataDir = await createTempDir('event-to-action');
+  const schema = config.postgres ? benchPostgresSchema('event_to_action') : undefined;
   let reflex: ServerProcess | undefined;
   let stalled: Round['stalled'];
   try {
     const rulebook = await writeTempFile('action.yaml', actionRulebook(target.url));
-    reflex = await startReflex({ rulebook, dataDir, extraArgs: config.extraArgs });
+    reflex = await startReflex({
+      rulebook,
+      dataDir,
+      extraArgs: [...config.extraArgs, ...(schema?.args ?? [])],
+    });
     const server = reflex;
     const send = (
       prefix: string,
@@ -227,6 +250,7 @@ async function measureRound(
     await reflex?.stop(stalled ? 3_000 : 20_000);
     await target.stop();
     removeTempDir(dataDir);
+    await schema?.drop();
   }
 }
 
@@ -275,7 +299,7 @@ function render(
   median: (key: string) => Round,
 ): string {
   const cpu = (value: number) => `${Math.round(value)} %`;
-  const rows = configs.map((config) => {
+  const rows = measuredConfigs().map((config) => {
     const r = median(config.key);
     if (r.stalled) {
       return [
@@ -299,7 +323,7 @@ function render(
         `CPU: Reflex + target ${cpu(r.cpu.server)}, generator ${cpu(r.cpu.generator)}, other ${cpu(r.cpu.other)}`,
     ];
   });
-  const allRounds = configs
+  const allRounds = measuredConfigs()
     .map(
       (config) =>
         `${config.key}: ${results
@@ -332,7 +356,7 @@ latency of the path itself when Reflex is not saturated.
 
 ${disturbanceNote(
   'event-to-action',
-  configs.map((c) => median(c.key).cpu.other),
+  measuredConfigs().map((c) => median(c.key).cpu.other),
 )}${markdownTable(
   ['Reflex', 'events/s', '202 → action p50 ms', 'p90', 'p99', 'max', 'send → 202 p50 ms', 'p99', 'notes'],
   rows,

@@ -37,6 +37,7 @@ import {
   markdownTable,
 } from './lib/report.js';
 import { emptyRulebook, tenNonMatchingRules } from './lib/rulebooks.js';
+import { benchPostgresSchema, benchStores } from './lib/stores.js';
 
 const eventsPath = '/api/v1/events';
 const connections = 50;
@@ -108,7 +109,7 @@ export const ingestAreas: ProfileArea[] = [
 interface Peer {
   key: string;
   label: string;
-  start(): Promise<{ server: ServerProcess; dataDir?: string }>;
+  start(): Promise<{ server: ServerProcess; dataDir?: string; drop?: () => Promise<void> }>;
 }
 
 /** A closed-loop run with the CPU the server and the generator used during the measured part. */
@@ -152,7 +153,25 @@ export const benchmark = defineBenchmark({
       tenRulesPath,
       'full',
     );
-    const closedPeers = [bare, full, normal, tenRules];
+    // The same Reflex on PostgreSQL (closed loop only: the fixed rate below stays a share of the SQLite
+    // lines' capacity, as before this dimension existed).
+    const postgres: Peer = {
+      key: 'postgres',
+      label: 'Reflex on PostgreSQL (`--store postgres://…`), no rules',
+      async start() {
+        const dataDir = await createTempDir('postgres');
+        const schema = benchPostgresSchema('ingest');
+        const server = await startReflex({ rulebook: emptyPath, dataDir, extraArgs: schema.args });
+        return { server, dataDir, drop: schema.drop };
+      },
+    };
+    const closedPeers = [
+      bare,
+      full,
+      normal,
+      tenRules,
+      ...(benchStores().includes('postgres') ? [postgres] : []),
+    ];
 
     // The price of one durable group commit on the file system that holds the data dirs.
     const fdatasyncDir = await createTempDir('fdatasync');
@@ -277,6 +296,12 @@ export const benchmark = defineBenchmark({
         fullEventsPerS: Math.round(fullRun.throughput),
         normalEventsPerS: Math.round(closedMedian.get('normal')!.throughput),
         tenRulesEventsPerS: Math.round(closedMedian.get('ten-rules')!.throughput),
+        ...(closedMedian.has('postgres')
+          ? {
+              postgresEventsPerS: Math.round(closedMedian.get('postgres')!.throughput),
+              postgresClosedP99Ms: Number(closedMedian.get('postgres')!.latency.p99.toFixed(2)),
+            }
+          : {}),
         fullVsBare: Number(ratio.toFixed(3)),
         fullClosedP99Ms: Number(fullRun.latency.p99.toFixed(2)),
         fixedRate: rate,
@@ -323,7 +348,7 @@ async function readProfile(pid: number): Promise<CpuProfile> {
 
 /** Starts a fresh server for one run, runs `measure`, then stops the server and removes its data. */
 async function withServer<T>(peer: Peer, measure: (server: ServerProcess) => Promise<T>): Promise<T> {
-  const { server, dataDir } = await peer.start();
+  const { server, dataDir, drop } = await peer.start();
   try {
     const result = await measure(server);
     if (!server.running) throw new Error(`${server.name} died during the run:\n${server.stderrTail()}`);
@@ -331,6 +356,7 @@ async function withServer<T>(peer: Peer, measure: (server: ServerProcess) => Pro
   } finally {
     await server.stop();
     if (dataDir) removeTempDir(dataDir);
+    await drop?.();
   }
 }
 
@@ -446,7 +472,9 @@ reads the body, parses the JSON and answers 202 \`{seq,id,source}\`, nothing els
 on this machine). Reflex runs as \`./bin/reflex start RULEBOOK --data DIR --port 0 --log-level warn\`, each run a
 fresh process with a fresh data dir; "no rules" is \`rules: []\`, the 10-rule line loads ten rules whose
 patterns never match the event (type, prefix, suffix, numeric, anything-but, exists, wildcard), so matching
-runs for every event and creates nothing. A 202 from Reflex means the event is committed to SQLite.
+runs for every event and creates nothing. A 202 from Reflex means the event is committed to SQLite; on the
+PostgreSQL line (\`--store postgres://…?schema=…\`, a fresh schema per run on the local PostgreSQL server,
+default settings, \`synchronous_commit=on\`) that its commit is flushed to PostgreSQL's WAL.
 
 **How.** The load generator runs in the bench's own process on the same ${cpus().length}-core machine, so it competes
 with the server for CPU: that is why every line is measured in the same run with the same generator, and

@@ -1,8 +1,10 @@
 /**
- * `npm run bench [-- <name>...] [--quick] [--no-write]`: runs the benchmarks, each in a child process
- * of its own, prints progress and results, and rewrites BENCHMARKS.md. Naming benchmarks runs only those
- * and replaces only their sections. `--quick` is a smoke run with short durations; its figures are
- * printed but never written. `--no-write` leaves BENCHMARKS.md alone.
+ * `npm run bench [-- <name>...] [--quick] [--no-write] [--store=sqlite,postgres]`: runs the benchmarks,
+ * each in a child process of its own, prints progress and results, and rewrites BENCHMARKS.md. Naming
+ * benchmarks runs only those and replaces only their sections. `--quick` is a smoke run with short
+ * durations; its figures are printed but never written. `--no-write` leaves BENCHMARKS.md alone.
+ * `--store` picks the store backends that ingest and event-to-action measure Reflex on, in the same run
+ * (default both; PostgreSQL from REFLEX_BENCH_POSTGRES_URL, else the local server's database `test`).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +13,7 @@ import { join } from 'node:path';
 import type { BenchmarkResult } from './lib/benchmark.js';
 import { repoRoot } from './lib/processes.js';
 import { composeBenchmarksFile, describeMachine, formatGiB } from './lib/report.js';
+import { benchStoreKinds, benchStoresVariable, parseBenchStores } from './lib/stores.js';
 
 /** Every benchmark, in the order they run and appear in BENCHMARKS.md. */
 const benchmarkNames = [
@@ -26,11 +29,16 @@ const args = process.argv.slice(2);
 const flags = new Set(args.filter((a) => a.startsWith('--')));
 const asked = args.filter((a) => !a.startsWith('--'));
 const unknown = asked.filter((a) => !(benchmarkNames as readonly string[]).includes(a));
-const unknownFlags = [...flags].filter((f) => f !== '--quick' && f !== '--no-write');
-if (unknown.length > 0 || unknownFlags.length > 0) {
+const storeFlag = [...flags].find((f) => f.startsWith('--store='));
+const stores = parseBenchStores(storeFlag?.slice('--store='.length) ?? benchStoreKinds.join(','));
+const unknownFlags = [...flags].filter(
+  (f) => f !== '--quick' && f !== '--no-write' && !(f === storeFlag && stores !== undefined),
+);
+if (unknown.length > 0 || unknownFlags.length > 0 || stores === undefined) {
   process.stderr.write(
     `unknown benchmark or option: ${[...unknown, ...unknownFlags].join(', ')}\n` +
-      `usage: npm run bench [-- ${benchmarkNames.join('|')} ...] [--quick] [--no-write]\n`,
+      `usage: npm run bench [-- ${benchmarkNames.join('|')} ...] [--quick] [--no-write] ` +
+      `[--store=${benchStoreKinds.join(',')}]\n`,
   );
   process.exit(2);
 }
@@ -54,7 +62,8 @@ const machine = describeMachine();
 process.stdout.write(
   `${command}\nmachine: ${machine.cpu}, ${machine.cores} cores, ${formatGiB(machine.ramBytes)} RAM, ` +
     `Node ${machine.node}, ${machine.os}; data dirs on ${machine.tempFileSystem}\n` +
-    `benchmarks: ${selected.join(', ')}${quick ? ' (quick smoke run, not written)' : ''}\n\n`,
+    `benchmarks: ${selected.join(', ')}${quick ? ' (quick smoke run, not written)' : ''}; ` +
+    `stores: ${stores.join(', ')}\n\n`,
 );
 
 const fresh = new Map<string, string>();
@@ -103,7 +112,11 @@ function runChild(name: string, resultFile: string): Promise<number | null> {
       resultFile,
       ...(quick ? ['--quick'] : []),
     ],
-    { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] },
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, [benchStoresVariable]: stores!.join(',') },
+    },
   );
   running = child;
   return new Promise((resolve) => {

@@ -16,7 +16,7 @@ import { createRulebookVersions } from '../engine/rulebook-versions.js';
 import { readRulebookFiles } from '../rulebook/discovery.js';
 import { defaultServerTimeouts } from '../server/front-door.js';
 import { defaultBodyLimit } from '../server/server.js';
-import { createSqliteStore, defaultDurability } from '../store/index.js';
+import { checkStoreOption, defaultDurability, openStore, sqliteStoreName } from '../store/index.js';
 import { createHttpClient, createLocalClient, type ReflexClient, RemoteError } from './client.js';
 import {
   formatEvents,
@@ -145,9 +145,17 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const url = () => env.REFLEX_URL ?? `http://127.0.0.1:${env.REFLEX_PORT ?? defaultPort}`;
   let exitCode: number = ExitCode.ok;
 
-  const clientFor = async (options: { url?: string; data?: string }): Promise<ReflexClient> => {
-    if (options.data) {
-      const store = await createSqliteStore({ dir: resolve(options.data), readonly: true });
+  const clientFor = async (options: {
+    url?: string;
+    data?: string;
+    store?: string;
+  }): Promise<ReflexClient> => {
+    if (options.data || options.store) {
+      const store = await openStore({
+        ...(options.store === undefined ? {} : { store: options.store }),
+        dataDir: resolve(options.data ?? '.reflex'),
+        readonly: true,
+      });
       const versions = createRulebookVersions(store, {
         actions: createActionRegistry(),
         compilers: rulebookCompilers,
@@ -158,7 +166,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   };
 
   const withClient = async (
-    options: { url?: string; data?: string },
+    options: { url?: string; data?: string; store?: string },
     fn: (client: ReflexClient) => Promise<void>,
   ) => {
     const client = await clientFor(options);
@@ -183,7 +191,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const sourceOptions = (command: Command) =>
     command
       .option('--url <url>', 'a running Reflex (env REFLEX_URL)', undefined)
-      .option('--data <dir>', 'read a data directory directly instead (works while Reflex is stopped)');
+      .option('--data <dir>', 'read a data directory directly instead (works while Reflex is stopped)')
+      .option('--store <url>', 'read a PostgreSQL store (postgres://…?schema=…) directly instead');
 
   const program = new Command('reflex')
     .description('Reflex: events in, rules, actions out — durable, explainable, replayable.')
@@ -207,6 +216,18 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       new Option('--data <dir>', 'data directory (holds the SQLite database)')
         .env('REFLEX_DATA')
         .default('.reflex'),
+    )
+    .addOption(
+      new Option(
+        '--store <store>',
+        '`sqlite` (the database in --data) or postgres://user@host/db?schema=name',
+      )
+        .env('REFLEX_STORE')
+        .default(sqliteStoreName)
+        .argParser((value: string) => {
+          checkStoreOption(value);
+          return value;
+        }),
     )
     .option('--watch', 'reload rulebooks when their files change', false)
     .addOption(
@@ -318,6 +339,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           host: o.host,
           port: Number(o.port),
           dataDir: o.data,
+          store: o.store,
           watch: o.watch,
           durability: o.durability,
           bodyLimit: Number(o.bodyLimit),

@@ -19,7 +19,7 @@ import { createServer } from '../server/server.js';
 import { createHttpRoutes } from '../sources/http-routes.js';
 import { cloudEventsEndpoint } from '../sources/http-source.js';
 import { createSourceRegistry, httpSourceKinds } from '../sources/registry.js';
-import { createSqliteStore } from '../store/index.js';
+import { openStore } from '../store/index.js';
 import { exposedEnvironment } from './environment.js';
 import { rulebookCompilers } from './rulebook-compilers.js';
 import { readSecretsFile } from './secrets-file.js';
@@ -30,6 +30,8 @@ export interface StartConfig {
   host: string;
   port: number;
   dataDir: string;
+  /** `--store`: `sqlite` (the database in the data directory) or a `postgres://…?schema=…` URL. */
+  store: string;
   watch: boolean;
   durability: 'full' | 'normal';
   bodyLimit: number;
@@ -104,8 +106,9 @@ export async function runStart(
   const storeFailure = new Promise<ReflexError>((resolve) => {
     syncFailed = resolve;
   });
-  const store = await createSqliteStore({
-    dir: resolve(config.dataDir),
+  const store = await openStore({
+    store: config.store,
+    dataDir: resolve(config.dataDir),
     durability: config.durability,
     onSyncFailure: (error) => syncFailed(error),
   });

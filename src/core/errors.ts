@@ -448,6 +448,19 @@ export const errorRegistry = {
       'A run of rule `{rule}` for the event at seq {seq} already exists, so the dispatch was not recorded. To fix: nothing to do on your side; this is a bug in Reflex (a match must never be doubled), please report it.',
   },
 
+  REFLEX_ERR_STORE_UNREACHABLE: {
+    code: 'REFLEX_ERR_STORE_UNREACHABLE',
+    status: 503,
+    message:
+      'Cannot use the PostgreSQL database `{database}` at {host}:{port}: {reason}. To fix: start PostgreSQL there (or correct host and port in `--store`), create the database, and let the user in the URL connect to it (pg_hba.conf, password); a running Reflex takes writes again by itself once the server answers.',
+  },
+  REFLEX_ERR_STORE_SCHEMA_IN_USE: {
+    code: 'REFLEX_ERR_STORE_SCHEMA_IN_USE',
+    status: 500,
+    message:
+      'The schema `{schema}` of `{url}` is in use by another Reflex process. To fix: stop that process, or give this one its own schema (`?schema=` in `--store`).',
+  },
+
   // --- anything else ---
   REFLEX_ERR_INTERNAL_UNEXPECTED: {
     code: 'REFLEX_ERR_INTERNAL_UNEXPECTED',

@@ -3,6 +3,19 @@
  * picked from.
  */
 
+export { checkStoreOption, type OpenStoreOptions, openStore, sqliteStoreName } from './open-store.js';
+export {
+  createPostgresStore,
+  type PostgresStore,
+  type PostgresStoreInfo,
+  type PostgresStoreOptions,
+} from './postgres/postgres-store.js';
+export {
+  defaultSchema,
+  isPostgresUrl,
+  type PostgresLocation,
+  parsePostgresUrl,
+} from './postgres/postgres-url.js';
 export { lockFileName } from './sqlite/data-dir-lock.js';
 export {
   createSqliteStore,

@@ -2,8 +2,7 @@ import { unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createSqliteStore } from '../../src/store/index.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   cleanupReflex,
   getJson,
@@ -14,6 +13,7 @@ import {
   spawnReflex,
   startReflex,
 } from '../helpers/reflex-process.js';
+import { dropE2eSchemas, e2eBackends } from '../helpers/store-backends.js';
 
 /**
  * The engine's two headline promises, proven against the real process and `kill -9`:
@@ -140,14 +140,18 @@ function checkLogAndRuns(events: LoggedTick[], runs: RunItem[], mustHave: Iterab
 }
 
 afterEach(cleanupReflex);
+afterAll(dropE2eSchemas);
 
-describe('crash safety', () => {
+const backends = await e2eBackends();
+
+describe.each(backends)('crash safety ($name)', (backend) => {
   it('crash safety - kill -9 under concurrent load loses no acked event and doubles no event or run', async () => {
+    const store = backend.make();
     const dir = await makeTempDir('reflex-crash-');
     const rules = join(dir, 'rules.yaml');
     const data = join(dir, 'data');
     await writeFile(rules, rulebook);
-    const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn'];
+    const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn', ...store.startArgs];
     const first = await startReflex(args);
 
     const senders = 32;
@@ -204,6 +208,7 @@ describe('crash safety', () => {
   }, 60_000);
 
   it('crash safety - kill -9 while dispatching a backlog gives exactly one run per matching event', async () => {
+    const store = backend.make();
     const dir = await makeTempDir('reflex-crash-');
     const rules = join(dir, 'rules.yaml');
     const data = join(dir, 'data');
@@ -212,7 +217,7 @@ describe('crash safety', () => {
     // The backlog: 20 000 events committed in batches of 500 through the Store, the same group commit that
     // ingest uses, while no Reflex runs. Over HTTP the dispatcher keeps up with intake, so no backlog forms.
     const total = 20_000;
-    const seeding = await createSqliteStore({ dir: data });
+    const seeding = await store.open(data);
     try {
       for (let start = 0; start < total; start += 500) {
         const batch = Array.from({ length: 500 }, (_, i) => tick(`b-${start + i}`, start + i));
@@ -223,10 +228,10 @@ describe('crash safety', () => {
       await seeding.close();
     }
 
-    const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn'];
+    const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn', ...store.startArgs];
     const first: ReflexProcess = spawnReflex(args);
-    // Dispatch starts before the HTTP server listens, so watch the data dir itself, read-only.
-    const reader = await createSqliteStore({ dir: data, readonly: true });
+    // Dispatch starts before the HTTP server listens, so watch the store itself, read-only.
+    const reader = await store.open(data, { readonly: true });
     let atKill: { offset: number; runs: number };
     try {
       atKill = await pollUntil(
@@ -255,6 +260,7 @@ describe('crash safety', () => {
   }, 60_000);
 
   it('crash safety - a run whose process is killed with SIGKILL in every attempt ends in a dead letter after --max-claims claims', async () => {
+    const store = backend.make();
     const dir = await makeTempDir('reflex-abandon-');
     const rules = join(dir, 'rules.yaml');
     const data = join(dir, 'data');
@@ -284,7 +290,7 @@ rules:
 `,
       );
       // A short lease, so that each restart takes the run over quickly.
-      const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn'];
+      const args = ['start', rules, '--port', '0', '--data', data, '--log-level', 'warn', ...store.startArgs];
       const options = { env: { REFLEX_LEASE: '1s', REFLEX_MAX_CLAIMS: '3' } };
       let reflex = await startReflex(args, options);
       const sent = await postEvents(reflex.url, {
@@ -331,7 +337,7 @@ rules:
       // Stopped cleanly, the dead letter is in the database.
       reflex.signal('SIGTERM');
       expect(await reflex.waitForExit()).toEqual({ code: 0, signal: null });
-      const reader = await createSqliteStore({ dir: data, readonly: true });
+      const reader = await store.open(data, { readonly: true });
       try {
         expect(await reader.listDeadLetters(10)).toMatchObject([
           { runId: run!.id, rule: 'fatal-step', step: 0, error: { code: 'REFLEX_ERR_RUN_ABANDONED' } },
@@ -344,7 +350,9 @@ rules:
       await new Promise((resolve) => target.close(resolve));
     }
   }, 60_000);
+});
 
+describe('crash safety (sqlite)', () => {
   it('crash safety - a failed sync of the event log refuses the event with 503 and stops the node with exit code 1', async () => {
     const dir = await makeTempDir('reflex-sync-failure-');
     const rules = join(dir, 'rules.yaml');

@@ -1,7 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createSqliteStore } from '../../src/store/index.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   cleanupReflex,
   getJson,
@@ -11,6 +10,7 @@ import {
   type ReflexProcess,
   startReflex,
 } from '../helpers/reflex-process.js';
+import { dropE2eSchemas, type E2eStore, e2eBackends } from '../helpers/store-backends.js';
 
 /**
  * Flow state against `kill -9` of the real process: a partial match, a storm-control window or a timer
@@ -136,12 +136,12 @@ interface Node {
   spawnedAt: number;
 }
 
-async function startNode(dir: string): Promise<Node> {
+async function startNode(dir: string, store: E2eStore): Promise<Node> {
   const rules = join(dir, 'rules.yaml');
   await writeFile(rules, rulebook);
   const spawnedAt = Date.now();
   const reflex = await startReflex(
-    ['start', rules, '--port', '0', '--data', join(dir, 'data'), '--log-level', 'warn'],
+    ['start', rules, '--port', '0', '--data', join(dir, 'data'), '--log-level', 'warn', ...store.startArgs],
     { readyTimeoutMs: 30_000 },
   );
   return { reflex, url: reflex.url, spawnedAt };
@@ -222,10 +222,15 @@ function withinWindow(since: number, what: string): void {
 
 afterEach(cleanupReflex);
 
-describe('flow state across kill -9', () => {
+afterAll(dropE2eSchemas);
+
+const backends = await e2eBackends();
+
+describe.each(backends)('flow state across kill -9 ($name)', (backend) => {
   it('flow restart - correlations fire exactly once and storm-control windows still suppress after kill -9', async () => {
+    const store = backend.make();
     const dir = await makeTempDir('reflex-flow-restart-');
-    const first = await startNode(dir);
+    const first = await startNode(dir, store);
 
     // The first half of every correlation, and the first firing of every window, then kill -9.
     const [deployA, errorB, openedA, approvedA, openedB, failedA1, failedA2, alertA, orderA, pageA] =
@@ -249,7 +254,7 @@ describe('flow state across kill -9', () => {
       expect(await runsOf(first.url, rule)).toHaveLength(1);
     await kill9(first);
 
-    const second = await startNode(dir);
+    const second = await startNode(dir, store);
     withinWindow(t0, 'sending, kill -9 and restart');
     const [errorA1, errorA2, deployB, mergedA, approvedB, mergedB, mergedC, failedA3, failedA4] = (await send(
       second.url,
@@ -330,8 +335,9 @@ describe('flow state across kill -9', () => {
   }, 90_000);
 
   it('flow restart - timers set before kill -9 fire exactly once after the restart, also when their deadline passed while down', async () => {
+    const store = backend.make();
     const dir = await makeTempDir('reflex-flow-restart-');
-    const first = await startNode(dir);
+    const first = await startNode(dir, store);
 
     // Timers: each first event sets one; `-late` rules' deadlines pass while the process is down.
     const seqs = await send(
@@ -387,7 +393,7 @@ describe('flow state across kill -9', () => {
 
     // Down until every `-late` deadline has passed: the restart finds them overdue.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, lateDeadline + 200 - Date.now())));
-    const second = await startNode(dir);
+    const second = await startNode(dir, store);
     withinWindow(t0, 'sending, kill -9 and restart');
     const [, changedA2, itemA2, itemB3, , lateChangedB2] = (await send(
       second.url,
@@ -531,7 +537,7 @@ describe('flow state across kill -9', () => {
       Object.fromEntries(Object.entries(runs).map(([rule, list]) => [rule, list.map((r) => r.id)])),
     );
     await kill9(second);
-    const third = await startNode(dir);
+    const third = await startNode(dir, store);
     const [marker] = await send(third.url, ev('marker', 'a'));
     await dispatched(third.url, marker!);
     const after = Object.fromEntries(
@@ -540,11 +546,11 @@ describe('flow state across kill -9', () => {
       ),
     );
     expect(after).toEqual(before);
-    const store = await createSqliteStore({ dir: join(dir, 'data'), readonly: true });
+    const reader = await store.open(join(dir, 'data'), { readonly: true });
     try {
-      expect(await store.nextTimerDueAt()).toBeUndefined();
+      expect(await reader.nextTimerDueAt()).toBeUndefined();
     } finally {
-      await store.close();
+      await reader.close();
     }
   }, 120_000);
 });
