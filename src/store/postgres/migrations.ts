@@ -203,6 +203,12 @@ export const postgresMigrations: readonly PostgresMigration[] = [
         name text PRIMARY KEY,
         value text NOT NULL
       );
+
+      -- Settings kept with the data: 'partitions', the log's partition count (see keepPartitionCount).
+      CREATE TABLE meta (
+        name text PRIMARY KEY,
+        value text NOT NULL
+      );
     `,
   },
 ];

@@ -699,6 +699,46 @@ class PostgresStoreImpl implements PostgresStore {
 
   // --- dispatch ---
 
+  async keepPartitionCount(partitions: number): Promise<void> {
+    await this.#transaction('durable', async (tx) => {
+      // The insert (or the row lock) makes two starts at once agree on one count.
+      const inserted = await tx.query(
+        "INSERT INTO meta (name, value) VALUES ('partitions', $1) ON CONFLICT (name) DO NOTHING RETURNING name",
+        [String(partitions)],
+      );
+      if (inserted.rows.length === 0) {
+        const kept = await tx.query<{ value: string }>(
+          "SELECT value FROM meta WHERE name = 'partitions' FOR UPDATE",
+        );
+        const count = Number(kept.rows[0]?.value);
+        if (count !== partitions)
+          throw this.#otherPartitionCount(partitions, `${count} partitions`, `${count}`);
+        return;
+      }
+      // Recorded now: every schema keeps its count from its first start, so its log is empty here unless
+      // events were written without an engine (a test, a tool); those must fit in the count too.
+      const last = await tx.query<{ partition: number | null }>(
+        'SELECT max(partition) AS partition FROM events',
+      );
+      const lastPartition = last.rows[0]?.partition ?? null;
+      if (lastPartition !== null && lastPartition >= partitions) {
+        throw this.#otherPartitionCount(
+          partitions,
+          `events in partition ${lastPartition}`,
+          `${lastPartition + 1} or more`,
+        );
+      }
+    });
+  }
+
+  #otherPartitionCount(partitions: number, written: string, needed: string): ReflexError {
+    return new ReflexError('REFLEX_ERR_CONFIG_INVALID', {
+      option: 'partitions',
+      reason: `it is ${partitions}, but the schema \`${this.schema}\` was written with ${written} (the count is kept with the data: events of a partition the engine lacks would never be dispatched)`,
+      fix: `start with partitions: ${needed}; to use another count, start on a new schema`,
+    });
+  }
+
   async getOffset(consumer: string, partition: number): Promise<number> {
     const [row] = await this.#query<{ seq: number }>(
       'SELECT seq FROM offsets WHERE consumer = $1 AND partition = $2',
