@@ -218,7 +218,9 @@ export async function createEngine(given: EngineOptions): Promise<Engine> {
       if (!active) await engine.loadRulebook([]);
       for (const dispatcher of dispatchers) await dispatcher.start();
       executor!.start();
-      timers!.start();
+      // Overdue timers first: a deadline that passed while Reflex was down is logged before the first
+      // new event, so both backends settle it the same way (an event that came first would settle it too).
+      await timers!.start();
       started = true;
       await sources.start();
     },

@@ -20,7 +20,11 @@ export interface TimerServiceOptions {
  * firings are logged, audited and replayed like any other.
  */
 export interface TimerService {
-  start(): void;
+  /**
+   * Starts: resolves once the timers already due (those that fell due while Reflex was down) are
+   * events in the log, so they come before anything a source brings in after the start.
+   */
+  start(): Promise<void>;
   /** Timers may have changed: look again for the earliest. */
   reschedule(): void;
   drain(): Promise<void>;
@@ -82,7 +86,10 @@ export function createTimerService(options: TimerServiceOptions): TimerService {
   };
 
   return {
-    start: schedule,
+    async start() {
+      schedule();
+      await running;
+    },
     reschedule: schedule,
     async drain() {
       stopped = true;
