@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import { errorRegistry, ReflexError } from '../../src/core/errors.js';
+import type { EventLog } from '../../src/core/ports/store.js';
 
 /**
  * What every fuzz file shares: how many inputs to try, the seed, the per-input time bound, the check
@@ -314,4 +315,14 @@ export function mutated(valid: fc.Arbitrary<string>): fc.Arbitrary<Buffer> {
     }
     return bytes;
   });
+}
+
+/**
+ * How many events from outside (any source but `reflex`) the log holds after `seq`. The rulebooks of the
+ * fuzzers fire rules, and each run ends with an outcome event (source `reflex`) whenever it finishes, so
+ * the log's last seq can grow during an unrelated input: what a request stored is what is not Reflex's own.
+ */
+export async function outsideEventsAfter(log: Pick<EventLog, 'readEvents'>, seq: number): Promise<number> {
+  const { events } = await log.readEvents({ partition: 0, seq }, 100_000);
+  return events.filter((logged) => logged.event.source !== 'reflex').length;
 }
