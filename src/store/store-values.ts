@@ -155,6 +155,7 @@ export function takeWithin<Row, T>(
   for (const row of rows) {
     const rowBytes = size(row);
     if (items.length === limit || (items.length > 0 && bytes + rowBytes > maxBytes)) {
+      // Leaving the loop ends the iteration early (for a SQLite statement, that ends the statement).
       return { items, more: true };
     }
     bytes += rowBytes;

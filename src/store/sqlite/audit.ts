@@ -1,6 +1,6 @@
 import type { AuditEntry, AuditKind, AuditLog } from '../../core/ports/store.js';
+import { jsonOrNull } from '../store-values.js';
 import type { SqliteContext } from './context.js';
-import { jsonOrNull } from './rows.js';
 
 interface AuditRow {
   at: number;

@@ -1,6 +1,7 @@
 import { ReflexError } from '../../core/errors.js';
-import type { AppendResult, CloudEvent, LogPosition } from '../../core/event.js';
+import type { AppendResult, LogPosition } from '../../core/event.js';
 import type { DispatchCommit, DispatchStore, FlowStateRow, NewRun } from '../../core/ports/store.js';
+import { type DueTimer, timerEvent } from '../store-values.js';
 import type { SqliteAuditLog } from './audit.js';
 import type { SqliteContext } from './context.js';
 import type { SqliteEventLog } from './event-log.js';
@@ -14,14 +15,6 @@ interface FlowStateSqlRow {
   expires_at: number | null;
 }
 
-interface TimerRow {
-  partition: number;
-  rule: string;
-  stage: string;
-  key: string;
-  due: number;
-}
-
 function toFlowState(row: FlowStateSqlRow): FlowStateRow {
   return {
     rule: row.rule,
@@ -33,28 +26,6 @@ function toFlowState(row: FlowStateSqlRow): FlowStateRow {
   };
 }
 
-/** The `reflex.timer` event a due timer becomes (see `Store.fireDueTimers`). */
-function timerEvent(timer: TimerRow, now: number): CloudEvent {
-  const { rule, stage, key, due } = timer;
-  return {
-    specversion: '1.0',
-    // The same (rule, stage, key) may have a timer in several partitions: each is its own event.
-    id:
-      timer.partition === 0
-        ? `${rule}/${stage}/${key}@${due}`
-        : `${rule}/${stage}/${key}@${due}/${timer.partition}`,
-    source: 'reflex',
-    type: 'reflex.timer',
-    time: new Date(now).toISOString(),
-    data: { rule, stage, key, due },
-  };
-}
-
-/**
- * Dispatch state on SQLite: offsets per (consumer, partition), the runs a dispatch creates, rulebook
- * activations, flow states, timers and the dispatcher's view of the facts. A dispatch commit writes all
- * of it, with its audit entries, in one transaction.
- */
 export class SqliteDispatchStore implements DispatchStore {
   readonly #log: SqliteEventLog;
   readonly #audit: SqliteAuditLog;
@@ -160,7 +131,7 @@ export class SqliteDispatchStore implements DispatchStore {
     this.#deleteTimer = db.prepare<[number, string, string, string]>(
       'DELETE FROM timers WHERE partition = ? AND rule = ? AND stage = ? AND key = ?',
     );
-    this.#dueTimers = db.prepare<[number, number], TimerRow>(
+    this.#dueTimers = db.prepare<[number, number], DueTimer>(
       `SELECT partition, rule, stage, key, due FROM timers INDEXED BY timers_by_due WHERE due <= ?
        ORDER BY due, partition, rule, stage, key LIMIT ?`,
     );

@@ -1,37 +1,9 @@
 import type { AppendResult } from '../../core/event.js';
 import type { FactChange, FactStore } from '../../core/ports/store.js';
+import { factChangedEvent, factText, sameFact } from '../store-values.js';
 import type { SqliteContext } from './context.js';
 import type { DurableCommits } from './durability.js';
 import type { SqliteEventLog } from './event-log.js';
-
-/** A fact's value as stored: JSON text, or null for "absent" (`undefined`). */
-function factText(value: unknown): string | null {
-  // JSON.stringify gives undefined for a function or a symbol: such a value reads back as null.
-  return value === undefined ? null : (JSON.stringify(value) ?? 'null');
-}
-
-/**
- * JSON text of a value read from JSON, with every object's keys sorted: equal for equal JSON values,
- * whatever order their keys were written in.
- */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const object = value as Record<string, unknown>;
-    const entries = Object.keys(object)
-      .sort()
-      .map((key) => `${JSON.stringify(key)}:${canonicalJson(object[key])}`);
-    return `{${entries.join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-/** Whether two facts' JSON texts (null for absent) hold the same value. */
-function sameFact(before: string | null, after: string | null): boolean {
-  if (before === after) return true;
-  if (before === null || after === null) return false;
-  return canonicalJson(JSON.parse(before)) === canonicalJson(JSON.parse(after));
-}
 
 /**
  * Facts on SQLite: the `facts` table, and each change appended to the log as a `reflex.fact.changed`
@@ -69,7 +41,6 @@ export class SqliteFactStore implements FactStore {
         if (sameFact(before, after)) return { changed: false };
         let changes = row?.changes ?? 0;
         const data = {
-          name,
           value: after === null ? null : JSON.parse(after),
           previous: before === null ? null : JSON.parse(before),
           // null is a value a fact can have: these say when it stands for "not set".
@@ -81,19 +52,7 @@ export class SqliteFactStore implements FactStore {
         // same source and id (an `emit` step may name source reflex) would swallow it as a duplicate.
         do {
           changes += 1;
-          event = this.#log.appendOne(
-            {
-              specversion: '1.0',
-              id: `fact/${name}/${changes}`,
-              source: 'reflex',
-              type: 'reflex.fact.changed',
-              time: new Date(at).toISOString(),
-              data,
-              ...(chain > 0 ? { reflexchain: chain } : {}),
-            },
-            at,
-            partition,
-          );
+          event = this.#log.appendOne(factChangedEvent(name, changes, data, at, chain), at, partition);
         } while (event.duplicate);
         this.#writeFact.run(name, after, at, changes);
         return { changed: true, event };

@@ -11,6 +11,7 @@ import type {
   RunQuery,
   StorePage,
 } from '../../core/ports/store.js';
+import { takeWithin } from '../store-values.js';
 import type { SqliteContext } from './context.js';
 import { type EventRow, endOfLog, type RunRow, toLoggedEvent, toRun } from './rows.js';
 
@@ -33,31 +34,6 @@ interface DeadLetterRow {
   step: number;
   error: string;
   created_at: number;
-}
-
-/**
- * Takes rows while they number at most `limit` and their sizes stay within `maxBytes` (the first row
- * always), and reads one row more to tell whether the page is the last. Only rows taken are converted.
- */
-function takeWithin<Row, T>(
-  rows: IterableIterator<Row>,
-  limit: number,
-  maxBytes: number,
-  size: (row: Row) => number,
-  convert: (row: Row) => T,
-): StorePage<T> {
-  const items: T[] = [];
-  let bytes = 0;
-  for (const row of rows) {
-    const rowBytes = size(row);
-    if (items.length === limit || (items.length > 0 && bytes + rowBytes > maxBytes)) {
-      // Leaving the loop ends the statement's iteration.
-      return { items, more: true };
-    }
-    bytes += rowBytes;
-    items.push(convert(row));
-  }
-  return { items, more: false };
 }
 
 function toAttempt(row: AttemptRow): Attempt {

@@ -82,10 +82,5 @@ export function toRun(row: RunRow): Run {
   };
 }
 
-/** JSON text for a column; `undefined` (which JSON cannot hold) is stored as SQL NULL. */
-export function jsonOrNull(value: unknown): string | null {
-  return value === undefined ? null : JSON.stringify(value);
-}
-
 /** Greater than any seq SQLite hands out in practice; the "from the end" cursor. */
 export const endOfLog = Number.MAX_SAFE_INTEGER;

@@ -1,25 +1,10 @@
 import type { CloudEvent } from '../../core/event.js';
 import type { AttemptCompletion, Run, RunClaim, RunQueue } from '../../core/ports/store.js';
+import { byDueThenId, type ClaimCandidate, jsonOrNull, setOwn } from '../store-values.js';
 import type { SqliteAuditLog } from './audit.js';
 import type { SqliteContext } from './context.js';
 import type { SqliteEventLog } from './event-log.js';
-import { jsonOrNull, type RunRow, toRun } from './rows.js';
-
-/** A run that claimRuns may lease, with the time that orders it among the others. */
-interface ClaimCandidate {
-  id: string;
-  due: number;
-}
-
-/** Due, then id: the order claimRuns hands runs out in. */
-function byDueThenId(a: ClaimCandidate, b: ClaimCandidate): number {
-  return a.due - b.due || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
-
-/** Sets a key even when it is `__proto__`, which plain assignment would turn into a prototype change. */
-function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
-  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
-}
+import { type RunRow, toRun } from './rows.js';
 
 /**
  * The run queue on SQLite: claims under leases, concurrency slots, and completions (each recorded with
