@@ -9,6 +9,8 @@ import { formatProblems, type RulebookFile, type RulebookProblem } from '../core
 import type { Rule, Rulebook } from '../core/rule.js';
 import { type DocumentFormat, describePath, SourceFile } from './source-file.js';
 
+/** The largest distance from 1970 a JavaScript date (and so an event's `time`) can hold, in ms. */
+const maxTimestampMs = 8.64e15;
 /**
  * The format of rule tests (`*.test.yaml` beside a rulebook): its JSON Schema, published as
  * `schemas/rule-test.schema.json` (`npm run gen`), and the compiler that turns a test file into cases
@@ -459,7 +461,14 @@ function compileTest(
 
     let previous = 0;
     const events = (written.events ?? []).map((e, j) => {
-      const at = e.at === undefined ? previous : (duration([...path, 'events', j, 'at'], e.at) ?? previous);
+      let at = e.at === undefined ? previous : (duration([...path, 'events', j, 'at'], e.at) ?? previous);
+      if (Math.abs(start + at) > maxTimestampMs) {
+        fail(
+          [...path, 'events', j, 'at'],
+          '`at` puts the event past the last instant a timestamp can hold (the year 275760). To fix: give a shorter offset from `start`.',
+        );
+        at = previous;
+      }
       previous = at;
       const contentType = e.datacontenttype ?? (e.data === undefined ? undefined : 'application/json');
       const event: CloudEvent = {

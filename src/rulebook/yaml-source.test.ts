@@ -105,6 +105,27 @@ describe('yaml limits', () => {
     expect(ms).toBeLessThan(boundMs);
   });
 
+  it('rule tests - an `at` past the last instant a timestamp holds is a problem at its line, not a RangeError', () => {
+    // Found by the rule-test fuzzer: `new Date(start + at).toISOString()` threw for a huge offset.
+    const content = [
+      'rulebook: ./rulebook.yaml',
+      'cases:',
+      '  - name: far',
+      '    events:',
+      '      - { at: 9999999999d, type: t }',
+      '    expect: { runs: [] }',
+      '',
+    ].join('\n');
+    try {
+      parseRuleTest({ path: 'x.test.yaml', content }).compile({ rules: [], webhooks: [] } as never);
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(RuleTestError);
+      const [problem] = (error as RuleTestError).problems;
+      expect(problem!.message).toMatch(/^`at` puts the event past the last instant/);
+      expect(problem!.line).toBe(5);
+    }
+  });
   it('yaml limits - rule test files are held to the same limits', () => {
     for (const content of [bomb, `cases: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`]) {
       try {
