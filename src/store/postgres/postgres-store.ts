@@ -3,7 +3,6 @@ import pg from 'pg';
 import { type ErrorInfo, ReflexError } from '../../core/errors.js';
 import type { AppendResult, CloudEvent, LoggedEvent, LogPosition } from '../../core/event.js';
 import type {
-  Attempt,
   AttemptCompletion,
   AuditEntry,
   DeadLetter,
@@ -17,7 +16,6 @@ import type {
   RulebookVersion,
   Run,
   RunClaim,
-  RunContext,
   RunDetail,
   RunQuery,
   RunStatus,
@@ -27,6 +25,14 @@ import type {
 import { AuditKind } from '../../core/ports/store.js';
 import { prepareDataDir } from '../sqlite/data-dir.js';
 import { acquireDataDirLock, type DataDirLock } from '../sqlite/data-dir-lock.js';
+import {
+  type AttemptRow,
+  type EventRow,
+  type RunRow,
+  toAttempt,
+  toLoggedEvent,
+  toRun,
+} from '../store-rows.js';
 import {
   byDueThenId,
   type ClaimCandidate,
@@ -225,53 +231,8 @@ function withCodedPostgresErrors(store: PostgresStoreImpl, location: PostgresLoc
 
 // --- rows as pg returns them (bigint already a number, see `types`) ---
 
-interface EventRow {
-  seq: number;
-  partition: number;
-  received_at: number;
-  event: string;
-}
-
 /** The columns of an event that `toLoggedEvent` reads. */
 const eventColumns = 'seq, partition, received_at, event';
-
-interface RunRow {
-  id: string;
-  rule: string;
-  rulebook_version: number;
-  trigger_seq: number;
-  trigger_partition: number;
-  trigger_id: string;
-  trigger_source: string;
-  trigger_type: string;
-  ordinal: number;
-  context: string;
-  concurrency_key: string | null;
-  concurrency_max: number | null;
-  status: RunStatus;
-  step: number;
-  attempt: number;
-  claims: number;
-  outputs: string;
-  created_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  next_attempt_at: number | null;
-  error: string | null;
-}
-
-interface AttemptRow {
-  run_id: string;
-  step: number;
-  step_id: string;
-  action: string;
-  attempt: number;
-  started_at: number;
-  finished_at: number;
-  status: 'succeeded' | 'failed';
-  output: string | null;
-  error: string | null;
-}
 
 interface AuditRow {
   at: number;
@@ -286,62 +247,6 @@ interface AuditRow {
 const runColumns = `id, rule, rulebook_version, trigger_seq, trigger_partition, trigger_id, trigger_source, trigger_type, ordinal,
   context, concurrency_key, concurrency_max, status, step, attempt, claims, outputs, created_at, started_at,
   finished_at, next_attempt_at, error`;
-
-function toLoggedEvent(row: EventRow): LoggedEvent {
-  return {
-    seq: row.seq,
-    partition: row.partition,
-    receivedAt: row.received_at,
-    event: JSON.parse(row.event) as CloudEvent,
-  };
-}
-
-function toRun(row: RunRow): Run {
-  return {
-    id: row.id,
-    rule: row.rule,
-    rulebookVersion: row.rulebook_version,
-    trigger: {
-      seq: row.trigger_seq,
-      partition: row.trigger_partition,
-      id: row.trigger_id,
-      source: row.trigger_source,
-      type: row.trigger_type,
-    },
-    ordinal: row.ordinal,
-    context: JSON.parse(row.context) as RunContext,
-    concurrency:
-      row.concurrency_key === null || row.concurrency_max === null
-        ? null
-        : { key: row.concurrency_key, max: row.concurrency_max },
-    status: row.status,
-    step: row.step,
-    attempt: row.attempt,
-    claims: row.claims,
-    outputs: JSON.parse(row.outputs) as Record<string, unknown>,
-    createdAt: row.created_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    nextAttemptAt: row.next_attempt_at,
-    error: row.error === null ? null : (JSON.parse(row.error) as ErrorInfo),
-  };
-}
-
-function toAttempt(row: AttemptRow): Attempt {
-  const attempt: Attempt = {
-    runId: row.run_id,
-    step: row.step,
-    stepId: row.step_id,
-    action: row.action,
-    attempt: row.attempt,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    status: row.status,
-  };
-  if (row.output !== null) attempt.output = JSON.parse(row.output);
-  if (row.error !== null) attempt.error = JSON.parse(row.error) as ErrorInfo;
-  return attempt;
-}
 
 function toAudit(row: AuditRow): AuditEntry {
   const entry: AuditEntry = { at: row.at, kind: row.kind };

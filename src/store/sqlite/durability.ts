@@ -1,7 +1,9 @@
 import { ReflexError } from '../../core/errors.js';
 import type { AppendResult } from '../../core/event.js';
-import { endOfLog } from './rows.js';
 import type { WalSync } from './wal-sync.js';
+
+/** Greater than any seq SQLite hands out in practice; the "from the end" cursor. */
+export const endOfLog = Number.MAX_SAFE_INTEGER;
 
 /** The smallest seq among the events a commit newly appended (duplicates were there before), if any. */
 function firstAppended(results: readonly AppendResult[]): number | undefined {

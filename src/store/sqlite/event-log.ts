@@ -1,8 +1,8 @@
 import type { AppendResult, CloudEvent, LoggedEvent, LogPosition } from '../../core/event.js';
 import type { EventLog, LogRead } from '../../core/ports/store.js';
+import { type EventRow, toLoggedEvent } from '../store-rows.js';
 import type { SqliteContext } from './context.js';
 import type { DurableCommits } from './durability.js';
-import { type EventRow, toLoggedEvent } from './rows.js';
 
 /**
  * The event log on SQLite: the `events` table, deduplicated on (id, source), its seq handed out by

@@ -2,7 +2,6 @@ import type Database from 'better-sqlite3';
 import type { ErrorInfo } from '../../core/errors.js';
 import type { LoggedEvent } from '../../core/event.js';
 import type {
-  Attempt,
   DeadLetter,
   EventQuery,
   ReadModel,
@@ -11,22 +10,17 @@ import type {
   RunQuery,
   StorePage,
 } from '../../core/ports/store.js';
+import {
+  type AttemptRow,
+  type EventRow,
+  type RunRow,
+  toAttempt,
+  toLoggedEvent,
+  toRun,
+} from '../store-rows.js';
 import { takeWithin } from '../store-values.js';
 import type { SqliteContext } from './context.js';
-import { type EventRow, endOfLog, type RunRow, toLoggedEvent, toRun } from './rows.js';
-
-interface AttemptRow {
-  run_id: string;
-  step: number;
-  step_id: string;
-  action: string;
-  attempt: number;
-  started_at: number;
-  finished_at: number;
-  status: 'succeeded' | 'failed';
-  output: string | null;
-  error: string | null;
-}
+import { endOfLog } from './durability.js';
 
 interface DeadLetterRow {
   run_id: string;
@@ -34,22 +28,6 @@ interface DeadLetterRow {
   step: number;
   error: string;
   created_at: number;
-}
-
-function toAttempt(row: AttemptRow): Attempt {
-  const attempt: Attempt = {
-    runId: row.run_id,
-    step: row.step,
-    stepId: row.step_id,
-    action: row.action,
-    attempt: row.attempt,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    status: row.status,
-  };
-  if (row.output !== null) attempt.output = JSON.parse(row.output);
-  if (row.error !== null) attempt.error = JSON.parse(row.error) as ErrorInfo;
-  return attempt;
 }
 
 /** The read model on SQLite: the listings and details the API, the CLI and explain read. */

@@ -1,10 +1,14 @@
 import type { CloudEvent } from '../../core/event.js';
 import type { AttemptCompletion, Run, RunClaim, RunQueue } from '../../core/ports/store.js';
+import { type RunRow, toRun } from '../store-rows.js';
+
+/** A `runs` row with its lease, which only the run queue reads. */
+type LeasedRunRow = RunRow & { lease_owner: string | null; lease_until: number | null };
+
 import { byDueThenId, type ClaimCandidate, jsonOrNull, setOwn } from '../store-values.js';
 import type { SqliteAuditLog } from './audit.js';
 import type { SqliteContext } from './context.js';
 import type { SqliteEventLog } from './event-log.js';
-import { type RunRow, toRun } from './rows.js';
 
 /**
  * The run queue on SQLite: claims under leases, concurrency slots, and completions (each recorded with
@@ -100,7 +104,7 @@ export class SqliteRunQueue implements RunQueue {
     this.#runForCompletion = db.prepare<
       [string],
       Pick<
-        RunRow,
+        LeasedRunRow,
         | 'rule'
         | 'status'
         | 'lease_owner'

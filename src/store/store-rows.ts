@@ -1,8 +1,8 @@
-import type { ErrorInfo } from '../../core/errors.js';
-import type { CloudEvent, LoggedEvent } from '../../core/event.js';
-import type { Run, RunContext, RunStatus } from '../../core/ports/store.js';
+import type { ErrorInfo } from '../core/errors.js';
+import type { CloudEvent, LoggedEvent } from '../core/event.js';
+import type { Attempt, Run, RunContext, RunStatus } from '../core/ports/store.js';
 
-// Rows and conversions that several parts of the SQLite store read.
+// The rows both backends read (their tables have the same columns) and how they become the ports' values.
 
 /** An `events` row as SQLite returns it. */
 export interface EventRow {
@@ -35,8 +35,6 @@ export interface RunRow {
   started_at: number | null;
   finished_at: number | null;
   next_attempt_at: number | null;
-  lease_owner: string | null;
-  lease_until: number | null;
   error: string | null;
 }
 
@@ -82,5 +80,32 @@ export function toRun(row: RunRow): Run {
   };
 }
 
-/** Greater than any seq SQLite hands out in practice; the "from the end" cursor. */
-export const endOfLog = Number.MAX_SAFE_INTEGER;
+export interface AttemptRow {
+  run_id: string;
+  step: number;
+  step_id: string;
+  action: string;
+  attempt: number;
+  started_at: number;
+  finished_at: number;
+  status: 'succeeded' | 'failed';
+  output: string | null;
+  error: string | null;
+}
+
+/** Converts an `attempts` row. */
+export function toAttempt(row: AttemptRow): Attempt {
+  const attempt: Attempt = {
+    runId: row.run_id,
+    step: row.step,
+    stepId: row.step_id,
+    action: row.action,
+    attempt: row.attempt,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    status: row.status,
+  };
+  if (row.output !== null) attempt.output = JSON.parse(row.output);
+  if (row.error !== null) attempt.error = JSON.parse(row.error) as ErrorInfo;
+  return attempt;
+}
