@@ -45,8 +45,8 @@ export function gateAppends(store: Store) {
  * Resolves once `check` holds, looking again every millisecond: it waits for asynchronous work (a commit,
  * whose sync runs on the thread pool), never for time to pass.
  */
-export async function until(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
+export async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('the condition never held');
     await new Promise((resolve) => setTimeout(resolve, 1));

@@ -44,6 +44,20 @@ export interface SourceFixture {
   deliverBad(): Promise<DeliveryOutcome>;
   /** The (`source`, `id`) of the event that message `key` becomes. */
   identity(key: string): { source: string; id: string };
+  /**
+   * For a source that holds a connection: cuts it (through a `TcpProxy` from test/helpers/tcp-proxy.ts the fixture puts between
+   * the source and its server) and lets it back. The suite then proves that the source reports itself
+   * `reconnecting` while cut, comes back `up` by itself, and loses nothing the sender published.
+   */
+  outage?: {
+    cut(): Promise<void>;
+    restore(): void;
+    /**
+     * `kept`: a message published while the connection is cut reaches the log after it comes back (the
+     * broker holds it). `lost`: the transport is at-most-once (NATS core), so only later messages count.
+     */
+    whileCut: 'kept' | 'lost';
+  };
   /** Tears the transport down. */
   close(): Promise<void>;
 }
@@ -184,6 +198,33 @@ export function describeSourceConformance(name: string, makeFixture: () => Sourc
       expect(await logged(inHand)).toHaveLength(1);
       expect(await logged(late)).toHaveLength(0);
     });
+
+    it.runIf(makeFixture().outage !== undefined)(
+      `${name} - reconnects by itself after an outage, saying so meanwhile, and loses nothing published`,
+      async () => {
+        const outage = fixture.outage;
+        if (outage === undefined) throw new Error('the fixture has no outage');
+        const before = key();
+        expect(await fixture.deliver(before)).toEqual({ acked: true, duplicate: false });
+        await outage.cut();
+        await until(() => info()?.status.type === 'reconnecting', 15_000);
+        expect(info()?.status).toMatchObject({ reason: { code: expect.stringMatching(/^REFLEX_ERR_/) } });
+        const during = key();
+        const cutDelivery = outage.whileCut === 'kept' ? track(fixture.deliver(during)) : undefined;
+        outage.restore();
+        await until(() => info()?.status.type === 'up', 15_000);
+        if (cutDelivery !== undefined) {
+          await until(() => cutDelivery.settled, 15_000);
+          expect(cutDelivery.value).toMatchObject({ acked: true });
+          expect(await logged(during)).toHaveLength(1);
+        }
+        const after = key();
+        expect(await fixture.deliver(after)).toEqual({ acked: true, duplicate: false });
+        expect(await logged(after)).toHaveLength(1);
+        expect(await logged(before)).toHaveLength(1);
+      },
+      45_000,
+    );
 
     it(`${name} - closing stops the source: status stopped, nothing taken`, async () => {
       await engine.sources.close();

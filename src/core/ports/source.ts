@@ -1,3 +1,4 @@
+import type { TSchema } from 'typebox';
 import type { ErrorInfo } from '../errors.js';
 import type { AppendResult, CloudEvent, EventLimits } from '../event.js';
 import type { Logger } from './logger.js';
@@ -103,6 +104,13 @@ export type SourceStatus =
 export interface SourceKind<Config = unknown> {
   /** The name rulebooks and the registry use, e.g. `webhook`. */
   readonly kind: string;
+  /**
+   * The JSON Schema (TypeBox) of the configuration as a rulebook's `sources:` block writes it (without
+   * the `kind` key). The rulebook loader validates each declared source with it (problems at
+   * file:line:column) and the published rulebook schema is made from the kinds' schemas. A kind without
+   * one (the `http` endpoint, webhooks) cannot be declared under `sources:`.
+   */
+  readonly config?: TSchema;
   /**
    * Makes a source (it does nothing until started). Throws a coded error for a configuration it cannot
    * use.
