@@ -269,6 +269,7 @@ export async function createEngine(given: EngineOptions): Promise<Engine> {
         closed = true;
         try {
           await sources.close();
+          await closeActions(options.actions);
         } finally {
           await store.close();
         }
@@ -279,4 +280,17 @@ export async function createEngine(given: EngineOptions): Promise<Engine> {
     },
   };
   return engine;
+}
+
+/** Closes every action that keeps something between runs; one that fails to close does not stop the others. */
+async function closeActions(actions: EngineOptions['actions']): Promise<void> {
+  const failures: unknown[] = [];
+  for (const kind of actions.kinds()) {
+    try {
+      await actions.get(kind)?.close?.();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0) throw new AggregateError(failures, 'actions failed to close');
 }

@@ -30,6 +30,11 @@ export interface Action<Params = unknown> {
    */
   parse(params: unknown): Params;
   run(params: Params, context: ActionContext): Promise<unknown>;
+  /**
+   * Releases what the action keeps between runs (a broker connection shared by its steps, say). The
+   * engine calls it once, when it closes, after every run in hand has finished.
+   */
+  close?(): Promise<void>;
 }
 
 /** How the loader compiles an action's templates. */
