@@ -307,6 +307,20 @@ export function decodeCloudEvent(
   return events[0]!;
 }
 
+/**
+ * Whether a message says it carries a CloudEvent as `binding` has them: a CloudEvents content type
+ * (structured or batched), or attribute properties (binary mode; for bindings without a prefix, a
+ * `specversion` property). A broker source reads other messages as plain payloads.
+ */
+export function carriesCloudEvent(binding: CloudEventsBinding, message: CloudEventMessage): boolean {
+  const type = parseContentType(message.contentType)?.type;
+  if (type === cloudEventsContentTypes.structured || type === cloudEventsContentTypes.batch) return true;
+  const attributes = attributeProperties(binding, message.properties);
+  return binding.prefixes[0] === ''
+    ? attributes.some((a) => a.attribute === 'specversion')
+    : attributes.length > 0;
+}
+
 function decodeBatch(body: Uint8Array, limits: EventLimits): CloudEvent[] {
   const items = parseJsonBody(body);
   if (!Array.isArray(items)) {

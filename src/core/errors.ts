@@ -87,6 +87,17 @@ export const errorRegistry = {
   },
 
   // --- sources ---
+  REFLEX_ERR_SOURCE_MESSAGE_TOO_LARGE: {
+    code: 'REFLEX_ERR_SOURCE_MESSAGE_TOO_LARGE',
+    status: 413,
+    message:
+      "The message is {size} bytes, more than the limit of {limit} bytes. To fix: publish smaller messages, or raise the source's `maxMessageBytes`.",
+  },
+  REFLEX_ERR_SOURCE_MESSAGE_UNMAPPED: {
+    code: 'REFLEX_ERR_SOURCE_MESSAGE_UNMAPPED',
+    status: 400,
+    message: 'The message gives no {attribute}: {reason}. To fix: {fix}',
+  },
   REFLEX_ERR_SOURCE_UNKNOWN_KIND: {
     code: 'REFLEX_ERR_SOURCE_UNKNOWN_KIND',
     status: 400,
