@@ -98,6 +98,17 @@ export const errorRegistry = {
     status: 400,
     message: 'The message gives no {attribute}: {reason}. To fix: {fix}',
   },
+  REFLEX_ERR_SOURCE_UNREACHABLE: {
+    code: 'REFLEX_ERR_SOURCE_UNREACHABLE',
+    status: 503,
+    message:
+      'The {kind} source `{name}` cannot reach {target}: {reason}. Reflex keeps trying with backoff; nothing acknowledged is lost meanwhile. To fix: check that the server runs and that the address and credentials are right.',
+  },
+  REFLEX_ERR_SOURCE_REFUSED: {
+    code: 'REFLEX_ERR_SOURCE_REFUSED',
+    status: 400,
+    message: 'The {kind} source `{name}` cannot run: {reason}. Reflex does not retry this. To fix: {fix}',
+  },
   REFLEX_ERR_SOURCE_UNKNOWN_KIND: {
     code: 'REFLEX_ERR_SOURCE_UNKNOWN_KIND',
     status: 400,
@@ -376,6 +387,12 @@ export const errorRegistry = {
     status: 403,
     message:
       "{method} {url} was not sent: the host `{host}` is not in the step's `hosts` ({hosts}). To fix: add the host to `hosts` if the step may call it; otherwise the event asked for a host it must not reach.",
+  },
+  REFLEX_ERR_ACTION_PUBLISH_FAILED: {
+    code: 'REFLEX_ERR_ACTION_PUBLISH_FAILED',
+    status: 502,
+    message:
+      'Publishing to {target} failed: {reason}. To fix: check that the broker is up, and that the address, credentials and destination are right.',
   },
   REFLEX_ERR_ACTION_EXEC_FAILED: {
     code: 'REFLEX_ERR_ACTION_EXEC_FAILED',
